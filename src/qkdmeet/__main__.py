@@ -1,0 +1,5 @@
+import sys
+
+from qkdmeet.cli import main
+
+sys.exit(main())

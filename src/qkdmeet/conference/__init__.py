@@ -1,0 +1,1 @@
+"""qkdmeet.conference layer (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""qkdmeet.report layer (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""qkdmeet.testbed layer (see DESIGN.md)."""

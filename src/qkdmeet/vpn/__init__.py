@@ -1,0 +1,1 @@
+"""qkdmeet.vpn layer (see DESIGN.md)."""
