@@ -21,13 +21,13 @@ from collections.abc import Sequence
 from qkdmeet import __version__
 
 #: Layers that may contribute sub-commands, in the order they are listed.
-LAYERS: tuple[str, ...] = ("qkd", "kme", "pki", "vpn", "testbed", "conference", "demo")
+LAYERS: tuple[str, ...] = ("qkd", "kme", "vpn", "testbed", "conference", "demo")
 #: Layers with a benchmark suite behind ``qkdmeet bench``.
 BENCH_LAYERS: tuple[str, ...] = ("qkd", "kme", "vpn", "conference")
 
 
 def _layer_module(name: str) -> str:
-    return f"qkdmeet.{name}.cli" if name not in ("pki", "demo") else f"qkdmeet.{name}_cli"
+    return f"qkdmeet.{name}.cli"
 
 
 def _available(module: str) -> bool:
