@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qkdmeet.qkd.kernels.bits import unpack_bits_le
+from qkdmeet.qkd.kernels.reconciliation import (
+    ReconcilerAlice,
+    ReconcilerBob,
+    ReconciliationError,
+    cascade_block_sizes,
+    reconcile_local,
+)
+
+
+def _pair(seed: int, n: int, qber: float) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    alice = rng.integers(0, 2, n, dtype=np.uint8)
+    errors = (rng.random(n) < qber).astype(np.uint8)
+    return alice, alice ^ errors
+
+
+def _run_counting(alice_bits: np.ndarray, bob: ReconcilerBob) -> tuple[ReconcilerAlice, int]:
+    """Run the exchange, counting the parity bits actually carried by Alice's replies."""
+    alice = ReconcilerAlice(alice_bits)
+    carried = 0
+    while (request := bob.next_request()) is not None:
+        reply = alice.answer(request)
+        count = int.from_bytes(reply[1:5], "little")
+        assert len(reply) == 5 + (count + 7) // 8
+        unpack_bits_le(reply[5:], count)
+        carried += count
+        bob.handle_reply(reply)
+    return alice, carried
+
+
+@pytest.mark.parametrize(
+    ("n", "qber", "frame_bits"),
+    [
+        (2, 0.5 - 1e-9, 64),
+        (64, 0.05, 64),
+        (1000, 0.03, 256),
+        (5000, 0.01, 1024),
+        (70_001, 0.04, 8192),
+    ],
+)
+def test_corrects_random_errors_and_counts_every_parity_bit(
+    n: int, qber: float, frame_bits: int
+) -> None:
+    alice_bits, bob_bits = _pair(n, n, min(qber, 0.2))
+    bob = ReconcilerBob(bob_bits, min(qber, 0.2), seed=n, frame_bits=frame_bits)
+    alice, carried = _run_counting(alice_bits, bob)
+    assert np.array_equal(bob.corrected_bits, alice_bits)
+    assert bob.leaked_bits == alice.leaked_bits == carried
+    assert bob.flipped_bits >= int(np.count_nonzero(alice_bits != bob_bits))
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["none", "first", "last", "adjacent pair", "burst of 9", "every 37th", "frame boundary"],
+)
+def test_known_error_patterns(pattern: str) -> None:
+    n, frame_bits = 4096 + 1000, 4096
+    alice_bits = np.random.default_rng(5).integers(0, 2, n, dtype=np.uint8)
+    positions = {
+        "none": [],
+        "first": [0],
+        "last": [n - 1],
+        "adjacent pair": [100, 101],
+        "burst of 9": list(range(2000, 2009)),
+        "every 37th": list(range(0, n, 37)),
+        "frame boundary": [frame_bits - 1, frame_bits],
+    }[pattern]
+    bob_bits = alice_bits.copy()
+    bob_bits[positions] ^= 1
+    result = reconcile_local(alice_bits, bob_bits, 0.02, seed=9, frame_bits=frame_bits)
+    assert np.array_equal(result.corrected, alice_bits)
+    assert result.residual_errors == result.frame_errors == 0
+    assert result.initial_errors == len(positions)
+    assert result.frames == 2
+
+
+@pytest.mark.parametrize("qber", [0.01, 0.02, 0.03, 0.04])
+def test_efficiency_on_a_megabit_block(qber: float) -> None:
+    alice_bits, bob_bits = _pair(int(qber * 1000), 1 << 20, qber)
+    result = reconcile_local(alice_bits, bob_bits, qber, seed=1)
+    assert result.frame_errors == 0
+    assert np.array_equal(result.corrected, alice_bits)
+    assert 1.0 < result.efficiency < 1.25
+
+
+def test_block_sizes_follow_the_qber() -> None:
+    assert cascade_block_sizes(0.01, 1 << 16)[:3] == [128, 1024, 4096]
+    assert cascade_block_sizes(0.04, 1 << 16)[0] == 32
+    assert cascade_block_sizes(0.0, 1 << 16)[-1] == 1 << 15
+    assert max(cascade_block_sizes(0.01, 100)) <= 50
+
+
+def test_malformed_requests_are_refused_without_disclosure() -> None:
+    alice_bits, bob_bits = _pair(1, 1000, 0.05)
+    alice = ReconcilerAlice(alice_bits)
+    for bad in [b"", b"\x07", b"\x02\x01\x00\x00\x00", b"\x01\x01"]:
+        with pytest.raises(ReconciliationError):
+            alice.answer(bad)
+    bob = ReconcilerBob(bob_bits, 0.05, seed=3, frame_bits=512)
+    alice.answer(bob.next_request() or b"")
+    leaked = alice.leaked_bits
+    out_of_range = b"\x02\x01\x00\x00\x00" + bytes([0]) + (0).to_bytes(4, "little") * 2
+    out_of_range += (10_000).to_bytes(4, "little")
+    with pytest.raises(ReconciliationError):
+        alice.answer(out_of_range)
+    assert alice.leaked_bits == leaked
+
+
+def test_bob_refuses_a_reply_that_does_not_match() -> None:
+    _, bob_bits = _pair(2, 1000, 0.05)
+    bob = ReconcilerBob(bob_bits, 0.05, seed=3)
+    with pytest.raises(ReconciliationError):
+        bob.handle_reply(b"\x81\x00\x00\x00\x00")
+    request = bob.next_request()
+    assert request is not None
+    with pytest.raises(ReconciliationError):
+        bob.next_request()
+    with pytest.raises(ReconciliationError):
+        bob.handle_reply(b"\x82\x00\x00\x00\x00")
+
+
+def test_alice_refuses_a_different_key_length() -> None:
+    _, bob_bits = _pair(3, 1000, 0.05)
+    bob = ReconcilerBob(bob_bits, 0.05, seed=3)
+    with pytest.raises(ReconciliationError):
+        ReconcilerAlice(np.zeros(999, np.uint8)).answer(bob.next_request() or b"")
