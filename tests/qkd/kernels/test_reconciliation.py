@@ -40,6 +40,7 @@ def _run_counting(alice_bits: np.ndarray, bob: ReconcilerBob) -> tuple[Reconcile
         (2, 0.5 - 1e-9, 64),
         (64, 0.05, 64),
         (1000, 0.03, 256),
+        (2047, 0.04, 1024),
         (5000, 0.01, 1024),
         (70_001, 0.04, 8192),
     ],

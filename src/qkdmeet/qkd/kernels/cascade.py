@@ -208,7 +208,7 @@ def _drain_pending(
         while q + 1 < npasses and boff[q + 1] <= blk:
             q += 1
         rel = blk - boff[q]
-        f = rel // bpf[q]
+        f = min(rel // bpf[q], nframes - 1)  # the last frame may hold more blocks
         b = rel - f * bpf[q]
         size = frame_bits if f < nframes - 1 else last_bits
         k = ks[q] if f < nframes - 1 else ks_last[q]

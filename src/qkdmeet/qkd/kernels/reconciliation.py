@@ -83,7 +83,7 @@ def cascade_block_sizes(qber: float, frame_bits: int, passes: int = DEFAULT_PASS
     p = min(max(float(qber), MIN_QBER), MAX_QBER)
     alpha = math.log2(1.0 / p) - 0.5
     half = max(2, frame_bits // 2)
-    sizes = [2 ** math.ceil(alpha), 2 ** math.ceil((alpha + 12.0) / 2.0), 4096]
+    sizes = [2 ** (math.ceil(alpha) - 1), 2 ** (math.ceil((alpha + 12.0) / 2.0) - 2), 4096]
     sizes += [half] * max(0, passes - 3)
     return [int(min(max(k, 2), half)) for k in sizes[:passes]]
 
