@@ -14,6 +14,11 @@ from qkdmeet.qkd.kernels.bits import (
     unpack_bits,
     unpack_words,
 )
+from qkdmeet.qkd.kernels.modular_hash import (
+    multiply_add_shift_hash,
+    multiply_add_shift_hash_naive,
+    multiply_add_shift_seed_bits,
+)
 from qkdmeet.qkd.kernels.privacy import (
     PrivacyAmplificationError,
     toeplitz_hash,
@@ -63,6 +68,9 @@ __all__ = [
     "bob_announcement",
     "bob_sift",
     "cascade_block_sizes",
+    "multiply_add_shift_hash",
+    "multiply_add_shift_hash_naive",
+    "multiply_add_shift_seed_bits",
     "pack_bits",
     "pack_words",
     "reconcile_local",
