@@ -93,6 +93,16 @@ class SiftResult:
 
 
 @numba.njit(cache=True, nogil=True)
+def _strictly_increasing(a: IndexArray) -> bool:  # pragma: no cover
+    ok = True
+    for i in range(1, a.size):
+        if a[i] <= a[i - 1]:
+            ok = False
+            break
+    return ok
+
+
+@numba.njit(cache=True, nogil=True)
 def _merge_lookup(haystack: IndexArray, needles: IndexArray) -> IndexArray:  # pragma: no cover
     """Position of each needle in ``haystack`` (-1 if absent); both sorted ascending."""
     out = np.empty(needles.size, dtype=np.int64)
@@ -110,52 +120,106 @@ def _merge_lookup(haystack: IndexArray, needles: IndexArray) -> IndexArray:  # p
 
 
 @numba.njit(cache=True, nogil=True)
-def _classify(own_basis: CodeArray, other_basis: CodeArray) -> CodeArray:  # pragma: no cover
-    """0: discarded, 1: X set, 2: Z set (bases equal and known)."""
-    out = np.zeros(own_basis.size, dtype=np.uint8)
-    for i in range(own_basis.size):
+def _alice_reply(
+    pos: IndexArray, a_basis: CodeArray, a_int: CodeArray, a_bit: BitArray
+) -> tuple[CodeArray, CodeArray, BitArray, int]:  # pragma: no cover
+    """Alice's basis and intensity for each announced detection (UNKNOWN where pos < 0)."""
+    n = pos.size
+    basis = np.empty(n, dtype=np.uint8)
+    inten = np.zeros(n, dtype=np.uint8)
+    bits = np.zeros(n, dtype=np.uint8)
+    unknown = 0
+    for i in range(n):
+        p = pos[i]
+        if p < 0:
+            basis[i] = UNKNOWN_BASIS
+            unknown += 1
+        else:
+            basis[i] = a_basis[p]
+            inten[i] = a_int[p]
+            bits[i] = a_bit[p]
+    return basis, inten, bits, unknown
+
+
+@numba.njit(cache=True, nogil=True)
+def _split(
+    own_basis: CodeArray, other_basis: CodeArray, bits: BitArray, inten: CodeArray, n_int: int
+) -> tuple[
+    IndexArray, IndexArray, BitArray, BitArray, CodeArray, CodeArray, IndexArray, IndexArray, int
+]:  # pragma: no cover
+    """One pass: X and Z sets (matching bases) with bits, intensities and counts."""
+    n = own_basis.size
+    nx = 0
+    nz = 0
+    for i in range(n):
         b = own_basis[i]
         if b == other_basis[i]:
             if b == BASIS_X:
-                out[i] = 1
+                nx += 1
             elif b == BASIS_Z:
-                out[i] = 2
-    return out
-
-
-def _is_sorted(a: IndexArray) -> bool:
-    return bool(a.size < 2 or np.all(a[1:] > a[:-1]))
+                nz += 1
+    x_index = np.empty(nx, dtype=np.int64)
+    z_index = np.empty(nz, dtype=np.int64)
+    x_bits = np.empty(nx, dtype=np.uint8)
+    z_bits = np.empty(nz, dtype=np.uint8)
+    x_int = np.empty(nx, dtype=np.uint8)
+    z_int = np.empty(nz, dtype=np.uint8)
+    n_x = np.zeros(n_int, dtype=np.int64)
+    n_z = np.zeros(n_int, dtype=np.int64)
+    bad = 0
+    jx = 0
+    jz = 0
+    for i in range(n):
+        b = own_basis[i]
+        if b != other_basis[i]:
+            continue
+        k = inten[i]
+        if k >= n_int:
+            bad += 1
+            k = 0
+        if b == BASIS_X:
+            x_index[jx] = i
+            x_bits[jx] = bits[i]
+            x_int[jx] = k
+            n_x[k] += 1
+            jx += 1
+        elif b == BASIS_Z:
+            z_index[jz] = i
+            z_bits[jz] = bits[i]
+            z_int[jz] = k
+            n_z[k] += 1
+            jz += 1
+    return x_index, z_index, x_bits, z_bits, x_int, z_int, n_x, n_z, bad
 
 
 def _result(
-    cls: CodeArray,
+    own_basis: CodeArray,
+    other_basis: CodeArray,
     bits: BitArray,
-    intensity: CodeArray,
     reply_basis: CodeArray,
     reply_intensity: CodeArray,
     n_intensities: int,
     unmatched: int,
 ) -> SiftResult:
-    x_index = np.flatnonzero(cls == 1).astype(np.int64)
-    z_index = np.flatnonzero(cls == 2).astype(np.int64)
-    x_int = intensity[x_index]
-    z_int = intensity[z_index]
-    if (x_int.size and int(x_int.max()) >= n_intensities) or (
-        z_int.size and int(z_int.max()) >= n_intensities
-    ):
-        raise SiftingError(f"intensity code out of range 0..{n_intensities - 1}")
+    if not 1 <= n_intensities <= 255:
+        raise SiftingError(f"n_intensities must be in 1..255, got {n_intensities}")
+    x_index, z_index, x_bits, z_bits, x_int, z_int, n_x, n_z, bad = _split(
+        own_basis, other_basis, bits, reply_intensity, n_intensities
+    )
+    if bad:
+        raise SiftingError(f"{bad} intensity codes out of range 0..{n_intensities - 1}")
     return SiftResult(
         reply_basis=reply_basis,
         reply_intensity=reply_intensity,
         x_index=x_index,
         z_index=z_index,
-        x_bits=np.ascontiguousarray(bits[x_index]),
-        z_bits=np.ascontiguousarray(bits[z_index]),
+        x_bits=x_bits,
+        z_bits=z_bits,
         x_intensity=x_int,
         z_intensity=z_int,
-        n_x=np.bincount(x_int, minlength=n_intensities).astype(np.int64),
-        n_z=np.bincount(z_int, minlength=n_intensities).astype(np.int64),
-        announced=int(cls.size),
+        n_x=n_x,
+        n_z=n_z,
+        announced=int(own_basis.size),
         unmatched=unmatched,
     )
 
@@ -166,7 +230,7 @@ def bob_announcement(bob_events: BobEventsLike) -> tuple[IndexArray, CodeArray]:
     basis = np.ascontiguousarray(bob_events.basis, dtype=np.uint8)
     if pulse.size != basis.size:
         raise SiftingError("Bob's pulse_index and basis differ in length")
-    if not _is_sorted(pulse):
+    if not _strictly_increasing(pulse):
         raise SiftingError("Bob's pulse indices must be strictly increasing")
     return pulse, basis
 
@@ -188,13 +252,13 @@ def alice_sift(
     a_int = np.ascontiguousarray(alice_events.intensity, dtype=np.uint8)
     if not (a_pulse.size == a_basis.size == a_bit.size == a_int.size):
         raise SiftingError("Alice's event arrays differ in length")
-    if not _is_sorted(a_pulse):
+    if not _strictly_increasing(a_pulse):
         raise SiftingError("Alice's pulse indices must be strictly increasing")
     b_pulse = np.ascontiguousarray(bob_pulse_index, dtype=np.int64)
     b_basis = np.ascontiguousarray(bob_basis, dtype=np.uint8)
     if b_pulse.ndim != 1 or b_pulse.shape != b_basis.shape:
         raise SiftingError("Bob's announcement: pulse_index and basis must be 1-D, same length")
-    if _is_sorted(b_pulse):
+    if _strictly_increasing(b_pulse):
         pos = _merge_lookup(a_pulse, b_pulse)
     else:  # untrusted order: look up each, refuse repeats
         pos = np.searchsorted(a_pulse, b_pulse)
@@ -205,20 +269,8 @@ def alice_sift(
         dup = np.ones(b_pulse.size, dtype=bool)
         dup[first] = False
         pos[dup] = -1
-    known = pos >= 0
-    safe = np.where(known, pos, 0)
-    if a_pulse.size == 0:
-        reply_basis = np.full(b_pulse.size, UNKNOWN_BASIS, dtype=np.uint8)
-        reply_int = np.zeros(b_pulse.size, dtype=np.uint8)
-        bits = np.zeros(b_pulse.size, dtype=np.uint8)
-    else:
-        reply_basis = np.where(known, a_basis[safe], UNKNOWN_BASIS).astype(np.uint8)
-        reply_int = np.where(known, a_int[safe], 0).astype(np.uint8)
-        bits = a_bit[safe]
-    cls = _classify(reply_basis, b_basis)
-    return _result(
-        cls, bits, reply_int, reply_basis, reply_int, n_intensities, int(b_pulse.size - known.sum())
-    )
+    reply_basis, reply_int, bits, unmatched = _alice_reply(pos, a_basis, a_int, a_bit)
+    return _result(reply_basis, b_basis, bits, reply_basis, reply_int, n_intensities, unmatched)
 
 
 def bob_sift(
@@ -237,9 +289,8 @@ def bob_sift(
             f"Alice's reply has {a_basis.size} bases and {a_int.size} intensities "
             f"for {b_basis.size} announced detections"
         )
-    cls = _classify(b_basis, a_basis)
     unmatched = int(np.count_nonzero(a_basis == UNKNOWN_BASIS))
-    return _result(cls, b_bit, a_int, a_basis, a_int, n_intensities, unmatched)
+    return _result(b_basis, a_basis, b_bit, a_basis, a_int, n_intensities, unmatched)
 
 
 def z_errors_per_intensity(
