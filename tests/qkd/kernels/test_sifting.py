@@ -125,3 +125,25 @@ def test_z_error_counts_per_intensity() -> None:
     expected = [int(np.sum((a.z_bits != b.z_bits) & (a.z_intensity == k))) for k in range(3)]
     assert m.tolist() == expected
     assert 0 < m.sum() < a.z_bits.size
+
+
+def test_intensity_codes_out_of_range_are_refused() -> None:
+    alice, bob = _events(5, 300)
+    pulse, basis = bob_announcement(bob)
+    a = alice_sift(alice, pulse, basis)
+    forged = a.reply_intensity.copy()
+    forged[a.x_index[0]] = 7
+    with pytest.raises(SiftingError, match="intensity"):
+        bob_sift(bob, a.reply_basis, forged)
+
+
+def test_sifting_large_block_counts_add_up() -> None:
+    alice, bob = _events(6, 200_000)
+    pulse, basis = bob_announcement(bob)
+    a = alice_sift(alice, pulse, basis)
+    b = bob_sift(bob, a.reply_basis, a.reply_intensity)
+    same = alice.basis == bob.basis
+    assert a.sifted == b.sifted == int(same.sum())
+    assert a.n_x.sum() == int((same & (bob.basis == BASIS_X)).sum())
+    assert np.array_equal(a.x_index, b.x_index)
+    assert np.mean(a.x_bits != b.x_bits) == pytest.approx(0.03, abs=0.005)

@@ -110,6 +110,10 @@ def _merge_lookup(haystack: IndexArray, needles: IndexArray) -> IndexArray:  # p
     nh = haystack.size
     for i in range(needles.size):
         v = needles[i]
+        if j < nh and haystack[j] == v:  # the usual case: Alice holds every detected pulse
+            out[i] = j
+            j += 1
+            continue
         while j < nh and haystack[j] < v:
             j += 1
         if j < nh and haystack[j] == v:
@@ -153,43 +157,50 @@ def _split(
     nz = 0
     for i in range(n):
         b = own_basis[i]
-        if b == other_basis[i]:
-            if b == BASIS_X:
-                nx += 1
-            elif b == BASIS_Z:
-                nz += 1
-    x_index = np.empty(nx, dtype=np.int64)
-    z_index = np.empty(nz, dtype=np.int64)
-    x_bits = np.empty(nx, dtype=np.uint8)
-    z_bits = np.empty(nz, dtype=np.uint8)
-    x_int = np.empty(nx, dtype=np.uint8)
-    z_int = np.empty(nz, dtype=np.uint8)
+        m = b == other_basis[i]
+        nx += m & (b == BASIS_X)
+        nz += m & (b == BASIS_Z)
+    # branch-free compaction: write every entry, advance only on a match (one spare slot)
+    x_index = np.empty(nx + 1, dtype=np.int64)
+    z_index = np.empty(nz + 1, dtype=np.int64)
+    x_bits = np.empty(nx + 1, dtype=np.uint8)
+    z_bits = np.empty(nz + 1, dtype=np.uint8)
+    x_int = np.empty(nx + 1, dtype=np.uint8)
+    z_int = np.empty(nz + 1, dtype=np.uint8)
     n_x = np.zeros(n_int, dtype=np.int64)
     n_z = np.zeros(n_int, dtype=np.int64)
-    bad = 0
-    jx = 0
-    jz = 0
+    bad = np.int64(0)
+    jx = np.int64(0)
+    jz = np.int64(0)
     for i in range(n):
         b = own_basis[i]
-        if b != other_basis[i]:
-            continue
+        m = b == other_basis[i]
+        isx = np.int64(m & (b == BASIS_X))
+        isz = np.int64(m & (b == BASIS_Z))
         k = inten[i]
         if k >= n_int:
-            bad += 1
-            k = 0
-        if b == BASIS_X:
-            x_index[jx] = i
-            x_bits[jx] = bits[i]
-            x_int[jx] = k
-            n_x[k] += 1
-            jx += 1
-        elif b == BASIS_Z:
-            z_index[jz] = i
-            z_bits[jz] = bits[i]
-            z_int[jz] = k
-            n_z[k] += 1
-            jz += 1
-    return x_index, z_index, x_bits, z_bits, x_int, z_int, n_x, n_z, bad
+            bad += isx + isz
+            k = np.uint8(0)
+        bit = bits[i]
+        x_index[jx] = i
+        x_bits[jx] = bit
+        x_int[jx] = k
+        z_index[jz] = i
+        z_bits[jz] = bit
+        z_int[jz] = k
+        jx += isx
+        jz += isz
+    x_index = x_index[:nx]
+    z_index = z_index[:nz]
+    x_bits = x_bits[:nx]
+    z_bits = z_bits[:nz]
+    x_int = x_int[:nx]
+    z_int = z_int[:nz]
+    for i in range(nx):  # separate loops: a histogram update per element stalls the one above
+        n_x[x_int[i]] += 1
+    for i in range(nz):
+        n_z[z_int[i]] += 1
+    return x_index, z_index, x_bits, z_bits, x_int, z_int, n_x, n_z, int(bad)
 
 
 def _result(
