@@ -131,3 +131,14 @@ def test_alice_refuses_a_different_key_length() -> None:
     bob = ReconcilerBob(bob_bits, 0.05, seed=3)
     with pytest.raises(ReconciliationError):
         ReconcilerAlice(np.zeros(999, np.uint8)).answer(bob.next_request() or b"")
+
+
+def test_init_asking_for_too_much_memory_is_refused() -> None:
+    from qkdmeet.qkd.kernels.reconciliation import MAX_FRAME_BITS, MAX_PASSES, _encode_init
+
+    alice = ReconcilerAlice(np.zeros(1 << 21, np.uint8))
+    with pytest.raises(ReconciliationError, match="passes"):
+        alice.answer(_encode_init(1 << 21, 1 << 16, 1, [64] * (MAX_PASSES + 1)))
+    with pytest.raises(ReconciliationError, match="frame_bits"):
+        alice.answer(_encode_init(1 << 21, 2 * MAX_FRAME_BITS, 1, [64] * 4))
+    assert alice.leaked_bits == 0
