@@ -70,3 +70,15 @@ def test_wrong_lengths_are_refused() -> None:
     with pytest.raises(PrivacyAmplificationError):
         toeplitz_hash(bits, s, 101)
     assert toeplitz_hash(bits, np.zeros(0, np.uint8), 0).size == 0
+
+
+@pytest.mark.parametrize("family", privacy.FAMILIES)
+def test_amplify_dispatches_to_each_family(family: str) -> None:
+    rng = np.random.default_rng(9)
+    bits = rng.integers(0, 2, 3000, dtype=np.uint8)
+    seed = rng.integers(0, 2, privacy.amplification_seed_bits(family, 3000, 1200), dtype=np.uint8)
+    out = privacy.amplify(bits, seed, 1200, family)
+    assert out.size == 1200
+    assert np.array_equal(out, privacy.amplify(bits.copy(), seed, 1200, family))
+    with pytest.raises(PrivacyAmplificationError, match="unknown"):
+        privacy.amplify(bits, seed, 1200, "md5")

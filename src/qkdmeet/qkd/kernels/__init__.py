@@ -20,7 +20,10 @@ from qkdmeet.qkd.kernels.modular_hash import (
     multiply_add_shift_seed_bits,
 )
 from qkdmeet.qkd.kernels.privacy import (
+    FAMILIES,
     PrivacyAmplificationError,
+    amplification_seed_bits,
+    amplify,
     toeplitz_hash,
     toeplitz_hash_naive,
     toeplitz_seed_bits,
@@ -53,6 +56,7 @@ from qkdmeet.qkd.kernels.verification import (
 __all__ = [
     "BASIS_X",
     "BASIS_Z",
+    "FAMILIES",
     "BitsError",
     "PrivacyAmplificationError",
     "ReconcilerAlice",
@@ -63,6 +67,8 @@ __all__ = [
     "SiftingError",
     "VerificationError",
     "alice_sift",
+    "amplification_seed_bits",
+    "amplify",
     "as_bits",
     "binary_entropy",
     "bob_announcement",

@@ -240,8 +240,15 @@ def run_kernel_benchmarks(
     verification_bits: int = 10_000_000,
     pa_sizes: tuple[int, ...] = DEFAULT_PA_SIZES,
     repeats: int = 3,
+    quick: bool = False,
 ) -> dict[str, Any]:
-    """Run every stage benchmark and return the figures (see the module docstring)."""
+    """Run every stage benchmark and return the figures (see the module docstring).
+
+    ``quick`` replaces every size by 2 * 10^5 and runs once (a smoke run, ~2 s).
+    """
+    if quick:
+        sift_counts = ec_bits = verification_bits = 200_000
+        pa_sizes, repeats = (200_000,), 1
     _log("sifting ...")
     sifting = bench_sifting(sift_counts, repeats)
     _log(
@@ -312,21 +319,13 @@ def main(argv: list[str]) -> int:
     except ValueError:
         print(f"--pa-sizes: not a list of numbers: {args.pa_sizes!r}", file=sys.stderr)
         return 2
-    if args.quick:
-        result = run_kernel_benchmarks(
-            sift_counts=200_000,
-            ec_bits=200_000,
-            verification_bits=200_000,
-            pa_sizes=(200_000,),
-            repeats=1,
-        )
-    else:
-        result = run_kernel_benchmarks(
-            sift_counts=int(args.sift_counts),
-            ec_bits=int(args.ec_bits),
-            pa_sizes=pa_sizes,
-            repeats=args.repeats,
-        )
+    result = run_kernel_benchmarks(
+        sift_counts=int(args.sift_counts),
+        ec_bits=int(args.ec_bits),
+        pa_sizes=pa_sizes,
+        repeats=args.repeats,
+        quick=args.quick,
+    )
     if args.json:
         print(json.dumps(result, default=float))
     else:
