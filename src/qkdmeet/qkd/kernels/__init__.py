@@ -2,7 +2,23 @@
 
 Each kernel takes plain arrays (bits as 0/1 ``uint8``), and every interactive
 step is a pair of state machines exchanging bytes, so the protocol layer can
-run the two ends in different actors or processes.
+run the two ends in different actors or processes. One block, in order:
+
+1. Sifting: Bob sends ``bob_announcement(bob_events)``; Alice answers with
+   ``alice_sift(...).reply_basis/reply_intensity``; Bob runs ``bob_sift``.
+   Both hold the X (key) and Z (estimation) sets and n_{X,k}, n_{Z,k}.
+2. Error correction: ``ReconcilerBob(x_bits, qber)``; loop ``req =
+   bob.next_request()`` -> ``alice.answer(req)`` -> ``bob.handle_reply``
+   until ``None``; ``alice.leaked_bits`` (= ``bob.leaked_bits``) is
+   lambda_EC for the key length.
+3. Verification: Alice draws a public seed of ``verification_seed_bits(n, t)``
+   bits, ``t = verification_tag_bits(eps_cor)``; both compare
+   ``verification_tag(key, seed, t)``.
+4. Privacy amplification: a public seed of ``amplification_seed_bits(family,
+   n, l)`` bits; ``amplify(key, seed, l, family)`` at both ends.
+
+All numba kernels release the GIL (``nogil=True``), so two ends in threads of
+one process use two cores.
 """
 
 from qkdmeet.qkd.kernels.bits import (
