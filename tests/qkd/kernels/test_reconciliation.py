@@ -81,7 +81,7 @@ def test_known_error_patterns(pattern: str) -> None:
     assert result.frames == 2
 
 
-@pytest.mark.parametrize("qber", [0.01, 0.02, 0.03, 0.04])
+@pytest.mark.parametrize("qber", [0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04])
 def test_efficiency_on_a_megabit_block(qber: float) -> None:
     alice_bits, bob_bits = _pair(int(qber * 1000), 1 << 20, qber)
     result = reconcile_local(alice_bits, bob_bits, qber, seed=1)
@@ -92,7 +92,8 @@ def test_efficiency_on_a_megabit_block(qber: float) -> None:
 
 def test_block_sizes_follow_the_qber() -> None:
     assert cascade_block_sizes(0.01, 1 << 16)[:3] == [64, 256, 4096]
-    assert cascade_block_sizes(0.04, 1 << 16)[:2] == [16, 128]
+    assert cascade_block_sizes(0.025, 1 << 16)[:2] == [32, 128]
+    assert cascade_block_sizes(0.04, 1 << 16)[:2] == [16, 64]
     assert cascade_block_sizes(0.0, 1 << 16)[-1] == 1 << 15
     assert max(cascade_block_sizes(0.01, 100)) <= 50
 
