@@ -158,3 +158,14 @@ def test_random_layouts_converge_and_count_exactly(case: int) -> None:
     # with these fixed seeds every frame converges; in general a frame may keep an even
     # number of errors (all its blocks are even at the end), which verification catches
     assert np.array_equal(bob.corrected_bits, alice_bits)
+
+
+@pytest.mark.slow
+def test_ten_megabit_block() -> None:
+    alice_bits, bob_bits = _pair(77, 10_000_000, 0.03)
+    result = reconcile_local(alice_bits, bob_bits, 0.03, seed=77)
+    assert result.frames == 153
+    assert result.frame_errors == 0
+    assert np.array_equal(result.corrected, alice_bits)
+    assert result.efficiency <= 1.10
+    assert result.rounds < 1000

