@@ -169,3 +169,21 @@ def test_ten_megabit_block() -> None:
     assert np.array_equal(result.corrected, alice_bits)
     assert result.efficiency <= 1.10
     assert result.rounds < 1000
+
+
+@pytest.mark.parametrize("when", [0, 1, 5])
+def test_precompute_changes_nothing_but_timing(when: int) -> None:
+    alice_bits, bob_bits = _pair(31, 150_000, 0.03)
+    plain = ReconcilerBob(bob_bits, 0.03, seed=4)
+    _run_counting(alice_bits, plain)
+    early = ReconcilerBob(bob_bits, 0.03, seed=4)
+    alice = ReconcilerAlice(alice_bits)
+    replies = 0
+    while (request := early.next_request()) is not None:
+        if replies == when:
+            early.precompute()
+        early.handle_reply(alice.answer(request))
+        replies += 1
+    assert np.array_equal(early.corrected_bits, alice_bits)
+    assert early.leaked_bits == plain.leaked_bits == alice.leaked_bits
+    assert early.rounds == plain.rounds

@@ -38,7 +38,8 @@ C_BIS = 1  # running bisections
 C_PENDING = 2  # blocks waiting for a parity check
 C_FLIPS = 3  # bits flipped so far
 C_ABANDONED = 4  # bisections dropped because their range became even
-N_COUNTERS = 5
+C_BUILT = 5  # passes whose parity words exist (kept current by every flip)
+N_COUNTERS = 6
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -156,7 +157,7 @@ def _flip(
     bits[x] ^= np.uint8(1)
     f = x // frame_bits
     i = x - f * frame_bits
-    for q in range(counters[C_PASS] + 1):
+    for q in range(counters[C_BUILT]):
         if f < nframes - 1:
             y = inv[q, i]
             blk = boff[q] + f * bpf[q] + y // ks[q]
@@ -164,6 +165,8 @@ def _flip(
             y = inv_last[q, i]
             blk = boff[q] + f * bpf[q] + y // ks_last[q]
         words[q, f, y >> 6] ^= np.uint64(1) << np.uint64(y & 63)
+        if q > counters[C_PASS]:
+            continue  # built ahead of time, not started: its parities come at its start
         bob_top[blk] ^= np.uint8(1)
         if pending_flag[blk] == 0:
             pending_flag[blk] = 1
@@ -270,7 +273,9 @@ def bob_start_pass(
     counters: I64,
 ) -> None:  # pragma: no cover
     """Build pass ``q``, compare its block parities with Alice's, start bisections."""
-    build_pass_words(bits, q, perm, perm_last, frame_bits, last_bits, words)
+    if q >= counters[C_BUILT]:
+        build_pass_words(bits, q, perm, perm_last, frame_bits, last_bits, words)
+        counters[C_BUILT] = q + 1
     block_parities(words, q, ks[q], ks_last[q], frame_bits, last_bits, bpf[q], bob_top, boff[q])
     counters[C_PASS] = q
     end = boff[q + 1] if q + 1 < ks.size else pending.size  # one pending slot per block
@@ -302,6 +307,16 @@ def bob_start_pass(
         bis_a,
         counters,
     )
+
+
+@numba.njit(cache=True, nogil=True)
+def bob_build_ahead(
+    bits: U8, words: U64, perm: I32, perm_last: I32, frame_bits: int, last_bits: int, counters: I64
+) -> None:  # pragma: no cover
+    """Build the parity words of every pass not built yet, from Bob's current bits."""
+    for q in range(counters[C_BUILT], words.shape[0]):
+        build_pass_words(bits, q, perm, perm_last, frame_bits, last_bits, words)
+    counters[C_BUILT] = words.shape[0]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -401,6 +401,26 @@ class ReconcilerBob:
             self._counters,
         )
 
+    def precompute(self) -> None:
+        """Build every pass's shuffled parity words now (optional; about half of Bob's work).
+
+        Call it after sending INIT and before handing Alice's reply, e.g. in an
+        executor thread while Alice answers INIT (the kernel releases the GIL):
+        both ends then build their passes at the same time, which shortens
+        each block's ping-pong by about a third. Not thread-safe against the
+        other methods of the same object.
+        """
+        lay = self._lay
+        cascade.bob_build_ahead(
+            self._bits,
+            self._words,
+            lay.perm,
+            lay.perm_last,
+            lay.frame_bits,
+            lay.last_bits,
+            self._counters,
+        )
+
     def next_request(self) -> bytes | None:
         """The next message for Alice, or ``None`` once Bob's key is corrected."""
         if self._awaiting is not None:
