@@ -1,0 +1,356 @@
+"""Per-pulse detection events of the link, sampled without drawing empty pulses.
+
+What is drawn, and why it is exact
+----------------------------------
+Every pulse belongs to a *pulse class*: the intensity Alice chose and, when an
+eavesdropper acts, what she did to it (forwarded, intercepted and resent,
+blocked, split). A class has a prior probability per pulse and fixed
+no-click probabilities for Bob's two detectors, so each pulse is detected
+independently with probability R = sum_c pi_c R_c. The detected pulses of a
+run of ``n_pulses`` therefore form a Bernoulli process: the gaps between
+detections are geometric with parameter R, and each detection's class is
+drawn with probability pi_c R_c / R. Alice's bit and basis and Bob's basis
+are independent of whether the pulse was detected (Bob's two detectors are
+symmetric), so they are drawn only for detected pulses; the choices for
+undetected pulses never enter the protocol. The result has exactly the law
+of simulating every pulse, at a cost proportional to the detections.
+
+Bob's detectors (two, one per bit value of his basis): light from the pulse
+reaches the detector of the sent bit ("correct") and, with misalignment
+probability e_mis, the other one; for mismatched bases it splits evenly.
+Each detector also fires a dark count with probability p_dc. A click pattern
+with both detectors firing is a double click: flagged, with a random bit.
+Afterpulses follow the reference model R_k = D_k (1 + p_ap): a pulse gets an
+afterpulse-only detection with probability p_ap D_k, with a random bit.
+
+Codes: basis 0 = X (key), 1 = Z; intensity 0, 1, 2 = mu1, mu2, mu3 (as in
+:mod:`qkdmeet.qkd.kernels.sifting`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from qkdmeet.qkd.optics import detector_no_click
+from qkdmeet.qkd.params import LinkParams
+
+IndexArray = npt.NDArray[np.int64]
+CodeArray = npt.NDArray[np.uint8]
+
+BASIS_X = 0
+BASIS_Z = 1
+
+#: Source of the light that reaches Bob in a pulse class.
+SOURCE_ALICE = 0  # Alice's state (possibly attenuated or photon-number filtered)
+SOURCE_RESEND = 1  # a state Eve prepared after measuring in a random basis
+SOURCE_NONE = 2  # no light (blocked, or Eve found the pulse empty)
+
+
+@dataclass(frozen=True, slots=True)
+class PulseClass:
+    """A kind of pulse as Bob's detectors see it.
+
+    ``prob``: prior probability per pulse (includes Alice's intensity choice);
+    ``no_click_match`` / ``no_click_mismatch``: light-only no-click
+    probabilities (correct detector, wrong detector, both) when Bob's basis
+    matches / does not match the basis the light was prepared in.
+    """
+
+    prob: float
+    intensity: int
+    source: int
+    no_click_match: tuple[float, float, float]
+    no_click_mismatch: tuple[float, float, float]
+
+
+def coherent_class(
+    prob: float, intensity: int, mean_photons: float, eta: float, e_mis: float, source: int
+) -> PulseClass:
+    """A phase-randomised coherent pulse of ``mean_photons``, Bob's transmittance ``eta``."""
+    a, b = detector_no_click(eta, mean_photons, e_mis)
+    am, bm = detector_no_click(eta, mean_photons, 0.5)
+    return PulseClass(prob, intensity, source, (a, b, a * b), (am, bm, am * bm))
+
+
+def fock_class(
+    prob: float, intensity: int, photons: int, eta: float, e_mis: float, source: int
+) -> PulseClass:
+    """An ``photons``-photon state reaching Bob's detectors with transmittance ``eta``."""
+    a, b = detector_no_click(eta, photons, e_mis, fock=True)
+    am, bm = detector_no_click(eta, photons, 0.5, fock=True)
+    c = (1.0 - eta) ** photons
+    return PulseClass(prob, intensity, source, (a, b, c), (am, bm, c))
+
+
+def empty_class(prob: float, intensity: int) -> PulseClass:
+    """A pulse from which no light reaches Bob (only dark counts and afterpulses)."""
+    return PulseClass(prob, intensity, SOURCE_NONE, (1.0, 1.0, 1.0), (1.0, 1.0, 1.0))
+
+
+def honest_classes(params: LinkParams) -> list[PulseClass]:
+    """The untouched link: one coherent class per intensity."""
+    return [
+        coherent_class(p, k, mu, params.eta_sys, params.e_mis, SOURCE_ALICE)
+        for k, (mu, p) in enumerate(zip(params.mu, params.p_mu, strict=True))
+    ]
+
+
+class ChannelModel(Protocol):
+    """What an eavesdropper (or the honest channel) does to the pulses, as pulse classes."""
+
+    def pulse_classes(self, params: LinkParams) -> list[PulseClass]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AliceEvents:
+    """Alice's records of the detected pulses (her half of a :class:`DetectionRecord`)."""
+
+    pulse_index: IndexArray
+    bit: CodeArray
+    basis: CodeArray
+    intensity: CodeArray
+
+    def __len__(self) -> int:
+        return int(self.pulse_index.size)
+
+
+@dataclass(frozen=True, slots=True)
+class BobEvents:
+    """Bob's detections: pulse index, his basis, his bit, and the double-click flag."""
+
+    pulse_index: IndexArray
+    basis: CodeArray
+    bit: CodeArray
+    double_click: npt.NDArray[np.bool_]
+
+    def __len__(self) -> int:
+        return int(self.pulse_index.size)
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionRecord:
+    """The detections of pulses ``first_pulse .. first_pulse + n_pulses - 1``, both halves.
+
+    Give ``alice`` to the transmitter and ``bob`` to the receiver; neither
+    half contains anything the other party would not have.
+    """
+
+    first_pulse: int
+    n_pulses: int
+    alice: AliceEvents
+    bob: BobEvents
+
+    def __len__(self) -> int:
+        return len(self.bob)
+
+
+@dataclass(frozen=True, slots=True)
+class _ClassTables:
+    detection_probability: float
+    class_cum: npt.NDArray[np.float64]
+    intensity: CodeArray
+    source: CodeArray
+    cum_match: npt.NDArray[np.float64]
+    cum_mismatch: npt.NDArray[np.float64]
+
+
+def _outcome_cum(
+    no_click: tuple[float, float, float], p_dc: float, p_ap: float
+) -> tuple[float, npt.NDArray[np.float64]]:
+    """Detection probability and cumulative outcome probabilities given a detection.
+
+    Outcomes: afterpulse (random bit), correct detector only, wrong only, double click.
+    """
+    a, b, c = no_click
+    quiet = 1.0 - p_dc
+    neither = c * quiet * quiet
+    click = 1.0 - neither
+    correct_only = max(b * quiet - neither, 0.0)
+    wrong_only = max(a * quiet - neither, 0.0)
+    double = max(click - correct_only - wrong_only, 0.0)
+    detect = click * (1.0 + p_ap)
+    if detect <= 0.0:
+        return 0.0, np.array([0.0, 0.0, 0.0, 1.0])
+    parts = np.array([click * p_ap, correct_only, wrong_only, double]) / detect
+    cum = np.cumsum(parts)
+    cum[-1] = 1.0
+    return detect, cum
+
+
+def _tables(params: LinkParams, classes: list[PulseClass]) -> _ClassTables:
+    if not classes:
+        raise ValueError("a channel model must produce at least one pulse class")
+    n = len(classes)
+    weights = np.empty(n)
+    cum_match = np.empty((n, 4))
+    cum_mismatch = np.empty((n, 4))
+    for i, cls in enumerate(classes):
+        if not (0.0 <= cls.prob <= 1.0) or cls.intensity not in (0, 1, 2):
+            raise ValueError(f"invalid pulse class {cls!r}")
+        r_match, cum_match[i] = _outcome_cum(cls.no_click_match, params.p_dc, params.p_ap)
+        r_mis, cum_mismatch[i] = _outcome_cum(cls.no_click_mismatch, params.p_dc, params.p_ap)
+        if abs(r_match - r_mis) > 1e-9 * max(r_match, 1e-300) + 1e-15:
+            raise ValueError("detection probability must not depend on Bob's basis")
+        weights[i] = cls.prob * r_match
+    total_prob = sum(cls.prob for cls in classes)
+    if abs(total_prob - 1.0) > 1e-9:
+        raise ValueError(f"pulse class probabilities must sum to 1, got {total_prob!r}")
+    r = float(weights.sum())
+    class_cum = np.cumsum(weights) / r if r > 0 else np.ones(n)
+    class_cum[-1] = 1.0
+    return _ClassTables(
+        detection_probability=r,
+        class_cum=class_cum,
+        intensity=np.array([c.intensity for c in classes], dtype=np.uint8),
+        source=np.array([c.source for c in classes], dtype=np.uint8),
+        cum_match=cum_match,
+        cum_mismatch=cum_mismatch,
+    )
+
+
+@numba.njit(cache=True)
+def _seed(seed: int) -> None:
+    np.random.seed(seed)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sample_kernel(
+    n_pulses: int,
+    first_pulse: int,
+    log1m_r: float,
+    class_cum: npt.NDArray[np.float64],
+    class_intensity: CodeArray,
+    class_source: CodeArray,
+    cum_match: npt.NDArray[np.float64],
+    cum_mismatch: npt.NDArray[np.float64],
+    q_x: float,
+    pulse_index: IndexArray,
+    a_bit: CodeArray,
+    a_basis: CodeArray,
+    intensity: CodeArray,
+    b_basis: CodeArray,
+    b_bit: CodeArray,
+    double: npt.NDArray[np.bool_],
+) -> int:
+    """Fill the output arrays; returns the number of detections, or -1 when they overflow."""
+    cap = pulse_index.size
+    n_classes = class_cum.size
+    pos = np.int64(-1)
+    count = 0
+    while True:
+        u = np.random.random()
+        gap = np.int64(math.floor(math.log1p(-u) / log1m_r))
+        pos += gap + 1
+        if pos >= n_pulses or pos < 0:
+            break
+        if count >= cap:
+            return -1
+        u = np.random.random()
+        c = 0
+        while c < n_classes - 1 and u >= class_cum[c]:
+            c += 1
+        abit = np.uint8(np.random.random() < 0.5)
+        abasis = np.uint8(0) if np.random.random() < q_x else np.uint8(1)
+        bbasis = np.uint8(0) if np.random.random() < q_x else np.uint8(1)
+        src = class_source[c]
+        if src == 0:
+            sbasis = abasis
+            sbit = abit
+        elif src == 1:
+            sbasis = np.uint8(np.random.random() < 0.5)
+            sbit = abit if sbasis == abasis else np.uint8(np.random.random() < 0.5)
+        else:
+            sbasis = bbasis
+            sbit = np.uint8(np.random.random() < 0.5)
+        u = np.random.random()
+        if bbasis == sbasis:
+            cum0, cum1, cum2 = cum_match[c, 0], cum_match[c, 1], cum_match[c, 2]
+        else:
+            cum0, cum1, cum2 = cum_mismatch[c, 0], cum_mismatch[c, 1], cum_mismatch[c, 2]
+        dbl = False
+        if u < cum0:
+            bit = np.uint8(np.random.random() < 0.5)
+        elif u < cum1:
+            bit = sbit
+        elif u < cum2:
+            bit = np.uint8(1) - sbit
+        else:
+            bit = np.uint8(np.random.random() < 0.5)
+            dbl = True
+        pulse_index[count] = first_pulse + pos
+        a_bit[count] = abit
+        a_basis[count] = abasis
+        intensity[count] = class_intensity[c]
+        b_basis[count] = bbasis
+        b_bit[count] = bit
+        double[count] = dbl
+        count += 1
+    return count
+
+
+def detection_probability(params: LinkParams, eve: ChannelModel | None = None) -> float:
+    """Probability that a pulse gives Bob a detection, under ``eve`` (None: the honest link)."""
+    classes = honest_classes(params) if eve is None else eve.pulse_classes(params)
+    return _tables(params, classes).detection_probability
+
+
+def sample_detections(
+    params: LinkParams,
+    n_pulses: int,
+    rng: np.random.Generator,
+    eve: ChannelModel | None = None,
+    *,
+    first_pulse: int = 0,
+) -> DetectionRecord:
+    """Sample the detections among ``n_pulses`` consecutive pulses (see the module docstring).
+
+    ``rng`` seeds the sampler, so a seeded generator gives a reproducible
+    record. ``first_pulse`` offsets the pulse indices so that consecutive
+    calls continue one pulse train.
+    """
+    if isinstance(n_pulses, bool) or not isinstance(n_pulses, int | np.integer) or n_pulses < 0:
+        raise ValueError(f"n_pulses must be an integer >= 0, got {n_pulses!r}")
+    if not isinstance(first_pulse, int | np.integer) or first_pulse < 0:
+        raise ValueError(f"first_pulse must be an integer >= 0, got {first_pulse!r}")
+    n_pulses = int(n_pulses)
+    classes = honest_classes(params) if eve is None else eve.pulse_classes(params)
+    t = _tables(params, classes)
+    r = t.detection_probability
+    expected = n_pulses * r
+    cap = int(expected + 12.0 * math.sqrt(expected + 1.0) + 64)
+    _seed(int(rng.integers(0, 2**32 - 1)))
+    while True:
+        out_index = np.empty(cap, dtype=np.int64)
+        a_bit = np.empty(cap, dtype=np.uint8)
+        a_basis = np.empty(cap, dtype=np.uint8)
+        intensity = np.empty(cap, dtype=np.uint8)
+        b_basis = np.empty(cap, dtype=np.uint8)
+        b_bit = np.empty(cap, dtype=np.uint8)
+        double = np.empty(cap, dtype=np.bool_)
+        if r <= 0.0 or n_pulses == 0:
+            count = 0
+            break
+        log1m_r = math.log1p(-r) if r < 1.0 else -745.0
+        count = int(
+            _sample_kernel(
+                n_pulses, int(first_pulse), log1m_r, t.class_cum, t.intensity, t.source,
+                t.cum_match, t.cum_mismatch, params.q_x,
+                out_index, a_bit, a_basis, intensity, b_basis, b_bit, double,
+            )
+        )  # fmt: skip
+        if count >= 0:
+            break
+        cap *= 2  # astronomically rare: more detections than 12 sigma above the mean
+    idx = out_index[:count]
+    return DetectionRecord(
+        first_pulse=int(first_pulse),
+        n_pulses=n_pulses,
+        alice=AliceEvents(idx, a_bit[:count], a_basis[:count], intensity[:count]),
+        bob=BobEvents(idx.copy(), b_basis[:count], b_bit[:count], double[:count]),
+    )
