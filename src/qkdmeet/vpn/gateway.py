@@ -1,0 +1,310 @@
+"""The QKD-VPN gateway: TUN <-> one-time pad + Wegman-Carter <-> UDP.
+
+Outbound pipeline (LAN -> WAN; this gateway is ETSI 014 master), in the
+order the functions below stand:
+
+1. the TUN device delivers a batch of inner IP packets (``_on_tun``);
+2. key reservation: ``(sequence, key ID, offset)`` from the sender key
+   stream; no key -> drop ``no_key`` (fail closed: never plaintext);
+3. header written, inner packet XORed with the pad (one-time pad);
+4. tag over header || ciphertext with the key's hash keys and a fresh mask;
+5. the datagram is sent to the peer; the used key bytes are zeroed.
+
+Inbound pipeline (WAN -> LAN; slave), ``_on_udp`` then ``_inbound``:
+
+1. source check against the configured peer (``bad_source``);
+2. parse: version, type, length (``truncated``, ``bad_length``, ...);
+3. replay window pre-check (``replayed``, ``too_old``), cheap rejection;
+4. key lookup by the in-band key ID; unknown -> held (bounded) while the
+   slave fetches it with ``dec_keys`` (``pending_full``, ``key_unavailable``,
+   ``retired_key``);
+5. bounds of offset/length in that key (``bad_offset``), offset not used
+   before (``reused_offset``);
+6. tag verification (``bad_tag``);
+7. replay window update; only now does the packet count as received;
+8. ANNOUNCE: prefetch the listed keys; DATA: XOR with the pad, inner IP
+   sanity (``bad_inner``), write to TUN.
+
+Every failed check drops the packet silently and counts the reason in
+:class:`~qkdmeet.vpn.metrics.GatewayMetrics`. Control work (key prefetch,
+key fetch, budget endpoint) runs in tasks owned by this object and stopped
+by :meth:`Gateway.stop`.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qkdmeet.kme.types import KeySupplier
+from qkdmeet.vpn.constants import (
+    DEFAULT_KEY_SIZE_BITS,
+    DEFAULT_PREFETCH_BYTES,
+    KEY_HASH_BYTES,
+    KEY_MASK_BYTES,
+    MAX_BODY_BYTES,
+    MAX_KEYS_PER_REQUEST,
+    PENDING_PER_KEY,
+    REFERENCE_PACKET_BYTES,
+    TYPE_ANNOUNCE,
+    TYPE_DATA,
+    VERSION,
+)
+from qkdmeet.vpn.keystream import Ledger, OpenKey, ReceiverKeyStream, SenderKeyStream
+from qkdmeet.vpn.metrics import GatewayMetrics, RateMeter
+from qkdmeet.vpn.otp import xor
+from qkdmeet.vpn.packet import announce_body, parse, parse_announce
+from qkdmeet.vpn.replay import ReplayWindow
+from qkdmeet.vpn.transport import Address, DatagramBind
+from qkdmeet.vpn.tun import PacketDevice
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("!BBHQ16sI")
+_MAX_PENDING_KEYS = 4 * MAX_KEYS_PER_REQUEST
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayKeys:
+    """Who this gateway is to key management."""
+
+    supplier: KeySupplier
+    sae_id: str
+    peer_sae_id: str
+    key_size_bits: int = DEFAULT_KEY_SIZE_BITS
+    prefetch_bytes: int = DEFAULT_PREFETCH_BYTES
+
+
+def payload_per_key_byte(packet_bytes: int, key_bytes: int) -> float:
+    """Payload carried per key byte with keys of ``key_bytes`` (hash keys and tails counted)."""
+    per_packet = packet_bytes + KEY_MASK_BYTES
+    packets = (key_bytes - KEY_HASH_BYTES) // per_packet
+    return packets * packet_bytes / key_bytes if key_bytes else 0.0
+
+
+def _inner_ok(packet: bytes) -> bool:
+    """An IPv4/IPv6 packet whose length field matches what was carried."""
+    if not packet:
+        return False
+    v = packet[0] >> 4
+    if v == 4:
+        return len(packet) >= 20 and (packet[2] << 8 | packet[3]) == len(packet)
+    if v == 6:
+        return len(packet) >= 40 and (packet[4] << 8 | packet[5]) + 40 == len(packet)
+    return False
+
+
+class Gateway:
+    """One site's QKD-VPN gateway over a packet device and a datagram bind."""
+
+    def __init__(
+        self,
+        *,
+        tun: PacketDevice,
+        bind: DatagramBind,
+        keys: GatewayKeys,
+        name: str = "gateway",
+        state_dir: Path | None = None,
+        ledger: Ledger | None = None,
+        check_inner: bool = True,
+    ) -> None:
+        self.name = name
+        self.tun = tun
+        self.bind = bind
+        self.keys = keys
+        self.metrics = GatewayMetrics(name)
+        self.check_inner = check_inner
+        self.sender = SenderKeyStream(
+            keys.supplier,
+            keys.peer_sae_id,
+            self.metrics.outbound,
+            key_size_bits=keys.key_size_bits,
+            prefetch_bytes=keys.prefetch_bytes,
+            state_dir=state_dir,
+            ledger=ledger,
+            on_new_keys=self._announce,
+        )
+        self.receiver = ReceiverKeyStream(
+            keys.supplier, keys.peer_sae_id, self.metrics.inbound, self._on_key_ready
+        )
+        self.window = ReplayWindow()
+        self._pending: OrderedDict[bytes, list[bytes]] = OrderedDict()
+        self._inbound_rate = RateMeter()
+        self._running = False
+
+    # --- lifecycle (control) --------------------------------------------------
+    async def start(self) -> None:
+        self.tun.open(self._on_tun)
+        self.bind.open(self._on_udp)
+        self.sender.start()
+        self._running = True
+
+    async def stop(self) -> None:
+        self._running = False
+        self.tun.close()
+        self.bind.close()
+        await self.sender.stop()
+        await self.receiver.stop()
+        dropped = sum(len(v) for v in self._pending.values())
+        if dropped:
+            self.metrics.inbound.drop("key_unavailable", dropped)
+        self._pending.clear()
+
+    # --- outbound: TUN -> key -> OTP -> tag -> UDP ---------------------------------
+    def _on_tun(self, packets: list[bytes]) -> None:
+        m = self.metrics.outbound
+        reserve = self.sender.reserve
+        send = self.bind.send
+        for packet in packets:
+            n = len(packet)
+            if n == 0 or n > MAX_BODY_BYTES:
+                m.drop("bad_size")
+                continue
+            slot = reserve(n)
+            if slot is None:
+                m.drop("no_key")
+                continue
+            key, off = slot.key, slot.offset
+            data = key.data
+            end = off + KEY_MASK_BYTES + n
+            mask = bytes(data[off : off + KEY_MASK_BYTES])
+            msg = _HEADER.pack(VERSION, TYPE_DATA, n, slot.sequence, key.raw_id, off) + xor(
+                packet, data[off + KEY_MASK_BYTES : end]
+            )
+            data[off:end] = bytes(end - off)
+            send(msg + key.mac.tag(msg, mask))
+            m.packets += 1
+            m.payload_bytes += n
+
+    def _announce(self, key_ids: list[uuid.UUID]) -> None:
+        """Tell the slave which keys come next, so it fetches them ahead of need."""
+        body = announce_body(key_ids)
+        slot = self.sender.reserve(0)
+        if slot is None:
+            return
+        key, off = slot.key, slot.offset
+        mask = bytes(key.data[off : off + KEY_MASK_BYTES])
+        key.data[off : off + KEY_MASK_BYTES] = bytes(KEY_MASK_BYTES)
+        msg = _HEADER.pack(VERSION, TYPE_ANNOUNCE, len(body), slot.sequence, key.raw_id, off) + body
+        self.bind.send(msg + key.mac.tag(msg, mask))
+        self.metrics.outbound.announces += 1
+
+    # --- inbound: UDP -> checks -> key -> tag -> window -> OTP -> TUN --------------
+    def _on_udp(self, batch: list[tuple[bytes, Address]]) -> None:
+        accepts = self.bind.accepts
+        for datagram, source in batch:
+            if not accepts(source):
+                self.metrics.inbound.drop("bad_source")
+                continue
+            self._inbound(datagram)
+
+    def _inbound(self, datagram: bytes) -> None:
+        m = self.metrics.inbound
+        parsed, reason = parse(datagram)
+        if parsed is None:
+            m.drop(reason)
+            return
+        reason = self.window.check(parsed.sequence)
+        if reason:
+            m.drop(reason)
+            return
+        key = self.receiver.get(parsed.key_id)
+        if key is None:
+            self._hold(parsed.key_id, datagram)
+            return
+        is_data = parsed.ptype == TYPE_DATA
+        need = KEY_MASK_BYTES + (parsed.length if is_data else 0)
+        off = parsed.offset
+        if off < KEY_HASH_BYTES or off + need > len(key.data):
+            m.drop("bad_offset")
+            return
+        if off in key.offsets:
+            m.drop("reused_offset")
+            return
+        mask = bytes(key.data[off : off + KEY_MASK_BYTES])
+        if not key.mac.verify(parsed.authenticated, mask, parsed.tag):
+            m.drop("bad_tag")
+            return
+        reason = self.window.accept(parsed.sequence)
+        if reason:
+            m.drop(reason)
+            return
+        key.offsets.add(off)
+        self.receiver.used(key, need)
+        if not is_data:
+            ids = parse_announce(parsed.body)
+            if ids is None:
+                m.drop("bad_announce")
+                return
+            m.announces += 1
+            self.receiver.want([k.bytes for k in ids])
+            return
+        self._deliver(key, off, parsed.body, need)
+
+    def _deliver(self, key: OpenKey, off: int, body: memoryview, need: int) -> None:
+        m = self.metrics.inbound
+        data = key.data
+        end = off + need
+        plain = xor(body, data[off + KEY_MASK_BYTES : end])
+        data[off:end] = bytes(need)
+        if self.check_inner and not _inner_ok(plain):
+            m.drop("bad_inner")
+            return
+        self.tun.write(plain)
+        m.packets += 1
+        m.payload_bytes += len(plain)
+
+    def _hold(self, raw_id: bytes, datagram: bytes) -> None:
+        m = self.metrics.inbound
+        if self.receiver.is_retired(raw_id):
+            m.drop("retired_key")
+            return
+        queue = self._pending.get(raw_id)
+        if queue is None:
+            if len(self._pending) >= _MAX_PENDING_KEYS:
+                m.drop("pending_full")
+                return
+            queue = self._pending[raw_id] = []
+            self.receiver.want([raw_id])
+        if len(queue) >= PENDING_PER_KEY:
+            m.drop("pending_full")
+            return
+        queue.append(datagram)
+
+    def _on_key_ready(self, raw_id: bytes, ok: bool) -> None:
+        queue = self._pending.pop(raw_id, None)
+        if not queue:
+            return
+        if not ok or not self._running:
+            self.metrics.inbound.drop("key_unavailable", len(queue))
+            return
+        for datagram in queue:
+            self._inbound(datagram)
+
+    # --- budget (back-pressure signal) ---------------------------------------------
+    def budget(self) -> dict[str, Any]:
+        """Key budget of the outbound direction, for applications to adapt their rate."""
+        out = self.metrics.outbound
+        self._inbound_rate.sample(self.metrics.inbound.key_arrived_bytes)
+        arrival = self.sender.arrival.rate()
+        consumption = self.sender.consumption.rate()
+        eff = payload_per_key_byte(REFERENCE_PACKET_BYTES, self.keys.key_size_bits // 8)
+        return {
+            "gateway": self.name,
+            "key_buffered_bytes": self.sender.buffered,
+            "key_arrival_bytes_per_s": arrival,
+            "key_consumption_bytes_per_s": consumption,
+            "payload_per_key_byte": eff,
+            "sustainable_payload_bps": arrival * eff * 8,
+            "seconds_of_key_at_consumption": (
+                self.sender.buffered / consumption if consumption > 0 else None
+            ),
+            "kme_errors": self.sender.kme_errors + self.receiver.kme_errors,
+            "drops_no_key": out.drops.get("no_key", 0),
+            "inbound_key_buffered_bytes": self.metrics.inbound.key_buffered_bytes,
+        }

@@ -1,0 +1,422 @@
+"""ETSI 014 keys as an addressed stream of pad and mask bytes.
+
+Addressing: a packet's key is ``(key ID, offset)``; ``key[0:32]`` of each key
+is the Poly1305 hash key pair of every packet in that key; a packet takes
+``32`` mask bytes then ``length`` pad bytes from ``offset`` on. A packet never
+spans two keys: when the rest of the current key is too short, the rest is
+discarded (counted) and the next key opened.
+
+Master side (:class:`SenderKeyStream`): keys are fetched with ``enc_keys``
+ahead of need by a background task that keeps ``prefetch_bytes`` buffered, so
+the data path never waits on an HTTP round trip; :meth:`~SenderKeyStream.reserve`
+is synchronous and returns ``None`` when no key is buffered (fail closed).
+
+Slave side (:class:`ReceiverKeyStream`): key IDs arrive in-band (ANNOUNCE
+packets list the master's next keys, and every DATA header names its key);
+the slave fetches them with ``dec_keys`` in the background and keeps the last
+:data:`OPEN_KEYS` keys in use open.
+
+Never reuse across restarts -- the choice made here: a restarted master
+*discards* every key it held (buffered or partly used) and opens only keys
+newly delivered by ``enc_keys``, which an ETSI 014 KME delivers once. As a
+guard against a KME that would deliver a key twice, the master appends every
+key ID it opens to ``state_dir/used_keys`` (fsync'd before the first byte of
+that key is used) and refuses such a key again. Sequence numbers are
+reserved in blocks persisted to ``state_dir/sequence`` so a restarted sender
+always continues above every number it sent, and the peer's replay window
+keeps accepting it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from qkdmeet.crypto.wegman_carter import WegmanCarterMac
+from qkdmeet.kme.types import Key, KeySupplier
+from qkdmeet.vpn.constants import (
+    KEY_HASH_BYTES,
+    KEY_MASK_BYTES,
+    KME_RETRY_SECONDS,
+    MAX_KEYS_PER_REQUEST,
+    MAX_SEQUENCE,
+    OPEN_KEYS,
+    RETIRED_KEYS,
+    SEQUENCE_RESERVATION,
+)
+from qkdmeet.vpn.metrics import DirectionMetrics, RateMeter
+
+log = logging.getLogger(__name__)
+
+#: Callback told of every key range used: (key ID, offset, length in bytes).
+Ledger = Callable[[uuid.UUID, int, int], None]
+
+_MIN_KEY_BYTES = KEY_HASH_BYTES + KEY_MASK_BYTES + 1
+
+
+class OpenKey:
+    """A key being used: its bytes (zeroed on close), hash keys and position."""
+
+    __slots__ = ("data", "key_id", "mac", "offsets", "raw_id", "used")
+
+    def __init__(self, key: Key) -> None:
+        self.key_id = key.key_id
+        self.raw_id = key.key_id.bytes
+        self.data = bytearray(key.key)
+        self.mac = WegmanCarterMac(bytes(self.data[:KEY_HASH_BYTES]))
+        self.used = KEY_HASH_BYTES  # sender: next offset; receiver: bytes accepted
+        self.offsets: set[int] = set()  # receiver: offsets already accepted
+
+    def close(self) -> None:
+        self.data[:] = bytes(len(self.data))
+
+
+@dataclass(slots=True)
+class Slot:
+    """Key reserved for one outbound packet."""
+
+    sequence: int
+    key: OpenKey
+    offset: int
+
+
+class SenderState:
+    """Persistent sequence reservation and used-key journal of a master."""
+
+    def __init__(self, state_dir: Path | None) -> None:
+        self._dir = state_dir
+        self.used: set[bytes] = set()
+        self.next_sequence = 0
+        self.reserved_until = 0
+        if state_dir is None:
+            self.reserved_until = MAX_SEQUENCE
+            return
+        state_dir.mkdir(parents=True, exist_ok=True)
+        seq_file = state_dir / "sequence"
+        if seq_file.exists():
+            try:
+                self.next_sequence = int(seq_file.read_text().strip())
+            except ValueError as exc:
+                raise ValueError(f"corrupt sequence state in {seq_file}") from exc
+        journal = state_dir / "used_keys"
+        if journal.exists():
+            for line in journal.read_text().split():
+                with contextlib.suppress(ValueError):
+                    self.used.add(uuid.UUID(line).bytes)
+        self.reserved_until = self.next_sequence
+        self._journal = journal.open("a")
+
+    def _write_atomic(self, name: str, text: str) -> None:
+        assert self._dir is not None
+        tmp = self._dir / (name + ".tmp")
+        with tmp.open("w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._dir / name)
+
+    def take_sequence(self) -> int:
+        seq = self.next_sequence
+        if seq >= self.reserved_until:
+            if seq >= MAX_SEQUENCE:
+                raise OverflowError("sequence space exhausted")
+            self.reserved_until = min(MAX_SEQUENCE, seq + SEQUENCE_RESERVATION)
+            self._write_atomic("sequence", f"{self.reserved_until}\n")
+        self.next_sequence = seq + 1
+        return seq
+
+    def mark_used(self, raw_id: bytes) -> bool:
+        """Record a key as opened; False if it was already used (refuse it)."""
+        if raw_id in self.used:
+            return False
+        self.used.add(raw_id)
+        if self._dir is not None:
+            self._journal.write(str(uuid.UUID(bytes=raw_id)) + "\n")
+            self._journal.flush()
+            os.fsync(self._journal.fileno())
+        return True
+
+    def close(self) -> None:
+        if self._dir is not None:
+            self._journal.close()
+
+
+class SenderKeyStream:
+    """Master side: buffered keys from ``enc_keys``, reserved packet by packet."""
+
+    def __init__(
+        self,
+        supplier: KeySupplier,
+        slave_sae_id: str,
+        metrics: DirectionMetrics,
+        *,
+        key_size_bits: int,
+        prefetch_bytes: int,
+        state_dir: Path | None = None,
+        ledger: Ledger | None = None,
+        on_new_keys: Callable[[list[uuid.UUID]], None] | None = None,
+    ) -> None:
+        if key_size_bits % 8 or key_size_bits // 8 < _MIN_KEY_BYTES:
+            raise ValueError(f"key size must be whole bytes and >= {_MIN_KEY_BYTES * 8} bits")
+        self._supplier = supplier
+        self._slave = slave_sae_id
+        self._metrics = metrics
+        self._key_size_bits = key_size_bits
+        self._prefetch = max(prefetch_bytes, key_size_bits // 8)
+        self._state = SenderState(state_dir)
+        self._ledger = ledger
+        self._on_new_keys = on_new_keys
+        self._queue: deque[Key] = deque()
+        self._current: OpenKey | None = None
+        self._buffered = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.kme_errors = 0
+        self.arrival = RateMeter()
+        self.consumption = RateMeter()
+
+    @property
+    def buffered(self) -> int:
+        return self._buffered
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._prefetch_loop(), name="vpn-key-prefetch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._current is not None:
+            self._metrics.key_discarded_bytes += len(self._current.data) - self._current.used
+            self._current.close()
+            self._current = None
+        for key in self._queue:
+            self._metrics.key_discarded_bytes += len(key.key)
+        self._queue.clear()
+        self._buffered = 0
+        self._metrics.key_buffered_bytes = 0
+        self._state.close()
+
+    def next_sequence(self) -> int:
+        return self._state.take_sequence()
+
+    def reserve(self, length: int) -> Slot | None:
+        """Key for one packet of ``length`` body bytes, or ``None`` (no key: drop)."""
+        need = KEY_MASK_BYTES + length
+        cur = self._current
+        while cur is None or cur.used + need > len(cur.data):
+            if cur is not None:
+                tail = len(cur.data) - cur.used
+                self._metrics.key_discarded_bytes += tail
+                self._buffered -= tail
+                cur.close()
+                self._current = cur = None
+            cur = self._open_next(need)
+            if cur is None:
+                self._metrics.key_buffered_bytes = self._buffered
+                self._wake.set()
+                return None
+        offset = cur.used
+        cur.used += need
+        self._buffered -= need
+        m = self._metrics
+        m.key_mask_bytes += KEY_MASK_BYTES
+        m.key_pad_bytes += length
+        m.key_buffered_bytes = self._buffered
+        if self._buffered < self._prefetch // 2:
+            self._wake.set()
+        if self._ledger is not None:
+            self._ledger(cur.key_id, offset, need)
+        return Slot(self._state.take_sequence(), cur, offset)
+
+    def _open_next(self, need: int) -> OpenKey | None:
+        while self._queue:
+            key = self._queue.popleft()
+            if len(key.key) < KEY_HASH_BYTES + need:
+                # too short for this packet: never partially trusted, counted
+                self._metrics.key_discarded_bytes += len(key.key)
+                self._buffered -= len(key.key)
+                continue
+            if not self._state.mark_used(key.key_id.bytes):
+                log.error("KME delivered key %s a second time: refused", key.key_id)
+                self._metrics.key_discarded_bytes += len(key.key)
+                self._metrics.drop("key_reissued")
+                self._buffered -= len(key.key)
+                continue
+            opened = OpenKey(key)
+            self._current = opened
+            self._metrics.key_hash_bytes += KEY_HASH_BYTES
+            self._buffered -= KEY_HASH_BYTES
+            if self._ledger is not None:
+                self._ledger(key.key_id, 0, KEY_HASH_BYTES)
+            return opened
+        return None
+
+    async def _prefetch_loop(self) -> None:
+        key_bytes = self._key_size_bits // 8
+        while True:
+            deficit = self._prefetch - self._buffered
+            if deficit <= 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                self._sample_rates()
+                continue
+            number = min(MAX_KEYS_PER_REQUEST, -(-deficit // key_bytes))
+            try:
+                keys = await self._supplier.enc_keys(self._slave, number, self._key_size_bits)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the KME boundary: any failure means "no key yet"
+                self.kme_errors += 1
+                log.debug("enc_keys failed: %s", exc)
+                self._sample_rates()
+                await asyncio.sleep(KME_RETRY_SECONDS)
+                continue
+            if not keys:
+                await asyncio.sleep(KME_RETRY_SECONDS)
+                continue
+            arrived = sum(len(k.key) for k in keys)
+            self._queue.extend(keys)
+            self._buffered += arrived
+            self._metrics.key_arrived_bytes += arrived
+            self._metrics.key_buffered_bytes = self._buffered
+            self._sample_rates()
+            if self._on_new_keys is not None:
+                self._on_new_keys([k.key_id for k in keys])
+
+    def _sample_rates(self) -> None:
+        self.arrival.sample(self._metrics.key_arrived_bytes)
+        self.consumption.sample(self._metrics.key_bytes - self._metrics.key_discarded_bytes)
+
+
+class ReceiverKeyStream:
+    """Slave side: keys fetched by ID with ``dec_keys``, the recent ones kept open."""
+
+    def __init__(
+        self,
+        supplier: KeySupplier,
+        master_sae_id: str,
+        metrics: DirectionMetrics,
+        on_key_ready: Callable[[bytes, bool], None],
+        *,
+        max_held: int = 4 * MAX_KEYS_PER_REQUEST,
+    ) -> None:
+        self._supplier = supplier
+        self._master = master_sae_id
+        self._metrics = metrics
+        self._on_key_ready = on_key_ready
+        self._max_held = max_held
+        self._held: dict[bytes, OpenKey] = {}  # fetched, not yet used
+        self._open: OrderedDict[bytes, OpenKey] = OrderedDict()  # in use, newest last
+        self._fetching: set[bytes] = set()
+        self._retired: OrderedDict[bytes, None] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.kme_errors = 0
+
+    def get(self, raw_id: bytes) -> OpenKey | None:
+        key = self._open.get(raw_id)
+        if key is not None:
+            return key
+        return self._held.get(raw_id)
+
+    def is_retired(self, raw_id: bytes) -> bool:
+        return raw_id in self._retired
+
+    def is_fetching(self, raw_id: bytes) -> bool:
+        return raw_id in self._fetching
+
+    def used(self, key: OpenKey, nbytes: int) -> None:
+        """Account an authenticated packet's key; the first use opens the key."""
+        m = self._metrics
+        if key.raw_id in self._held:
+            del self._held[key.raw_id]
+            self._open[key.raw_id] = key
+            m.key_hash_bytes += KEY_HASH_BYTES
+            while len(self._open) > OPEN_KEYS:
+                _, old = self._open.popitem(last=False)
+                self._retire(old)
+        key.used += nbytes
+        m.key_mask_bytes += KEY_MASK_BYTES
+        m.key_pad_bytes += nbytes - KEY_MASK_BYTES
+        m.key_buffered_bytes -= nbytes
+
+    def want(self, raw_ids: list[bytes]) -> None:
+        """Fetch these keys in the background unless known, fetching or retired."""
+        new = [
+            r
+            for r in raw_ids
+            if r not in self._open
+            and r not in self._held
+            and r not in self._fetching
+            and r not in self._retired
+        ]
+        room = self._max_held - len(self._held) - len(self._fetching)
+        new = new[: max(0, room)]
+        if not new:
+            return
+        self._fetching.update(new)
+        task = asyncio.create_task(self._fetch(new), name="vpn-key-fetch")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fetch(self, raw_ids: list[bytes]) -> None:
+        ids = [uuid.UUID(bytes=r) for r in raw_ids]
+        keys: list[Key] = []
+        for attempt in range(4):
+            try:
+                keys = await self._supplier.dec_keys(self._master, ids)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # KME boundary: the key may not have arrived yet
+                self.kme_errors += 1
+                log.debug("dec_keys attempt %d failed: %s", attempt, exc)
+                await asyncio.sleep(KME_RETRY_SECONDS * (attempt + 1))
+        got = {k.key_id.bytes: k for k in keys}
+        for raw in raw_ids:
+            self._fetching.discard(raw)
+            key = got.get(raw)
+            if key is None or len(key.key) < _MIN_KEY_BYTES:
+                self._remember_retired(raw)
+                self._on_key_ready(raw, False)
+                continue
+            opened = OpenKey(key)
+            self._held[raw] = opened
+            self._metrics.key_arrived_bytes += len(key.key)
+            self._metrics.key_buffered_bytes += len(key.key) - KEY_HASH_BYTES
+            self._on_key_ready(raw, True)
+
+    def _retire(self, key: OpenKey) -> None:
+        rest = len(key.data) - key.used
+        self._metrics.key_discarded_bytes += max(0, rest)
+        self._metrics.key_buffered_bytes -= max(0, rest)
+        key.close()
+        self._remember_retired(key.raw_id)
+
+    def _remember_retired(self, raw: bytes) -> None:
+        self._retired[raw] = None
+        while len(self._retired) > RETIRED_KEYS:
+            self._retired.popitem(last=False)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for key in list(self._open.values()) + list(self._held.values()):
+            key.close()
+        self._open.clear()
+        self._held.clear()
+        self._metrics.key_buffered_bytes = 0

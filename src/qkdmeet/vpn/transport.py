@@ -1,0 +1,134 @@
+"""The UDP bind between gateways (as wireguard-go's ``conn.Bind``) and a fake.
+
+:class:`UdpBind` is a non-blocking UDP socket read in batches from the event
+loop (no asyncio transport objects on the hot path); it sends to one peer.
+:class:`FakeBindPair` links two binds in memory, with a ``tap`` that can
+drop, alter, duplicate or reorder datagrams for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Protocol
+
+from qkdmeet.vpn.constants import READ_BATCH
+
+Address = tuple[str, int]
+DeliverDatagrams = Callable[[list[tuple[bytes, Address]]], None]
+
+
+class DatagramBind(Protocol):
+    """Where the gateway's outer packets come from and go to."""
+
+    def open(self, deliver: DeliverDatagrams) -> None: ...
+
+    def send(self, datagram: bytes) -> None: ...
+
+    def accepts(self, addr: Address) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def parse_address(text: str) -> Address:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"address {text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+class UdpBind:
+    """One UDP socket bound to ``listen``, talking to ``peer``."""
+
+    def __init__(self, listen: Address, peer: Address, *, buffer_bytes: int = 4 << 20) -> None:
+        self.peer = peer
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer_bytes)
+        self._sock.bind(listen)
+        self._sock.setblocking(False)
+        self._deliver: DeliverDatagrams | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.send_errors = 0
+        self._peer_ip = socket.gethostbyname(peer[0])
+
+    @property
+    def local(self) -> Address:
+        host, port = self._sock.getsockname()[:2]
+        return str(host), int(port)
+
+    def accepts(self, addr: Address) -> bool:
+        return addr[0] == self._peer_ip and addr[1] == self.peer[1]
+
+    def open(self, deliver: DeliverDatagrams) -> None:
+        self._deliver = deliver
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._sock.fileno(), self._on_readable)
+
+    def _on_readable(self) -> None:
+        batch: list[tuple[bytes, Address]] = []
+        recv = self._sock.recvfrom
+        for _ in range(READ_BATCH):
+            try:
+                batch.append(recv(65535))
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break  # e.g. ICMP port unreachable reported on the socket
+        if batch and self._deliver is not None:
+            self._deliver(batch)
+
+    def send(self, datagram: bytes) -> None:
+        try:
+            self._sock.sendto(datagram, self.peer)
+        except OSError:
+            self.send_errors += 1  # buffer full or no route: the datagram is lost
+
+    def close(self) -> None:
+        if self._sock.fileno() >= 0:
+            if self._loop is not None:
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+
+
+Tap = Callable[[bytes], list[bytes]]
+
+
+class FakeBind:
+    """One end of a :class:`FakeBindPair`."""
+
+    def __init__(self, addr: Address) -> None:
+        self.addr = addr
+        self.other: FakeBind | None = None
+        self.tap: Tap | None = None  # applied to datagrams this end sends
+        self.sent: list[bytes] = []
+        self._deliver: DeliverDatagrams | None = None
+
+    def open(self, deliver: DeliverDatagrams) -> None:
+        self._deliver = deliver
+
+    def accepts(self, addr: Address) -> bool:
+        return self.other is not None and addr == self.other.addr
+
+    def send(self, datagram: bytes) -> None:
+        self.sent.append(datagram)
+        out = self.tap(datagram) if self.tap is not None else [datagram]
+        if self.other is not None and out:
+            self.other.receive(out, self.addr)
+
+    def receive(self, datagrams: list[bytes], source: Address) -> None:
+        if self._deliver is not None:
+            self._deliver([(d, source) for d in datagrams])
+
+    def close(self) -> None:
+        self._deliver = None
+
+
+class FakeBindPair:
+    """Two in-memory binds delivering to each other synchronously."""
+
+    def __init__(self) -> None:
+        self.a = FakeBind(("192.0.2.1", 51900))
+        self.b = FakeBind(("192.0.2.2", 51900))
+        self.a.other, self.b.other = self.b, self.a
