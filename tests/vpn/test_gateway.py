@@ -1,0 +1,259 @@
+"""Two gateways over a fake TUN and an in-memory bind, with key from a MemoryKeyPair."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import struct
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from qkdmeet.vpn.constants import OVERHEAD_BYTES
+from qkdmeet.vpn.gateway import Gateway, GatewayKeys, payload_per_key_byte
+from qkdmeet.vpn.memkeys import MemoryKeyPair
+from qkdmeet.vpn.transport import FakeBindPair
+from qkdmeet.vpn.tun import FakeTun
+
+KEY_BITS = 8 * 4096
+_ACTIVE: list[Gateway] = []
+
+
+def ip_packet(payload: bytes) -> bytes:
+    """A minimal IPv4 header with a correct total length, then ``payload``."""
+    total = 20 + len(payload)
+    return struct.pack("!BBH", 0x45, 0, total) + bytes(16) + payload
+
+
+@dataclass
+class Pair:
+    keys: MemoryKeyPair
+    binds: FakeBindPair
+    tun_a: FakeTun
+    tun_b: FakeTun
+    a: Gateway
+    b: Gateway
+    ledger: list[tuple[uuid.UUID, int, int]] = field(default_factory=list)
+
+
+def make_gateway(pair_keys: MemoryKeyPair, me: str, peer: str, tun: FakeTun, bind: object,
+                 ledger: Callable[[uuid.UUID, int, int], None] | None = None,
+                 state_dir: Path | None = None, prefetch: int = 4 * 4096) -> Gateway:
+    g = Gateway(
+        tun=tun,
+        bind=bind,  # type: ignore[arg-type]
+        keys=GatewayKeys(pair_keys.supplier(me), me, peer, KEY_BITS, prefetch),
+        name=me,
+        ledger=ledger,
+        state_dir=state_dir,
+    )
+    _ACTIVE.append(g)
+    return g
+
+
+async def settle(cond: Callable[[], bool], limit: float = 3.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit
+    await asyncio.sleep(0.01)  # let the key prefetch tasks run, as a real loop would
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError(f"condition not reached: {[g.metrics.as_dict() for g in _ACTIVE]}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[Pair]:
+    keys = MemoryKeyPair("A", "B")
+    binds = FakeBindPair()
+    tun_a, tun_b = FakeTun(), FakeTun()
+    ledger: list[tuple[uuid.UUID, int, int]] = []
+    a = make_gateway(keys, "A", "B", tun_a, binds.a, lambda *r: ledger.append(r))
+    b = make_gateway(keys, "B", "A", tun_b, binds.b)
+    await a.start()
+    await b.start()
+    await settle(lambda: a.sender.buffered > 0 and b.sender.buffered > 0)
+    p = Pair(keys, binds, tun_a, tun_b, a, b, ledger)
+    yield p
+    await a.stop()
+    await b.stop()
+
+
+async def send_and_wait(p: Pair, packets: list[bytes], expect: int | None = None) -> None:
+    before = len(p.tun_b.written)
+    p.tun_a.inject(*packets)
+    want = before + (len(packets) if expect is None else expect)
+    await settle(lambda: len(p.tun_b.written) >= want)
+
+
+async def test_round_trip_both_ways(pair: Pair) -> None:
+    pkts = [ip_packet(os.urandom(n)) for n in (0, 1, 100, 1350, 1388)]
+    await send_and_wait(pair, pkts)
+    assert pair.tun_b.written == pkts
+    back = [ip_packet(b"reply %d" % i) for i in range(5)]
+    pair.tun_b.inject(*back)
+    await settle(lambda: len(pair.tun_a.written) == 5)
+    assert pair.tun_a.written == back
+    out, inb = pair.a.metrics.outbound, pair.b.metrics.inbound
+    assert out.packets == inb.packets == 5
+    assert out.payload_bytes == inb.payload_bytes == sum(map(len, pkts))
+    assert out.key_pad_bytes == inb.key_pad_bytes == sum(map(len, pkts))
+    assert not inb.drops
+
+
+async def test_no_plaintext_on_wire_and_overhead(pair: Pair) -> None:
+    marker = b"QKDMEET-MARKER-" * 20
+    await send_and_wait(pair, [ip_packet(marker)])
+    data = [d for d in pair.binds.a.sent if d[1] == 1]
+    assert len(data) == 1 and marker[:15] not in data[0]
+    assert len(data[0]) == 20 + len(marker) + OVERHEAD_BYTES
+
+
+def _tamper(datagram: bytes, index: int) -> bytes:
+    b = bytearray(datagram)
+    b[index] ^= 0x01
+    return bytes(b)
+
+
+async def test_tampered_truncated_dropped_tunnel_keeps_working(pair: Pair) -> None:
+    await send_and_wait(pair, [ip_packet(b"first")])
+    # a flipped bit in length, sequence, offset, body or tag; then a truncated datagram
+    for index in (3, 10, 29, 30, 40, -1):
+        pair.binds.a.tap = lambda d, i=index: [_tamper(d, i)]
+        pair.tun_a.inject(ip_packet(b"victim"))
+    pair.binds.a.tap = lambda d: [d[:-5]]
+    pair.tun_a.inject(ip_packet(b"victim"))
+    pair.binds.a.tap = None
+    await send_and_wait(pair, [ip_packet(b"after")])
+    assert [p[20:] for p in pair.tun_b.written] == [b"first", b"after"]
+    drops = pair.b.metrics.inbound.drops
+    assert sum(drops.values()) == 7
+    assert drops["bad_tag"] >= 3 and drops["truncated"] >= 1
+
+
+async def test_replay_duplicate_reorder_as_window_allows(pair: Pair) -> None:
+    held: list[bytes] = []
+    pair.binds.a.tap = lambda d: (held.append(d), [])[1]
+    pair.tun_a.inject(*[ip_packet(b"p%d" % i) for i in range(5)])
+    pair.binds.a.tap = None
+    data = [d for d in held if d[1] == 1]
+    assert len(data) == 5
+    # reordered: delivered in reverse, all accepted
+    pair.binds.b.receive(list(reversed(data)), pair.binds.a.addr)
+    await settle(lambda: len(pair.tun_b.written) == 5)
+    # duplicated and replayed later: all refused, counted
+    pair.binds.b.receive([*data, data[2]], pair.binds.a.addr)
+    assert len(pair.tun_b.written) == 5
+    assert pair.b.metrics.inbound.drops["replayed"] == 6
+    await send_and_wait(pair, [ip_packet(b"still working")])
+
+
+async def test_too_old_and_wrong_source(pair: Pair) -> None:
+    held: list[bytes] = []
+    pair.binds.a.tap = lambda d: (held.append(d), [])[1]
+    pair.tun_a.inject(ip_packet(b"old"))
+    pair.binds.a.tap = None
+    old = [d for d in held if d[1] == 1]
+    pair.binds.b.receive(old, ("203.0.113.9", 1))
+    assert pair.b.metrics.inbound.drops["bad_source"] == 1
+    for _ in range(42):  # 2,100 newer packets push it out of the 2,048-wide window
+        await send_and_wait(pair, [ip_packet(b"x")] * 50)
+    pair.binds.b.receive(old, pair.binds.a.addr)
+    assert pair.b.metrics.inbound.drops["too_old"] == 1
+
+
+async def test_key_exhaustion_fails_closed_and_recovers() -> None:
+    keys = MemoryKeyPair("A", "B", budget_bytes=2 * 4096)
+    binds = FakeBindPair()
+    tun_a, tun_b = FakeTun(), FakeTun()
+    a = make_gateway(keys, "A", "B", tun_a, binds.a)
+    b = make_gateway(keys, "B", "A", tun_b, binds.b)
+    await a.start()
+    await b.start()
+    try:
+        await settle(lambda: a.sender.buffered > 0)
+        marker = b"SECRET!" * 100
+        pkts = [ip_packet(marker) for _ in range(20)]  # needs ~15 KB, has 8 KB
+        tun_a.inject(*pkts)
+        m = a.metrics.outbound
+        assert m.drops["no_key"] > 0
+        assert m.packets + m.drops["no_key"] == 20
+        assert all(marker[:7] not in d for d in binds.a.sent)
+        await settle(lambda: len(tun_b.written) == m.packets)
+        sent_before = len(binds.a.sent)
+        tun_a.inject(ip_packet(marker))
+        assert len(binds.a.sent) == sent_before  # nothing leaves without key
+        keys.refill("A", "B", 8 * 4096)
+        await settle(lambda: a.sender.buffered > 0)
+        delivered = len(tun_b.written)
+        tun_a.inject(ip_packet(b"back"))
+        await settle(lambda: len(tun_b.written) == delivered + 1)
+        assert tun_b.written[-1][20:] == b"back"
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_kme_outage_then_recovery(pair: Pair) -> None:
+    pair.keys.failing = True
+    # use up everything buffered
+    for _ in range(40):
+        pair.tun_a.inject(ip_packet(os.urandom(1000)))
+    assert pair.a.metrics.outbound.drops["no_key"] > 0
+    pair.keys.failing = False
+    await settle(lambda: pair.a.sender.buffered > 0)
+    await send_and_wait(pair, [ip_packet(b"resumed")])
+
+
+async def test_restart_never_reuses_key_bytes(tmp_path: Path) -> None:
+    keys = MemoryKeyPair("A", "B")
+    binds = FakeBindPair()
+    tun_b = FakeTun()
+    b = make_gateway(keys, "B", "A", tun_b, binds.b)
+    await b.start()
+    ledger: list[tuple[uuid.UUID, int, int]] = []
+    total = 0
+    try:
+        for round_ in range(3):
+            tun_a = FakeTun()
+            a = make_gateway(keys, "A", "B", tun_a, binds.a, lambda *r: ledger.append(r),
+                             state_dir=tmp_path / "a")
+            await a.start()
+            await settle(lambda a=a: a.sender.buffered > 0)
+            pkts = [ip_packet(b"%d-%d" % (round_, i) * 30) for i in range(25)]
+            tun_a.inject(*pkts)
+            total += 25
+            await settle(lambda t=total: len(tun_b.written) == t)
+            await a.stop()  # mid-key: the rest of the current key is discarded
+    finally:
+        await b.stop()
+    # every key byte range used is disjoint from every other
+    by_key: dict[uuid.UUID, list[tuple[int, int]]] = {}
+    for kid, off, n in ledger:
+        by_key.setdefault(kid, []).append((off, off + n))
+    for ranges in by_key.values():
+        ranges.sort()
+        for (_, e1), (s2, _) in itertools.pairwise(ranges):
+            assert e1 <= s2
+    assert len(by_key) >= 3  # each run opened its own keys
+    seq = int((tmp_path / "a" / "sequence").read_text())
+    assert seq >= 3 * 25
+    assert len(tun_b.written) == 75 and not b.metrics.inbound.drops
+
+
+async def test_key_accounting_efficiency(pair: Pair) -> None:
+    for _ in range(3):  # 10 packets at a time: the fixture prefetches only 16 KB
+        await send_and_wait(pair, [ip_packet(os.urandom(1180)) for _ in range(10)])
+    out = pair.a.metrics.outbound
+    assert out.payload_bytes == 30 * 1200
+    used = out.key_pad_bytes + out.key_mask_bytes
+    assert used == 30 * 1232 + 32 * out.announces
+    assert out.key_hash_bytes % 32 == 0 and out.key_hash_bytes > 0
+    text = pair.a.metrics.prometheus()
+    assert 'qkdmeet_vpn_payload_bytes_total{gateway="A",direction="outbound"} 36000' in text
+    budget = pair.a.budget()
+    assert budget["key_buffered_bytes"] == pair.a.sender.buffered
+    assert budget["payload_per_key_byte"] == payload_per_key_byte(1200, 4096) == 3 * 1200 / 4096
