@@ -7,11 +7,13 @@ it, so the attack shows up only through the statistics the protocol sees.
 
 - :class:`InterceptResend` (fraction f): Eve, next to Alice, measures a
   fraction f of the pulses with a perfect detector in a random basis. If the
-  pulse held a photon, she resends a coherent pulse of the public signal
-  intensity mu1 in her basis and bit, through the same channel; an empty
-  pulse leaves her nothing to resend. Where her basis was wrong (half the
-  time) Bob's bit is random in Alice's basis: errors rise by about f/4 in
-  both bases.
+  pulse held a photon, she resends a coherent pulse in her basis and bit
+  through the same channel; an empty pulse leaves her nothing to resend. She
+  makes the resent pulses bright enough (:meth:`InterceptResend.resend_intensity`)
+  that Bob's overall detection rate stays what he expects, so about a
+  fraction f of his detections come from her. Where her basis was wrong
+  (half the time) Bob's bit is random in Alice's basis: errors rise by about
+  f/4 in both bases.
 - :class:`PhotonNumberSplitting`: Eve measures the photon number without
   disturbing the qubit, blocks every single-photon pulse, keeps one photon of
   each multi-photon pulse and forwards the rest over a lossless channel. To
@@ -39,6 +41,8 @@ from qkdmeet.qkd.params import LinkParams
 
 #: Photon numbers above this are lumped together (Poisson tail < 1e-15 for mu <= 1).
 MAX_PHOTON_NUMBER = 24
+#: The brightest pulse an intercept-resend attacker sends (mean photon number).
+_MAX_RESEND_MU = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +66,28 @@ class InterceptResend:
         if not (math.isfinite(self.fraction) and 0.0 <= self.fraction <= 1.0):
             raise ValueError(f"intercept-resend fraction must be in [0, 1], got {self.fraction!r}")
 
+    def resend_intensity(self, params: LinkParams) -> float:
+        """Mean photon number of Eve's resent pulses that keeps Bob's average gain unchanged.
+
+        Solves sum_k p_k [(1 - e^-k) D(mu_e) + e^-k D(0)] = sum_k p_k D(k) for mu_e (capped
+        at 10 photons, where no brighter pulse could hide the loss).
+        """
+        mus, ps = params.mu, params.p_mu
+        quiet = (1.0 - params.p_dc) ** 2  # neither detector fires a dark count
+        honest = sum(
+            p * (1.0 - quiet * math.exp(-params.eta_sys * k)) for k, p in zip(mus, ps, strict=True)
+        )
+        caught = sum(p * (1.0 - math.exp(-k)) for k, p in zip(mus, ps, strict=True))
+        # empty intercepted pulses still give dark counts
+        target = (honest - (1.0 - caught) * (1.0 - quiet)) / caught
+        if target >= 1.0 - 1e-12:
+            return _MAX_RESEND_MU
+        mu_e = -math.log((1.0 - target) / quiet) / params.eta_sys
+        return min(max(mu_e, 0.0), _MAX_RESEND_MU)
+
     def pulse_classes(self, params: LinkParams) -> list[PulseClass]:
         f = self.fraction
-        resend_mu = params.mu[0]
+        resend_mu = self.resend_intensity(params)
         out: list[PulseClass] = []
         for k, (mu, p) in enumerate(zip(params.mu, params.p_mu, strict=True)):
             out.append(

@@ -214,6 +214,11 @@ def _tables(params: LinkParams, classes: list[PulseClass]) -> _ClassTables:
     )
 
 
+_TWO53 = float(2**53)
+_TWO24 = float(2**24)
+_MASK24 = np.int64(2**24 - 1)
+
+
 @numba.njit(cache=True)
 def _seed(seed: int) -> None:
     np.random.seed(seed)
@@ -240,6 +245,7 @@ def _sample_kernel(
 ) -> int:
     """Fill the output arrays; returns the number of detections, or -1 when they overflow."""
     cap = pulse_index.size
+    qx24 = np.int64(q_x * _TWO24)
     n_classes = class_cum.size
     pos = np.int64(-1)
     count = 0
@@ -255,19 +261,25 @@ def _sample_kernel(
         c = 0
         while c < n_classes - 1 and u >= class_cum[c]:
             c += 1
-        abit = np.uint8(np.random.random() < 0.5)
-        abasis = np.uint8(0) if np.random.random() < q_x else np.uint8(1)
-        bbasis = np.uint8(0) if np.random.random() < q_x else np.uint8(1)
+        # One 53-bit draw gives Alice's bit (1 bit), both bases (24 bits each)
+        # and three fair coins for the cases that need them.
+        x = np.int64(np.random.random() * _TWO53)
+        abit = np.uint8(x & 1)
+        abasis = np.uint8(0) if ((x >> 1) & _MASK24) < qx24 else np.uint8(1)
+        bbasis = np.uint8(0) if ((x >> 25) & _MASK24) < qx24 else np.uint8(1)
+        coin_a = np.uint8((x >> 49) & 1)
+        coin_b = np.uint8((x >> 50) & 1)
+        coin_c = np.uint8((x >> 51) & 1)
         src = class_source[c]
         if src == 0:
             sbasis = abasis
             sbit = abit
         elif src == 1:
-            sbasis = np.uint8(np.random.random() < 0.5)
-            sbit = abit if sbasis == abasis else np.uint8(np.random.random() < 0.5)
+            sbasis = coin_a
+            sbit = abit if sbasis == abasis else coin_b
         else:
             sbasis = bbasis
-            sbit = np.uint8(np.random.random() < 0.5)
+            sbit = coin_b
         u = np.random.random()
         if bbasis == sbasis:
             cum0, cum1, cum2 = cum_match[c, 0], cum_match[c, 1], cum_match[c, 2]
@@ -275,13 +287,13 @@ def _sample_kernel(
             cum0, cum1, cum2 = cum_mismatch[c, 0], cum_mismatch[c, 1], cum_mismatch[c, 2]
         dbl = False
         if u < cum0:
-            bit = np.uint8(np.random.random() < 0.5)
+            bit = coin_c
         elif u < cum1:
             bit = sbit
         elif u < cum2:
             bit = np.uint8(1) - sbit
         else:
-            bit = np.uint8(np.random.random() < 0.5)
+            bit = coin_c
             dbl = True
         pulse_index[count] = first_pulse + pos
         a_bit[count] = abit

@@ -31,6 +31,7 @@ import numpy.typing as npt
 from scipy.optimize import minimize
 
 from qkdmeet.qkd import optics
+from qkdmeet.qkd.events import BASIS_X, BASIS_Z, DetectionRecord
 from qkdmeet.qkd.params import LinkParams
 
 #: A block is aborted when its phase-error bound reaches this (h(phi) = 1 from here on).
@@ -183,6 +184,30 @@ def estimate(
         else:
             phi = ratio
     return DecoyEstimate(s_x0, s_x1, s_z0, s_z1, v_z1, phi, eps)
+
+
+def decoy_counts(record: DetectionRecord) -> DecoyCounts:
+    """Both ends' sifted statistics of a record, with the X errors (an omniscient view).
+
+    The protocol gets the same counts from sifting; this is for the model's
+    checks and benchmarks, which may look at both halves.
+    """
+    a, b = record.alice, record.bob
+    match = a.basis == b.basis
+    err = a.bit != b.bit
+    k = a.intensity.astype(np.int64)
+
+    def per_intensity(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+        return np.bincount(k[mask], minlength=3)[:3]
+
+    in_x = match & (a.basis == BASIS_X)
+    in_z = match & (a.basis == BASIS_Z)
+    return DecoyCounts.from_arrays(
+        per_intensity(in_x),
+        per_intensity(in_z),
+        per_intensity(in_z & err),
+        per_intensity(in_x & err),
+    )
 
 
 def key_length_bound(est: DecoyEstimate, lambda_ec: float, params: LinkParams) -> float:
