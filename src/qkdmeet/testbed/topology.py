@@ -1,0 +1,221 @@
+"""The two-site testbed: five namespaces, four veth links, a WAN relay.
+
+::
+
+    lana ──lan0── gwa ──wan0────a0── wan ──b0────wan0── gwb ──lan0── lanb
+    10.1.0.2   10.1.0.1  172.30.1.1  .1.2  .2.2  172.30.2.1  10.2.0.1  10.2.0.2
+
+Namespaces are ``<prefix>lana``, ``<prefix>gwa``, ``<prefix>wan``,
+``<prefix>gwb``, ``<prefix>lanb`` (default prefix ``qkm-``). The site LAN
+hosts route everything to their gateway; the gateways forward IP but have
+no route to the other site except their TUN (set up by the gateway daemon);
+the ``wan`` namespace does not forward IP in ``relay`` mode, so LAN-to-LAN
+traffic can only cross as the gateways' UDP through the relay process
+(:mod:`.wanrelay`), which the topology starts in ``wan``.
+``mode="routed"`` instead lets the kernel forward in ``wan`` (no relay),
+used by the benchmark to measure the path with plain routing.
+
+:meth:`Topology.up` is idempotent (an existing complete testbed is kept);
+:meth:`Topology.down` kills the processes inside the five namespaces and
+removes them and the run directory, nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qkdmeet.testbed import netns
+
+RUN_ROOT = Path("/run/qkdmeet-testbed")
+GATEWAY_PORT = 51900
+RELAY_PORT = 51900
+#: Names of the namespaces, without prefix.
+ROLES = ("lana", "gwa", "wan", "gwb", "lanb")
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """Addresses of one site."""
+
+    lan_ns: str
+    gw_ns: str
+    lan_subnet: str
+    host_ip: str
+    gw_lan_ip: str
+    gw_wan_ip: str
+    relay_ip: str  # the relay's address facing this gateway
+    wan_subnet: str
+
+
+class Topology:
+    """One testbed, named by its prefix."""
+
+    def __init__(self, prefix: str = "qkm-", *, mode: str = "relay") -> None:
+        if not prefix or len(prefix) > 8 or not prefix.replace("-", "").isalnum():
+            raise ValueError("prefix must be 1-8 letters, digits or '-'")
+        if mode not in ("relay", "routed"):
+            raise ValueError("mode is 'relay' or 'routed'")
+        self.prefix = prefix
+        self.mode = mode
+        self.run_dir = RUN_ROOT / prefix.rstrip("-")
+        self.wan = prefix + "wan"
+        self.a = Site(prefix + "lana", prefix + "gwa", "10.1.0.0/24", "10.1.0.2", "10.1.0.1",
+                      "172.30.1.1", "172.30.1.2", "172.30.1.0/30")
+        self.b = Site(prefix + "lanb", prefix + "gwb", "10.2.0.0/24", "10.2.0.2", "10.2.0.1",
+                      "172.30.2.1", "172.30.2.2", "172.30.2.0/30")
+
+    @property
+    def namespaces(self) -> list[str]:
+        return [self.prefix + r for r in ROLES]
+
+    @property
+    def relay_control(self) -> Path:
+        return self.run_dir / "relay.sock"
+
+    @property
+    def relay_capture(self) -> Path:
+        return self.run_dir / "wan.capture"
+
+    # --- lifecycle -------------------------------------------------------------------
+    def is_up(self) -> bool:
+        existing = set(netns.list_namespaces())
+        return all(ns in existing for ns in self.namespaces) and (self.run_dir / "up").exists()
+
+    def up(self, *, capture: bool = False) -> bool:
+        """Build the testbed; False when it was already up (nothing changed)."""
+        if self.is_up():
+            return False
+        self.down()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for ns in self.namespaces:
+            netns.add(ns)
+        for site, side in ((self.a, "a0"), (self.b, "b0")):
+            netns.veth(site.lan_ns, "lan0", site.gw_ns, "lan0")
+            netns.veth(site.gw_ns, "wan0", self.wan, side)
+            netns.address(site.lan_ns, "lan0", site.host_ip + "/24")
+            netns.address(site.gw_ns, "lan0", site.gw_lan_ip + "/24")
+            netns.address(site.gw_ns, "wan0", site.gw_wan_ip + "/30")
+            netns.address(self.wan, side, site.relay_ip + "/30")
+            netns.route(site.lan_ns, "default", site.gw_lan_ip)
+            netns.sysctl(site.gw_ns, "net.ipv4.ip_forward", "1")
+        netns.sysctl(self.wan, "net.ipv4.ip_forward", "1" if self.mode == "routed" else "0")
+        if self.mode == "routed":
+            netns.route(self.a.gw_ns, self.b.wan_subnet, self.a.relay_ip)
+            netns.route(self.b.gw_ns, self.a.wan_subnet, self.b.relay_ip)
+        else:
+            self._start_relay(capture)
+        (self.run_dir / "up").write_text(json.dumps({"mode": self.mode, "time": time.time()}))
+        return True
+
+    def _start_relay(self, capture: bool) -> None:
+        argv = [
+            sys.executable, "-m", "qkdmeet", "testbed", "relay",
+            "--a-listen", f"{self.a.relay_ip}:{RELAY_PORT}",
+            "--a-peer", f"{self.a.gw_wan_ip}:{GATEWAY_PORT}",
+            "--b-listen", f"{self.b.relay_ip}:{RELAY_PORT}",
+            "--b-peer", f"{self.b.gw_wan_ip}:{GATEWAY_PORT}",
+            "--control", str(self.relay_control),
+        ]
+        if capture:
+            argv += ["--capture", str(self.relay_capture)]
+        log = (self.run_dir / "relay.log").open("ab")
+        proc = netns.spawn(self.wan, argv, stdout=log, stderr=log, start_new_session=True)
+        (self.run_dir / "relay.pid").write_text(str(proc.pid))
+        deadline = time.monotonic() + 15
+        while not self.relay_control.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise netns.NetnsError(f"WAN relay did not start; see {self.run_dir}/relay.log")
+            time.sleep(0.05)
+
+    def down(self) -> None:
+        """Remove everything this testbed made (idempotent)."""
+        pid_file = self.run_dir / "relay.pid"
+        if pid_file.exists():
+            with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+                os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+        for ns in self.namespaces:
+            netns.delete(ns)
+        if self.run_dir.exists():
+            for p in sorted(self.run_dir.rglob("*"), reverse=True):
+                if p.is_dir():
+                    p.rmdir()
+                else:
+                    p.unlink()
+            self.run_dir.rmdir()
+
+    def status(self) -> dict[str, Any]:
+        existing = set(netns.list_namespaces())
+        relay_alive = False
+        pid_file = self.run_dir / "relay.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), 0)
+                relay_alive = True
+            except (ValueError, ProcessLookupError):
+                relay_alive = False
+        return {
+            "prefix": self.prefix,
+            "up": self.is_up(),
+            "mode": self.mode,
+            "namespaces": {ns: ns in existing for ns in self.namespaces},
+            "relay_alive": relay_alive,
+            "relay_control": str(self.relay_control),
+            "sites": {
+                "a": {"host": self.a.host_ip, "subnet": self.a.lan_subnet, "ns": self.a.lan_ns},
+                "b": {"host": self.b.host_ip, "subnet": self.b.lan_subnet, "ns": self.b.lan_ns},
+            },
+        }
+
+    # --- gateways ----------------------------------------------------------------------
+    def gateway_config(self, side: str, keys_dir: Path, *, key_size_bits: int = 8 * 65536,
+                       prefetch_bytes: int = 8 << 20) -> Path:
+        """Write a gateway TOML for site ``side`` ("a"/"b") using a file key store."""
+        me, peer = (self.a, self.b) if side == "a" else (self.b, self.a)
+        sae, peer_sae = ("gw-a", "gw-b") if side == "a" else ("gw-b", "gw-a")
+        if self.mode == "relay":
+            peer_addr = f"{me.relay_ip}:{RELAY_PORT}"
+        else:
+            peer_addr = f"{peer.gw_wan_ip}:{GATEWAY_PORT}"
+        path = self.run_dir / f"gateway-{side}.toml"
+        path.write_text(
+            "[gateway]\n"
+            f'name = "{sae}"\ntun = "qkm-tun"\n'
+            f'routes = ["{peer.lan_subnet}"]\n'
+            f'listen = "{me.gw_wan_ip}:{GATEWAY_PORT}"\n'
+            f'peer = "{peer_addr}"\n'
+            f'state_dir = "{self.run_dir / ("state-" + side)}"\n'
+            f'budget_listen = "{me.gw_lan_ip}:9180"\n'
+            "[keys]\n"
+            f'source = "files"\ndir = "{keys_dir}"\n'
+            f'sae_id = "{sae}"\npeer_sae_id = "{peer_sae}"\n'
+            f"key_size_bits = {key_size_bits}\nprefetch_bytes = {prefetch_bytes}\n"
+        )
+        return path
+
+    def start_gateway(self, side: str, config: Path) -> subprocess.Popen[bytes]:
+        """Run ``qkdmeet gateway run`` in the site's gateway namespace; waits until ready."""
+        site = self.a if side == "a" else self.b
+        log = (self.run_dir / f"gateway-{side}.log").open("ab")
+        proc: subprocess.Popen[bytes] = netns.spawn(
+            site.gw_ns,
+            [sys.executable, "-m", "qkdmeet", "gateway", "run", "--config", str(config)],
+            stdout=subprocess.PIPE, stderr=log,
+        )
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if b'"ready": true' not in line:
+            proc.kill()
+            proc.wait()
+            raise netns.NetnsError(
+                f"gateway {side} did not start; see {self.run_dir}/gateway-{side}.log"
+            )
+        return proc

@@ -1,0 +1,155 @@
+"""Gateway configuration from TOML.
+
+Example (every key shown; ``[keys].source`` picks the key supply)::
+
+    [gateway]
+    name = "gw-a"
+    tun = "qkm-tun"                 # TUN interface name (<= 15 characters)
+    mtu = 1408                      # TUN MTU; default fits a 1500-byte WAN
+    routes = ["10.2.0.0/24"]        # the other site's subnets, routed into the TUN
+    listen = "172.30.1.1:51900"     # UDP address of this gateway on the WAN
+    peer = "172.30.1.2:51900"       # UDP address of the peer (or the WAN relay)
+    state_dir = "/var/lib/qkdmeet/gw-a"   # sequence reservation, used-key journal
+    budget_listen = "10.1.0.1:9180" # GET /budget, /metrics, /metrics.json ("" = off)
+
+    [keys]
+    source = "etsi"                 # "etsi" (a KME over ETSI 014) or "files"
+    sae_id = "gw-a"                 # this gateway's SAE ID
+    peer_sae_id = "gw-b"            # the peer gateway's SAE ID
+    key_size_bits = 524288
+    prefetch_bytes = 8388608
+    kme_url = "https://127.0.0.1:8443"   # etsi: this site's KME
+    cert_file = "sae.pem"           # etsi: client certificate (mutual TLS)
+    key_file = "sae.key"
+    ca_file = "ca.pem"
+    dir = "/run/qkdmeet/keys"       # files: key store directory (see filekeys)
+
+Relative file paths are resolved against the configuration file's folder.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qkdmeet.vpn.constants import DEFAULT_KEY_SIZE_BITS, DEFAULT_PREFETCH_BYTES, TUN_MTU
+from qkdmeet.vpn.transport import Address, parse_address
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing a value or has a wrong one."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeysConfig:
+    source: str
+    sae_id: str
+    peer_sae_id: str
+    key_size_bits: int = DEFAULT_KEY_SIZE_BITS
+    prefetch_bytes: int = DEFAULT_PREFETCH_BYTES
+    kme_url: str = ""
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    ca_file: Path | None = None
+    dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    name: str
+    tun: str
+    listen: Address
+    peer: Address
+    keys: KeysConfig
+    routes: tuple[str, ...] = ()
+    mtu: int = TUN_MTU
+    state_dir: Path | None = None
+    budget_listen: Address | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _get(table: dict[str, Any], key: str, kind: type, section: str, default: Any = ...) -> Any:
+    if key not in table:
+        if default is ...:
+            raise ConfigError(f"[{section}] {key} is required")
+        return default
+    value = table[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"[{section}] {key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _path(base: Path, value: str | None) -> Path | None:
+    if not value:
+        return None
+    p = Path(value)
+    return p if p.is_absolute() else base / p
+
+
+def _addr(value: str, where: str) -> Address:
+    try:
+        return parse_address(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def parse_config(data: dict[str, Any], base: Path) -> GatewayConfig:
+    """Validate a parsed TOML document."""
+    gw = data.get("gateway")
+    kt = data.get("keys")
+    if not isinstance(gw, dict) or not isinstance(kt, dict):
+        raise ConfigError("the file needs [gateway] and [keys] tables")
+    source = _get(kt, "source", str, "keys")
+    if source not in ("etsi", "files"):
+        raise ConfigError(f'[keys] source must be "etsi" or "files", got {source!r}')
+    keys = KeysConfig(
+        source=source,
+        sae_id=_get(kt, "sae_id", str, "keys"),
+        peer_sae_id=_get(kt, "peer_sae_id", str, "keys"),
+        key_size_bits=_get(kt, "key_size_bits", int, "keys", DEFAULT_KEY_SIZE_BITS),
+        prefetch_bytes=_get(kt, "prefetch_bytes", int, "keys", DEFAULT_PREFETCH_BYTES),
+        kme_url=_get(kt, "kme_url", str, "keys", ""),
+        cert_file=_path(base, _get(kt, "cert_file", str, "keys", "")),
+        key_file=_path(base, _get(kt, "key_file", str, "keys", "")),
+        ca_file=_path(base, _get(kt, "ca_file", str, "keys", "")),
+        dir=_path(base, _get(kt, "dir", str, "keys", "")),
+    )
+    tls = (keys.cert_file, keys.key_file, keys.ca_file)
+    if source == "etsi" and not (keys.kme_url and all(tls)):
+        raise ConfigError("[keys] source etsi needs kme_url, cert_file, key_file and ca_file")
+    if source == "files" and keys.dir is None:
+        raise ConfigError("[keys] source files needs dir")
+    if keys.key_size_bits % 8 or keys.key_size_bits < 8 * 128:
+        raise ConfigError("[keys] key_size_bits must be a multiple of 8 and >= 1024")
+    routes = _get(gw, "routes", list, "gateway", [])
+    if not all(isinstance(r, str) for r in routes):
+        raise ConfigError("[gateway] routes must be a list of CIDR strings")
+    mtu = _get(gw, "mtu", int, "gateway", TUN_MTU)
+    if not 576 <= mtu <= 65535 - 64:
+        raise ConfigError(f"[gateway] mtu {mtu} out of range")
+    budget = _get(gw, "budget_listen", str, "gateway", "")
+    tun = _get(gw, "tun", str, "gateway", "qkm-tun")
+    if not 0 < len(tun) < 16:
+        raise ConfigError("[gateway] tun must be 1-15 characters")
+    return GatewayConfig(
+        name=_get(gw, "name", str, "gateway", keys.sae_id),
+        tun=tun,
+        listen=_addr(_get(gw, "listen", str, "gateway"), "[gateway] listen"),
+        peer=_addr(_get(gw, "peer", str, "gateway"), "[gateway] peer"),
+        keys=keys,
+        routes=tuple(routes),
+        mtu=mtu,
+        state_dir=_path(base, _get(gw, "state_dir", str, "gateway", "")),
+        budget_listen=_addr(budget, "[gateway] budget_listen") if budget else None,
+    )
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read and validate a gateway TOML file."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return parse_config(data, path.resolve().parent)
