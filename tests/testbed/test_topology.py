@@ -1,0 +1,189 @@
+"""End to end through the two-site testbed with real gateways (root)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from qkdmeet.testbed import netns
+from qkdmeet.testbed.topology import Topology
+from qkdmeet.testbed.wanrelay import read_capture
+from qkdmeet.vpn.constants import OVERHEAD_BYTES, TUN_MTU
+from qkdmeet.vpn.filekeys import fill
+
+pytestmark = pytest.mark.root
+
+PREFIX = "qkt-"
+
+
+@dataclass
+class Bed:
+    topo: Topology
+    gateways: dict[str, subprocess.Popen[bytes]]
+
+
+def probe(ns: str, *args: str, timeout: float = 30) -> dict[str, Any]:
+    proc = netns.run_in(ns, [sys.executable, "-m", "qkdmeet.testbed.probe", *args],
+                        timeout=timeout)
+    result: dict[str, Any] = json.loads(proc.stdout.decode().splitlines()[-1])
+    return result
+
+
+def server(ns: str, *args: str) -> subprocess.Popen[bytes]:
+    proc = netns.spawn(ns, [sys.executable, "-m", "qkdmeet.testbed.probe", *args],
+                       stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert b"ready" in proc.stdout.readline()
+    return proc
+
+
+def gateway_metrics(bed: Bed, side: str) -> dict[str, Any]:
+    site = bed.topo.a if side == "a" else bed.topo.b
+    code = (
+        "import urllib.request,sys;"
+        f"sys.stdout.write(urllib.request.urlopen('http://{site.gw_lan_ip}:9180/metrics.json')"
+        ".read().decode())"
+    )
+    out = netns.run_in(site.gw_ns, [sys.executable, "-c", code]).stdout
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def relay(bed: Bed, *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "qkdmeet", "testbed", "--prefix", PREFIX, "impair", *args],
+        capture_output=True, check=True, timeout=10,
+    ).stdout
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[Bed]:
+    topo = Topology(PREFIX)
+    topo.down()
+    topo.up(capture=True)
+    keys = topo.run_dir / "keys"
+    for m, s in (("gw-a", "gw-b"), ("gw-b", "gw-a")):
+        fill(keys, m, s, nbytes=24 << 20, key_bytes=65536)
+    gws = {}
+    try:
+        for side in ("a", "b"):
+            cfg = topo.gateway_config(side, keys, prefetch_bytes=4 << 20)
+            gws[side] = topo.start_gateway(side, cfg)
+        yield Bed(topo, gws)
+    finally:
+        for proc in gws.values():
+            proc.terminate()
+            proc.wait(timeout=10)
+        topo.down()
+
+
+def test_lans_only_reach_each_other_through_gateways() -> None:
+    topo = Topology("qku-")
+    topo.down()
+    try:
+        topo.up()
+        # no gateways running: site A cannot reach site B at all
+        res = probe(topo.a.lan_ns, "ping", topo.b.host_ip, "--count", "1", "--timeout", "0.5")
+        assert res["received"] == 0
+        assert topo.up() is False  # idempotent
+        assert topo.status()["up"] is True
+    finally:
+        topo.down()
+    assert not any(ns.startswith("qku-") for ns in netns.list_namespaces())
+    assert not topo.run_dir.exists()
+
+
+def test_icmp_between_sites(bed: Bed) -> None:
+    res = probe(bed.topo.a.lan_ns, "ping", bed.topo.b.host_ip, "--count", "3", "--size", "1000")
+    assert res["received"] == res["intact"] == 3
+
+
+def test_udp_and_tcp_between_sites(bed: Bed) -> None:
+    srv = server(bed.topo.b.lan_ns, "udp-echo-server", "7001", "--seconds", "10")
+    try:
+        res = probe(bed.topo.a.lan_ns, "udp-echo", bed.topo.b.host_ip, "7001", "--count", "20")
+        assert res["received"] == res["intact"] == 20
+    finally:
+        srv.kill()
+        srv.wait()
+    srv = server(bed.topo.b.lan_ns, "tcp-echo-server", "7002", "--seconds", "20")
+    try:
+        res = probe(bed.topo.a.lan_ns, "tcp-echo", bed.topo.b.host_ip, "7002",
+                    "--bytes", str(2 << 20))
+        assert res["intact"] is True and res["received"] == 2 << 20
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def test_webrtc_sized_packets_cross_unfragmented(bed: Bed) -> None:
+    link = netns.ip("-j", "link", "show", "qkm-tun", ns=bed.topo.a.gw_ns)
+    assert json.loads(link)[0]["mtu"] == TUN_MTU
+    reasm_before = _reassemblies(bed.topo.wan)
+    srv = server(bed.topo.b.lan_ns, "udp-echo-server", "7003", "--seconds", "10")
+    try:
+        # 1,370-byte IP packets (1,342 bytes of UDP payload) with Don't Fragment
+        res = probe(bed.topo.a.lan_ns, "udp-echo", bed.topo.b.host_ip, "7003",
+                    "--count", "10", "--size", "1342", "--df")
+        assert res["received"] == res["intact"] == 10
+    finally:
+        srv.kill()
+        srv.wait()
+    assert _reassemblies(bed.topo.wan) == reasm_before
+    sizes = [len(d) for _, d in read_capture(bed.topo.relay_capture)]
+    assert max(sizes) <= 1500 - 28
+    assert 1370 + OVERHEAD_BYTES in sizes
+
+
+def _reassemblies(ns: str) -> int:
+    text = netns.run_in(ns, ["cat", "/proc/net/snmp"]).stdout.decode().splitlines()
+    head, values = [line.split() for line in text if line.startswith("Ip:")][:2]
+    return int(values[head.index("ReasmReqds")])
+
+
+def test_wan_capture_shows_no_plaintext(bed: Bed) -> None:
+    marker = "QKDMEET-PLAINTEXT-MARKER"
+    before = len(read_capture(bed.topo.relay_capture))
+    code = (
+        "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+        f"[s.sendto(b'{marker}'*40,('{bed.topo.b.host_ip}',7999)) for _ in range(20)]"
+    )
+    netns.run_in(bed.topo.a.lan_ns, [sys.executable, "-c", code])
+    time.sleep(0.5)
+    captured = read_capture(bed.topo.relay_capture)[before:]
+    assert len(captured) >= 20
+    assert all(marker.encode() not in d for _, d in captured)
+    assert all(marker.encode()[:8] not in d for _, d in captured)
+
+
+def test_impaired_wan_drops_are_counted_and_tunnel_recovers(bed: Bed) -> None:
+    srv = server(bed.topo.b.lan_ns, "udp-echo-server", "7004", "--seconds", "30")
+    try:
+        before = gateway_metrics(bed, "b")["inbound"]["drops"]
+        relay(bed, "--duplicate", "1", "--corrupt", "0.3", "--reorder", "0.3",
+              "--jitter-ms", "2")
+        res = probe(bed.topo.a.lan_ns, "udp-echo", bed.topo.b.host_ip, "7004",
+                    "--count", "40", "--timeout", "0.5")
+        # every echo that came back is intact: corrupted packets never reach a LAN
+        assert res["intact"] == res["received"] > 0
+        after = gateway_metrics(bed, "b")["inbound"]["drops"]
+        assert after.get("replayed", 0) > before.get("replayed", 0)
+        assert after.get("bad_tag", 0) > before.get("bad_tag", 0)
+        stats = relay(bed, "--duplicate", "0", "--corrupt", "0", "--reorder", "0",
+                      "--jitter-ms", "0", "--stats")["stats"]
+        assert stats["duplicated"] > 0 and stats["corrupted"] > 0
+        res = probe(bed.topo.a.lan_ns, "udp-echo", bed.topo.b.host_ip, "7004", "--count", "10")
+        assert res["received"] == res["intact"] == 10
+    finally:
+        relay(bed, "--duplicate", "0", "--corrupt", "0", "--reorder", "0", "--jitter-ms", "0")
+        srv.kill()
+        srv.wait()
