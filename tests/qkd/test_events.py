@@ -111,3 +111,74 @@ def test_honest_classes_cover_the_intensities() -> None:
     classes = honest_classes(p)
     assert [c.intensity for c in classes] == [0, 1, 2]
     assert sum(c.prob for c in classes) == pytest.approx(1.0)
+
+
+def test_generator_matches_xoshiro256starstar_reference() -> None:
+    from qkdmeet.qkd.events import _next_u64
+
+    state = np.array([1, 2, 3, 4], dtype=np.uint64)
+    # first outputs of the reference C implementation for this state
+    assert [int(_next_u64(state)) for _ in range(4)] == [11520, 0, 1509978240, 1215971899390074240]
+
+
+def test_detections_spread_uniformly_over_the_pulse_train() -> None:
+    p = get_preset("toshiba").with_loss_db(20.0)
+    n_pulses = 50_000_000
+    r = sample_detections(p, n_pulses, np.random.default_rng(9))
+    n = len(r)
+    expected = detection_probability(p) * n_pulses
+    assert abs(n - expected) < 5 * math.sqrt(expected)
+    # ten equal slices of the train hold equal shares (chi-square, 9 degrees of freedom)
+    counts = np.bincount(r.bob.pulse_index * 10 // n_pulses, minlength=10)
+    chi2 = float(((counts - n / 10) ** 2 / (n / 10)).sum())
+    assert chi2 < 33.7  # p = 1e-4
+    # gaps are geometric: P(gap == 1) = R
+    gaps = np.diff(r.bob.pulse_index)
+    assert _within(float(np.mean(gaps == 1)), detection_probability(p), gaps.size)
+
+
+def _naive_every_pulse(p, n: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+    """Reference: simulate every pulse with Poisson photon numbers at the two detectors."""
+    k = rng.choice(3, size=n, p=p.p_mu)
+    mu = np.asarray(p.mu)[k]
+    a_basis = (rng.random(n) >= p.q_x).astype(np.uint8)
+    b_basis = (rng.random(n) >= p.q_x).astype(np.uint8)
+    a_bit = rng.integers(0, 2, n).astype(np.uint8)
+    match = a_basis == b_basis
+    wrong_share = np.where(match, p.e_mis, 0.5)
+    light = p.eta_sys * mu
+    correct = (rng.poisson(light * (1 - wrong_share)) > 0) | (rng.random(n) < p.p_dc)
+    wrong = (rng.poisson(light * wrong_share) > 0) | (rng.random(n) < p.p_dc)
+    click = correct | wrong
+    d = 1 - (1 - p.p_dc) ** 2 * np.exp(-light)
+    after = ~click & (rng.random(n) < p.p_ap * d / (1 - d))
+    double = correct & wrong
+    coin = rng.integers(0, 2, n).astype(np.uint8)
+    bit = np.where(correct & ~wrong, a_bit, 1 - a_bit).astype(np.uint8)
+    bit = np.where(double | after, coin, bit)
+    det = click | after
+    return k[det], a_basis[det], b_basis[det], a_bit[det], bit[det], double[det]
+
+
+def test_sampler_agrees_with_a_naive_per_pulse_simulation() -> None:
+    p = get_preset("toshiba").with_loss_db(0.0)
+    n = 4_000_000
+    k, ab, bb, abit, bbit, dbl = _naive_every_pulse(p, n, np.random.default_rng(21))
+    r = sample_detections(p, n, np.random.default_rng(22))
+    a, b = r.alice, r.bob
+
+    def close(x: float, y: float, m: float) -> bool:  # two samples, each of size about m
+        sd = math.sqrt(max(x * (1 - x), y * (1 - y), 1e-12) * 2 / m)
+        return abs(x - y) < 5 * sd
+
+    for kk in range(3):
+        assert close(
+            float(np.mean(k == kk)) * len(k) / n, float(np.mean(a.intensity == kk)) * len(r) / n, n
+        )
+        sel_ref = (k == kk) & (ab == bb)
+        sel = (a.intensity == kk) & (a.basis == b.basis)
+        if sel_ref.sum() > 1000:
+            qref = float(np.mean(abit[sel_ref] != bbit[sel_ref]))
+            assert close(qref, float(np.mean(a.bit[sel] != b.bit[sel])), int(sel_ref.sum()))
+    assert close(float(dbl.mean()), float(b.double_click.mean()), len(k))
+    assert close(float(np.mean(ab != bb)), float(np.mean(a.basis != b.basis)), len(k))

@@ -214,18 +214,51 @@ def _tables(params: LinkParams, classes: list[PulseClass]) -> _ClassTables:
     )
 
 
-_TWO53 = float(2**53)
 _TWO24 = float(2**24)
 _MASK24 = np.int64(2**24 - 1)
 
 
-@numba.njit(cache=True)
-def _seed(seed: int) -> None:
-    np.random.seed(seed)
+# xoshiro256** (Blackman and Vigna): a small, fast generator whose state the
+# caller owns, so that a record is reproducible from the numpy Generator that
+# seeded it and threads never share a stream.
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(inline="always")
+def _rotl(x: np.uint64, k: int) -> np.uint64:
+    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
+
+
+@numba.njit(inline="always")
+def _next_u64(s: npt.NDArray[np.uint64]) -> np.uint64:
+    s0, s1, s2, s3 = s[0], s[1], s[2], s[3]
+    result = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
+    t = s1 << np.uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = _rotl(s3, 45)
+    s[0], s[1], s[2], s[3] = s0, s1, s2, s3
+    return result
+
+
+@numba.njit(inline="always")
+def _next_double(s: npt.NDArray[np.uint64]) -> float:
+    """Uniform in [0, 1) with 53 random bits."""
+    return float(_next_u64(s) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+def _rng_state(rng: np.random.Generator) -> npt.NDArray[np.uint64]:
+    state = rng.integers(0, np.iinfo(np.uint64).max, size=4, dtype=np.uint64, endpoint=True)
+    if not state.any():
+        state[0] = 1  # the all-zero state is the generator's only fixed point
+    return state
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _sample_kernel(
+    state: npt.NDArray[np.uint64],
     n_pulses: int,
     first_pulse: int,
     log1m_r: float,
@@ -250,20 +283,20 @@ def _sample_kernel(
     pos = np.int64(-1)
     count = 0
     while True:
-        u = np.random.random()
-        gap = np.int64(math.floor(math.log1p(-u) / log1m_r))
+        u = 1.0 - _next_double(state)  # in (0, 1]
+        gap = np.int64(math.floor(math.log(u) / log1m_r))
         pos += gap + 1
         if pos >= n_pulses or pos < 0:
             break
         if count >= cap:
             return -1
-        u = np.random.random()
+        u = _next_double(state)
         c = 0
         while c < n_classes - 1 and u >= class_cum[c]:
             c += 1
         # One 53-bit draw gives Alice's bit (1 bit), both bases (24 bits each)
         # and three fair coins for the cases that need them.
-        x = np.int64(np.random.random() * _TWO53)
+        x = np.int64(_next_u64(state) >> np.uint64(11))
         abit = np.uint8(x & 1)
         abasis = np.uint8(0) if ((x >> 1) & _MASK24) < qx24 else np.uint8(1)
         bbasis = np.uint8(0) if ((x >> 25) & _MASK24) < qx24 else np.uint8(1)
@@ -280,7 +313,7 @@ def _sample_kernel(
         else:
             sbasis = bbasis
             sbit = coin_b
-        u = np.random.random()
+        u = _next_double(state)
         if bbasis == sbasis:
             cum0, cum1, cum2 = cum_match[c, 0], cum_match[c, 1], cum_match[c, 2]
         else:
@@ -336,7 +369,7 @@ def sample_detections(
     r = t.detection_probability
     expected = n_pulses * r
     cap = int(expected + 12.0 * math.sqrt(expected + 1.0) + 64)
-    _seed(int(rng.integers(0, 2**32 - 1)))
+    state = _rng_state(rng)
     while True:
         out_index = np.empty(cap, dtype=np.int64)
         a_bit = np.empty(cap, dtype=np.uint8)
@@ -351,7 +384,7 @@ def sample_detections(
         log1m_r = math.log1p(-r) if r < 1.0 else -745.0
         count = int(
             _sample_kernel(
-                n_pulses, int(first_pulse), log1m_r, t.class_cum, t.intensity, t.source,
+                state, n_pulses, int(first_pulse), log1m_r, t.class_cum, t.intensity, t.source,
                 t.cum_match, t.cum_mismatch, params.q_x,
                 out_index, a_bit, a_basis, intensity, b_basis, b_bit, double,
             )
