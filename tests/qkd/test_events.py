@@ -182,3 +182,24 @@ def test_sampler_agrees_with_a_naive_per_pulse_simulation() -> None:
             assert close(qref, float(np.mean(a.bit[sel] != b.bit[sel])), int(sel_ref.sum()))
     assert close(float(dbl.mean()), float(b.double_click.mean()), len(k))
     assert close(float(np.mean(ab != bb)), float(np.mean(a.basis != b.basis)), len(k))
+
+
+def test_pulse_train_continues_across_chunks() -> None:
+    from qkdmeet.qkd.eve import InterceptResend
+    from qkdmeet.qkd.events import PulseTrain
+
+    p = get_preset("toshiba")
+    train = PulseTrain(p, np.random.default_rng(5), chunk_pulses=1_000_000)
+    first = train.next_chunk()
+    second = train.next_chunk(500_000)
+    assert first.first_pulse == 0 and second.first_pulse == 1_000_000
+    assert train.pulses_sent == 1_500_000
+    assert train.seconds_sent == pytest.approx(1.5e-3)
+    assert first.bob.pulse_index[-1] < 1_000_000 <= second.bob.pulse_index[0]
+    assert second.bob.pulse_index[-1] < 1_500_000
+    train.eve = InterceptResend(1.0)
+    attacked = train.next_chunk(2_000_000)
+    match = attacked.alice.basis == attacked.bob.basis
+    assert float(np.mean(attacked.alice.bit[match] != attacked.bob.bit[match])) > 0.2
+    with pytest.raises(ValueError, match="chunk_pulses"):
+        PulseTrain(p, np.random.default_rng(1), chunk_pulses=0)
