@@ -268,8 +268,11 @@ class SenderKeyStream:
             deficit = self._prefetch - self._buffered
             if deficit <= 0:
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a
+                # cancellation that races with the event being set
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
                 self._sample_rates()
                 continue
             number = min(MAX_KEYS_PER_REQUEST, -(-deficit // key_bytes))

@@ -1,0 +1,8 @@
+"""QKD-VPN benchmarks: ``python benchmarks/bench_vpn.py --json`` (root for the testbed part)."""
+
+import sys
+
+from qkdmeet.vpn.bench import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
