@@ -47,11 +47,15 @@ class UdpBind:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer_bytes)
         self._sock.bind(listen)
+        # connected: send() skips address handling per datagram, and the kernel
+        # itself filters datagrams from other sources
+        self._sock.connect(peer)
         self._sock.setblocking(False)
         self._deliver: DeliverDatagrams | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.send_errors = 0
         self._peer_ip = socket.gethostbyname(peer[0])
+        self._send = self._sock.send
 
     @property
     def local(self) -> Address:
@@ -81,7 +85,7 @@ class UdpBind:
 
     def send(self, datagram: bytes) -> None:
         try:
-            self._sock.sendto(datagram, self.peer)
+            self._send(datagram)
         except OSError:
             self.send_errors += 1  # buffer full or no route: the datagram is lost
 
