@@ -10,6 +10,7 @@ Payloads are random and checked end to end (``intact``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -126,7 +127,9 @@ def tcp_echo(dst: str, port: int, nbytes: int, timeout: float) -> dict[str, Any]
     sent = 0
     while sent < nbytes or len(back) < nbytes:
         if sent < nbytes:
-            sent += sock.send(view[sent : sent + 16384])
+            sock.settimeout(0.01)
+            with contextlib.suppress(TimeoutError):  # send buffer full: read the echo first
+                sent += sock.send(view[sent : sent + 16384])
         sock.settimeout(0.01 if sent < nbytes else timeout)
         try:
             chunk = sock.recv(65536)
