@@ -187,3 +187,29 @@ def test_impaired_wan_drops_are_counted_and_tunnel_recovers(bed: Bed) -> None:
         relay(bed, "--duplicate", "0", "--corrupt", "0", "--reorder", "0", "--jitter-ms", "0")
         srv.kill()
         srv.wait()
+
+
+def test_gateway_restart_mid_transfer_reuses_no_key(bed: Bed) -> None:
+    topo = bed.topo
+    srv = server(topo.b.lan_ns, "udp-echo-server", "7005", "--seconds", "40")
+    state = topo.run_dir / "state-a"
+    try:
+        assert probe(topo.a.lan_ns, "udp-echo", topo.b.host_ip, "7005",
+                     "--count", "20")["intact"] == 20
+        seq_before = int((state / "sequence").read_text())
+        bed.gateways["a"].terminate()
+        bed.gateways["a"].wait(timeout=10)
+        bed.gateways["a"] = topo.start_gateway("a", topo.run_dir / "gateway-a.toml")
+        # the replies under B's keys that A's previous run fetched are lost until A's
+        # REKEY makes B move to fresh keys (about 1.5 s: the failed fetch's retries)
+        res = probe(topo.a.lan_ns, "udp-echo", topo.b.host_ip, "7005", "--count", "20")
+        assert res["received"] == res["intact"] >= 18
+        # B's replay window accepts the restarted sender: its sequence numbers continue above
+        res = probe(topo.a.lan_ns, "udp-echo", topo.b.host_ip, "7005", "--count", "20")
+        assert res["received"] == res["intact"] == 20
+        assert int((state / "sequence").read_text()) > seq_before
+        journal = (state / "used_keys").read_text().split()
+        assert len(journal) == len(set(journal)) >= 2  # no key opened twice, across restarts
+    finally:
+        srv.kill()
+        srv.wait()

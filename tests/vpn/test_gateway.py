@@ -257,3 +257,34 @@ async def test_key_accounting_efficiency(pair: Pair) -> None:
     budget = pair.a.budget()
     assert budget["key_buffered_bytes"] == pair.a.sender.buffered
     assert budget["payload_per_key_byte"] == payload_per_key_byte(1200, 4096) == 3 * 1200 / 4096
+
+
+async def test_restarted_slave_gets_fresh_keys_via_rekey() -> None:
+    keys = MemoryKeyPair("A", "B")
+    binds = FakeBindPair()
+    tun_a, tun_b = FakeTun(), FakeTun()
+    a = make_gateway(keys, "A", "B", tun_a, binds.a)
+    b = make_gateway(keys, "B", "A", tun_b, binds.b)
+    await a.start()
+    await b.start()
+    try:
+        await settle(lambda: a.sender.buffered > 0 and b.sender.buffered > 0)
+        tun_a.inject(ip_packet(b"before"))
+        await settle(lambda: len(tun_b.written) == 1)
+        # B restarts: every key of A that B had fetched is gone with it
+        await b.stop()
+        tun_b = FakeTun()
+        b = make_gateway(keys, "B", "A", tun_b, binds.b)
+        await b.start()
+        await settle(lambda: b.sender.buffered > 0)
+        tun_a.inject(ip_packet(b"lost"))  # under a key B can no longer fetch
+        await settle(lambda: a.rekeys_received == 1, limit=5)
+        assert b.rekeys_sent == 1
+        assert b.metrics.inbound.drops["key_unavailable"] >= 1
+        await settle(lambda: a.sender.buffered > 0)
+        tun_a.inject(ip_packet(b"after"))
+        await settle(lambda: len(tun_b.written) == 1)
+        assert tun_b.written[0][20:] == b"after"
+    finally:
+        await a.stop()
+        await b.stop()

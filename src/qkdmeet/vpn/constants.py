@@ -7,7 +7,8 @@ Wire format of one outer UDP payload (all integers big-endian)::
     +------+------+--------+-----------------+---------------------+---------+
     | ver  | type | length |   sequence u64  |   key ID (UUID)     | offset  |
     +------+------+--------+-----------------+---------------------+---------+
-    | body: inner IP packet XOR pad (DATA) or key IDs in clear (ANNOUNCE)   |
+    | body: inner IP packet XOR pad (DATA), key IDs in clear (ANNOUNCE),    |
+    | or nothing (REKEY)                                                    |
     +-----------------------------------------------------------------------+
     | tag (32 bytes): Wegman-Carter over header || body                     |
     +-----------------------------------------------------------------------+
@@ -30,6 +31,8 @@ VERSION: Final = 1
 #: Packet types.
 TYPE_DATA: Final = 1
 TYPE_ANNOUNCE: Final = 2
+#: "Your keys are lost to me: drop them and take fresh ones" (empty body).
+TYPE_REKEY: Final = 3
 #: Bytes of the outer header.
 HEADER_BYTES: Final = 32
 #: Bytes of the tag that ends every packet.
@@ -71,6 +74,8 @@ PENDING_PER_KEY: Final = 256
 OPEN_KEYS: Final = 8
 #: Retired key IDs remembered so a late packet never triggers a re-fetch.
 RETIRED_KEYS: Final = 4096
+#: Least seconds between two REKEY requests.
+REKEY_INTERVAL_SECONDS: Final = 1.0
 #: Seconds between retries when the KME fails.
 KME_RETRY_SECONDS: Final = 0.5
 #: Seconds over which arrival and consumption rates are averaged.

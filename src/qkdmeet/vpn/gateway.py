@@ -22,8 +22,15 @@ Inbound pipeline (WAN -> LAN; slave), ``_on_udp`` then ``_inbound``:
    before (``reused_offset``);
 6. tag verification (``bad_tag``);
 7. replay window update; only now does the packet count as received;
-8. ANNOUNCE: prefetch the listed keys; DATA: XOR with the pad, inner IP
-   sanity (``bad_inner``), write to TUN.
+8. ANNOUNCE: prefetch the listed keys; REKEY: discard our outbound keys;
+   DATA: XOR with the pad, inner IP sanity (``bad_inner``), write to TUN.
+
+Lost keys (a restarted slave): ETSI 014 delivers a key to the slave once, so
+a restarted gateway cannot fetch the peer's keys that its previous run had
+fetched. When a key fetch fails it sends REKEY (authenticated with its own
+outbound key, at most once per :data:`REKEY_INTERVAL_SECONDS`); the peer
+then discards its current and buffered keys (counted as discarded) and moves
+to fresh ones, which it announces.
 
 Every failed check drops the packet silently and counts the reason in
 :class:`~qkdmeet.vpn.metrics.GatewayMetrics`. Control work (key prefetch,
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -51,8 +59,10 @@ from qkdmeet.vpn.constants import (
     MAX_KEYS_PER_REQUEST,
     PENDING_PER_KEY,
     REFERENCE_PACKET_BYTES,
+    REKEY_INTERVAL_SECONDS,
     TYPE_ANNOUNCE,
     TYPE_DATA,
+    TYPE_REKEY,
     VERSION,
 )
 from qkdmeet.vpn.keystream import Ledger, OpenKey, ReceiverKeyStream, SenderKeyStream
@@ -136,6 +146,9 @@ class Gateway:
         self._pending: OrderedDict[bytes, list[bytes]] = OrderedDict()
         self._inbound_rate = RateMeter()
         self._running = False
+        self._last_rekey = float("-inf")
+        self.rekeys_sent = 0
+        self.rekeys_received = 0
 
     # --- lifecycle (control) --------------------------------------------------
     async def start(self) -> None:
@@ -194,6 +207,22 @@ class Gateway:
         self.bind.send(msg + key.mac.tag(msg, mask))
         self.metrics.outbound.announces += 1
 
+    def _request_rekey(self) -> None:
+        """Ask the peer to drop the keys we could not fetch (rate-limited)."""
+        now = time.monotonic()
+        if now - self._last_rekey < REKEY_INTERVAL_SECONDS:
+            return
+        slot = self.sender.reserve(0)
+        if slot is None:
+            return
+        self._last_rekey = now
+        key, off = slot.key, slot.offset
+        mask = bytes(key.data[off : off + KEY_MASK_BYTES])
+        key.data[off : off + KEY_MASK_BYTES] = bytes(KEY_MASK_BYTES)
+        msg = _HEADER.pack(VERSION, TYPE_REKEY, 0, slot.sequence, key.raw_id, off)
+        self.bind.send(msg + key.mac.tag(msg, mask))
+        self.rekeys_sent += 1
+
     # --- inbound: UDP -> checks -> key -> tag -> window -> OTP -> TUN --------------
     def _on_udp(self, batch: list[tuple[bytes, Address]]) -> None:
         accepts = self.bind.accepts
@@ -236,6 +265,11 @@ class Gateway:
             return
         key.offsets.add(off)
         self.receiver.used(key, need)
+        if parsed.ptype == TYPE_REKEY:
+            self.rekeys_received += 1
+            lost = self.sender.rotate()
+            log.warning("peer lost our keys: %d key bytes discarded, fresh keys next", lost)
+            return
         if not is_data:
             ids = parse_announce(parsed.body)
             if ids is None:
@@ -277,6 +311,8 @@ class Gateway:
         queue.append(datagram)
 
     def _on_key_ready(self, raw_id: bytes, ok: bool) -> None:
+        if not ok and self._running:
+            self._request_rekey()
         queue = self._pending.pop(raw_id, None)
         if not queue:
             return
@@ -305,6 +341,8 @@ class Gateway:
                 self.sender.buffered / consumption if consumption > 0 else None
             ),
             "kme_errors": self.sender.kme_errors + self.receiver.kme_errors,
+            "rekeys_sent": self.rekeys_sent,
+            "rekeys_received": self.rekeys_received,
             "drops_no_key": out.drops.get("no_key", 0),
             "inbound_key_buffered_bytes": self.metrics.inbound.key_buffered_bytes,
         }

@@ -207,6 +207,25 @@ class SenderKeyStream:
         self._metrics.key_buffered_bytes = 0
         self._state.close()
 
+    def rotate(self) -> int:
+        """Discard the current and every buffered key (the peer lost them); returns bytes.
+
+        Used when the slave restarted: the keys it had fetched are gone with it
+        and an ETSI 014 KME delivers a key to the slave only once.
+        """
+        lost = 0
+        if self._current is not None:
+            lost += len(self._current.data) - self._current.used
+            self._current.close()
+            self._current = None
+        lost += sum(len(k.key) for k in self._queue)
+        self._queue.clear()
+        self._metrics.key_discarded_bytes += lost
+        self._buffered = 0
+        self._metrics.key_buffered_bytes = 0
+        self._wake.set()
+        return lost
+
     def next_sequence(self) -> int:
         return self._state.take_sequence()
 
@@ -376,7 +395,9 @@ class ReceiverKeyStream:
     async def _fetch(self, raw_ids: list[bytes]) -> None:
         ids = [uuid.UUID(bytes=r) for r in raw_ids]
         keys: list[Key] = []
-        for attempt in range(4):
+        for attempt in range(3):
+            if attempt:
+                await asyncio.sleep(KME_RETRY_SECONDS * attempt)
             try:
                 keys = await self._supplier.dec_keys(self._master, ids)
                 break
@@ -385,7 +406,6 @@ class ReceiverKeyStream:
             except Exception as exc:  # KME boundary: the key may not have arrived yet
                 self.kme_errors += 1
                 log.debug("dec_keys attempt %d failed: %s", attempt, exc)
-                await asyncio.sleep(KME_RETRY_SECONDS * (attempt + 1))
         got = {k.key_id.bytes: k for k in keys}
         for raw in raw_ids:
             self._fetching.discard(raw)

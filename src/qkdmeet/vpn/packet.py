@@ -18,6 +18,7 @@ from qkdmeet.vpn.constants import (
     TAG_LEN,
     TYPE_ANNOUNCE,
     TYPE_DATA,
+    TYPE_REKEY,
     VERSION,
 )
 
@@ -74,7 +75,7 @@ def parse(datagram: bytes) -> tuple[Parsed | None, str]:
     version, ptype, length, sequence, key_id, offset = _HEADER.unpack_from(datagram, 0)
     if version != VERSION:
         return None, "bad_version"
-    if ptype not in (TYPE_DATA, TYPE_ANNOUNCE):
+    if ptype not in (TYPE_DATA, TYPE_ANNOUNCE, TYPE_REKEY):
         return None, "bad_type"
     if n != OVERHEAD_BYTES + length:
         return None, "truncated" if n < OVERHEAD_BYTES + length else "bad_length"
