@@ -288,3 +288,38 @@ async def test_restarted_slave_gets_fresh_keys_via_rekey() -> None:
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_restart_with_state_rekeys_at_start(tmp_path: Path) -> None:
+    keys = MemoryKeyPair("A", "B")
+    binds = FakeBindPair()
+    tun_a, tun_b = FakeTun(), FakeTun()
+    a = make_gateway(keys, "A", "B", tun_a, binds.a)
+    b = make_gateway(keys, "B", "A", tun_b, binds.b, state_dir=tmp_path / "b")
+    await a.start()
+    await b.start()
+    try:
+        await settle(lambda: b.sender.buffered > 0)
+        assert b.rekeys_sent == 0  # first run: nothing to recover
+        await b.stop()
+        b = make_gateway(keys, "B", "A", FakeTun(), binds.b, state_dir=tmp_path / "b")
+        await b.start()
+        await settle(lambda: a.rekeys_received == 1)
+        assert a.metrics.outbound.key_discarded_bytes > 0
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_forged_unknown_key_ids_cause_bounded_rekeys(pair: Pair) -> None:
+    from qkdmeet.vpn.constants import REKEY_MAX, TYPE_DATA
+    from qkdmeet.vpn.packet import Header, pack_header
+
+    pair.b._last_rekey = float("-inf")
+    for i in range(REKEY_MAX + 3):
+        forged = pack_header(Header(TYPE_DATA, 20, 10**6 + i, uuid.uuid4(), 32))
+        pair.binds.b.receive([forged + ip_packet(b"")[:20] + bytes(32)], pair.binds.a.addr)
+        pair.b._last_rekey = float("-inf")  # let each failure try, to show the cap
+        await settle(lambda i=i: pair.b.metrics.inbound.drops["key_unavailable"] == i + 1,
+                     limit=5)
+    assert pair.b.rekeys_sent == REKEY_MAX

@@ -76,6 +76,11 @@ OPEN_KEYS: Final = 8
 RETIRED_KEYS: Final = 4096
 #: Least seconds between two REKEY requests.
 REKEY_INTERVAL_SECONDS: Final = 1.0
+#: REKEY requests after a failed key fetch are sent only this long after start...
+REKEY_WINDOW_SECONDS: Final = 30.0
+#: ... and at most this many times (an unauthenticated packet with an unknown key
+#: ID can trigger a failed fetch, so an attacker must not make the peer waste key).
+REKEY_MAX: Final = 3
 #: Seconds between retries when the KME fails.
 KME_RETRY_SECONDS: Final = 0.5
 #: Seconds over which arrival and consumption rates are averaged.

@@ -27,10 +27,13 @@ Inbound pipeline (WAN -> LAN; slave), ``_on_udp`` then ``_inbound``:
 
 Lost keys (a restarted slave): ETSI 014 delivers a key to the slave once, so
 a restarted gateway cannot fetch the peer's keys that its previous run had
-fetched. When a key fetch fails it sends REKEY (authenticated with its own
-outbound key, at most once per :data:`REKEY_INTERVAL_SECONDS`); the peer
-then discards its current and buffered keys (counted as discarded) and moves
-to fresh ones, which it announces.
+fetched. A gateway that finds state of a previous run sends REKEY with its
+first announcement (authenticated with its own outbound key), and again when
+a key fetch fails within :data:`REKEY_WINDOW_SECONDS` of start (at most
+:data:`REKEY_MAX` times, one per :data:`REKEY_INTERVAL_SECONDS`: a forged
+packet can make a fetch fail, and must not make the peer waste key). The
+peer then discards its current and buffered keys (counted as discarded) and
+moves to fresh ones, which it announces.
 
 Every failed check drops the packet silently and counts the reason in
 :class:`~qkdmeet.vpn.metrics.GatewayMetrics`. Control work (key prefetch,
@@ -60,6 +63,8 @@ from qkdmeet.vpn.constants import (
     PENDING_PER_KEY,
     REFERENCE_PACKET_BYTES,
     REKEY_INTERVAL_SECONDS,
+    REKEY_MAX,
+    REKEY_WINDOW_SECONDS,
     TYPE_ANNOUNCE,
     TYPE_DATA,
     TYPE_REKEY,
@@ -147,6 +152,7 @@ class Gateway:
         self._inbound_rate = RateMeter()
         self._running = False
         self._last_rekey = float("-inf")
+        self._started_at = 0.0
         self.rekeys_sent = 0
         self.rekeys_received = 0
 
@@ -154,6 +160,7 @@ class Gateway:
     async def start(self) -> None:
         self.tun.open(self._on_tun)
         self.bind.open(self._on_udp)
+        self._started_at = time.monotonic()
         self.sender.start()
         self._running = True
 
@@ -196,6 +203,8 @@ class Gateway:
 
     def _announce(self, key_ids: list[uuid.UUID]) -> None:
         """Tell the slave which keys come next, so it fetches them ahead of need."""
+        if self.sender.restarted and self.rekeys_sent == 0:
+            self._request_rekey()
         body = announce_body(key_ids)
         slot = self.sender.reserve(0)
         if slot is None:
@@ -210,7 +219,7 @@ class Gateway:
     def _request_rekey(self) -> None:
         """Ask the peer to drop the keys we could not fetch (rate-limited)."""
         now = time.monotonic()
-        if now - self._last_rekey < REKEY_INTERVAL_SECONDS:
+        if now - self._last_rekey < REKEY_INTERVAL_SECONDS or self.rekeys_sent >= REKEY_MAX:
             return
         slot = self.sender.reserve(0)
         if slot is None:
@@ -311,7 +320,9 @@ class Gateway:
         queue.append(datagram)
 
     def _on_key_ready(self, raw_id: bytes, ok: bool) -> None:
-        if not ok and self._running:
+        if not ok and self._running and (
+            time.monotonic() - self._started_at < REKEY_WINDOW_SECONDS
+        ):
             self._request_rekey()
         queue = self._pending.pop(raw_id, None)
         if not queue:

@@ -95,12 +95,14 @@ class SenderState:
         self.used: set[bytes] = set()
         self.next_sequence = 0
         self.reserved_until = 0
+        self.restarted = False  # a previous run left state: this is a restart
         if state_dir is None:
             self.reserved_until = MAX_SEQUENCE
             return
         state_dir.mkdir(parents=True, exist_ok=True)
         seq_file = state_dir / "sequence"
         if seq_file.exists():
+            self.restarted = True
             try:
                 self.next_sequence = int(seq_file.read_text().strip())
             except ValueError as exc:
@@ -226,8 +228,9 @@ class SenderKeyStream:
         self._wake.set()
         return lost
 
-    def next_sequence(self) -> int:
-        return self._state.take_sequence()
+    @property
+    def restarted(self) -> bool:
+        return self._state.restarted
 
     def reserve(self, length: int) -> Slot | None:
         """Key for one packet of ``length`` body bytes, or ``None`` (no key: drop)."""
