@@ -19,8 +19,17 @@ def _topology(args: argparse.Namespace) -> Topology:
 
 
 def _up(args: argparse.Namespace) -> int:
+    topo = _topology(args)
     try:
-        made = _topology(args).up(capture=args.capture)
+        made = topo.up(capture=args.capture)
+        if made and args.gateways:
+            from qkdmeet.vpn.filekeys import fill
+
+            keys = topo.run_dir / "keys"
+            for m, s in (("gw-a", "gw-b"), ("gw-b", "gw-a")):
+                fill(keys, m, s, nbytes=args.key_bytes, key_bytes=65536)
+            for side in ("a", "b"):
+                topo.start_gateway(side, topo.gateway_config(side, keys))
     except NetnsError as exc:
         print(f"qkdmeet testbed up: {exc}", file=sys.stderr)
         return 1
@@ -89,6 +98,10 @@ def register(subparsers: Any) -> None:
     up = sub.add_parser("up", help="create the namespaces, links and WAN relay (idempotent)")
     up.add_argument("--mode", choices=("relay", "routed"), default="relay")
     up.add_argument("--capture", action="store_true", help="record WAN datagrams")
+    up.add_argument("--gateways", action="store_true",
+                    help="also start both gateways on a pre-filled file key store")
+    up.add_argument("--key-bytes", type=int, default=256 << 20,
+                    help="key per direction for --gateways (bytes)")
     up.set_defaults(func=_up)
     sub.add_parser("down", help="remove everything the testbed made").set_defaults(func=_down)
     sub.add_parser("status", help="JSON status").set_defaults(func=_status)

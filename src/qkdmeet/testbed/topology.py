@@ -176,15 +176,38 @@ class Topology:
         }
 
     # --- gateways ----------------------------------------------------------------------
-    def gateway_config(self, side: str, keys_dir: Path, *, key_size_bits: int = 8 * 65536,
-                       prefetch_bytes: int = 8 << 20) -> Path:
-        """Write a gateway TOML for site ``side`` ("a"/"b") using a file key store."""
+    def gateway_config(
+        self,
+        side: str,
+        keys_dir: Path | None = None,
+        *,
+        key_size_bits: int = 8 * 65536,
+        prefetch_bytes: int = 8 << 20,
+        etsi: dict[str, str] | None = None,
+    ) -> Path:
+        """Write a gateway TOML for site ``side`` ("a"/"b").
+
+        Key supply: a file key store at ``keys_dir``, or an ETSI 014 KME given by
+        ``etsi`` (keys ``kme_url``, ``cert_file``, ``key_file``, ``ca_file``, and
+        optionally ``sae_id``/``peer_sae_id``; default SAE IDs ``gw-a``/``gw-b``).
+        The budget endpoint listens on the gateway's LAN address, port 9180.
+        """
+        if (keys_dir is None) == (etsi is None):
+            raise ValueError("give exactly one of keys_dir and etsi")
         me, peer = (self.a, self.b) if side == "a" else (self.b, self.a)
         sae, peer_sae = ("gw-a", "gw-b") if side == "a" else ("gw-b", "gw-a")
+        if etsi is not None:
+            sae, peer_sae = etsi.get("sae_id", sae), etsi.get("peer_sae_id", peer_sae)
         if self.mode == "relay":
             peer_addr = f"{me.relay_ip}:{RELAY_PORT}"
         else:
             peer_addr = f"{peer.gw_wan_ip}:{GATEWAY_PORT}"
+        if etsi is not None:
+            source = 'source = "etsi"\n' + "".join(
+                f'{k} = "{etsi[k]}"\n' for k in ("kme_url", "cert_file", "key_file", "ca_file")
+            )
+        else:
+            source = f'source = "files"\ndir = "{keys_dir}"\n'
         path = self.run_dir / f"gateway-{side}.toml"
         path.write_text(
             "[gateway]\n"
@@ -195,27 +218,45 @@ class Topology:
             f'state_dir = "{self.run_dir / ("state-" + side)}"\n'
             f'budget_listen = "{me.gw_lan_ip}:9180"\n'
             "[keys]\n"
-            f'source = "files"\ndir = "{keys_dir}"\n'
-            f'sae_id = "{sae}"\npeer_sae_id = "{peer_sae}"\n'
+            + source
+            + f'sae_id = "{sae}"\npeer_sae_id = "{peer_sae}"\n'
             f"key_size_bits = {key_size_bits}\nprefetch_bytes = {prefetch_bytes}\n"
         )
         return path
 
-    def start_gateway(self, side: str, config: Path) -> subprocess.Popen[bytes]:
-        """Run ``qkdmeet gateway run`` in the site's gateway namespace; waits until ready."""
+    def start_gateway(self, side: str, config: Path, *, ready_timeout: float = 30.0
+                      ) -> subprocess.Popen[bytes]:
+        """Run ``qkdmeet gateway run`` in the site's gateway namespace; waits until ready.
+
+        Output goes to ``<run_dir>/gateway-<side>.log``, the pid to ``gateway-<side>.pid``;
+        the caller owns the process (:meth:`stop_gateway`, or :meth:`down` kills it).
+        """
         site = self.a if side == "a" else self.b
-        log = (self.run_dir / f"gateway-{side}.log").open("ab")
-        proc: subprocess.Popen[bytes] = netns.spawn(
-            site.gw_ns,
-            [sys.executable, "-m", "qkdmeet", "gateway", "run", "--config", str(config)],
-            stdout=subprocess.PIPE, stderr=log,
-        )
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if b'"ready": true' not in line:
-            proc.kill()
-            proc.wait()
-            raise netns.NetnsError(
-                f"gateway {side} did not start; see {self.run_dir}/gateway-{side}.log"
+        log_path = self.run_dir / f"gateway-{side}.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        with log_path.open("ab") as log:
+            proc: subprocess.Popen[bytes] = netns.spawn(
+                site.gw_ns,
+                [sys.executable, "-m", "qkdmeet", "gateway", "run", "--config", str(config)],
+                stdout=log, stderr=log, start_new_session=True,
             )
-        return proc
+        (self.run_dir / f"gateway-{side}.pid").write_text(str(proc.pid))
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            with log_path.open("rb") as f:
+                f.seek(offset)
+                if b'"ready": true' in f.read():
+                    return proc
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise netns.NetnsError(f"gateway {side} did not start; see {log_path}")
+            time.sleep(0.05)
+
+    def stop_gateway(self, side: str) -> None:
+        """SIGTERM the gateway started for ``side`` (clean stop: key zeroed, counted)."""
+        pid_file = self.run_dir / f"gateway-{side}.pid"
+        if pid_file.exists():
+            with contextlib.suppress(ValueError, ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            pid_file.unlink()
