@@ -323,3 +323,19 @@ async def test_forged_unknown_key_ids_cause_bounded_rekeys(pair: Pair) -> None:
         await settle(lambda i=i: pair.b.metrics.inbound.drops["key_unavailable"] == i + 1,
                      limit=5)
     assert pair.b.rekeys_sent == REKEY_MAX
+
+
+async def test_packet_larger_than_a_key_is_dropped_without_wasting_key(pair: Pair) -> None:
+    buffered = pair.a.sender.buffered
+    pair.tun_a.inject(ip_packet(bytes(pair.a.max_packet)))  # 20 bytes too many
+    assert pair.a.metrics.outbound.drops["bad_size"] == 1
+    assert pair.a.sender.buffered == buffered
+    await send_and_wait(pair, [ip_packet(bytes(pair.a.max_packet - 20))])
+
+
+def test_public_names() -> None:
+    import qkdmeet.vpn
+
+    assert sorted(qkdmeet.vpn.__all__) == qkdmeet.vpn.__all__
+    for name in qkdmeet.vpn.__all__:
+        assert hasattr(qkdmeet.vpn, name)

@@ -150,6 +150,10 @@ class Gateway:
         self.window = ReplayWindow()
         self._pending: OrderedDict[bytes, list[bytes]] = OrderedDict()
         self._inbound_rate = RateMeter()
+        # the largest inner packet one key can carry (a packet never spans keys)
+        self.max_packet = min(
+            MAX_BODY_BYTES, keys.key_size_bits // 8 - KEY_HASH_BYTES - KEY_MASK_BYTES
+        )
         self._running = False
         self._last_rekey = float("-inf")
         self._started_at = 0.0
@@ -180,9 +184,10 @@ class Gateway:
         m = self.metrics.outbound
         reserve = self.sender.reserve
         send = self.bind.send
+        limit = self.max_packet
         for packet in packets:
             n = len(packet)
-            if n == 0 or n > MAX_BODY_BYTES:
+            if n == 0 or n > limit:
                 m.drop("bad_size")
                 continue
             slot = reserve(n)
