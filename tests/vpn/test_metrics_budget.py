@@ -47,3 +47,23 @@ async def test_budget_endpoint() -> None:
             assert js["outbound"]["key_arrived_bytes"] > 0
     finally:
         await gw.stop()
+
+
+async def test_budget_reports_kme_stock() -> None:
+    import asyncio
+
+    pair = MemoryKeyPair("A", "B", budget_bytes=10 * 65536)
+    gw = Gateway(tun=FakeTun(), bind=FakeBindPair().a,
+                 keys=GatewayKeys(pair.supplier("A"), "A", "B", 8 * 4096, 16384), name="A")
+    await gw.start()
+    try:
+        for _ in range(300):
+            if gw.sender.kme_stock_bytes is not None:
+                break
+            await asyncio.sleep(0.01)
+        budget = gw.budget()
+        # the KME stock left after our prefetch, in whole 64 KiB keys
+        assert budget["kme_stock_bytes"] == (10 * 65536 - 16384) // 65536 * 65536
+        assert budget["key_fetch_bytes_per_s"] >= 0
+    finally:
+        await gw.stop()

@@ -343,13 +343,17 @@ class Gateway:
         """Key budget of the outbound direction, for applications to adapt their rate."""
         out = self.metrics.outbound
         self._inbound_rate.sample(self.metrics.inbound.key_arrived_bytes)
-        arrival = self.sender.arrival.rate()
+        # KME production rate when its stock is known, else the rate we fetch at
+        known = self.sender.kme_stock_bytes is not None
+        arrival = self.sender.production.rate() if known else self.sender.arrival.rate()
         consumption = self.sender.consumption.rate()
         eff = payload_per_key_byte(REFERENCE_PACKET_BYTES, self.keys.key_size_bits // 8)
         return {
             "gateway": self.name,
             "key_buffered_bytes": self.sender.buffered,
             "key_arrival_bytes_per_s": arrival,
+            "key_fetch_bytes_per_s": self.sender.arrival.rate(),
+            "kme_stock_bytes": self.sender.kme_stock_bytes,
             "key_consumption_bytes_per_s": consumption,
             "payload_per_key_byte": eff,
             "sustainable_payload_bps": arrival * eff * 8,

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -183,6 +184,9 @@ class SenderKeyStream:
         self.kme_errors = 0
         self.arrival = RateMeter()
         self.consumption = RateMeter()
+        self.production = RateMeter()
+        self.kme_stock_bytes: int | None = None
+        self._stock_polled = float("-inf")
 
     @property
     def buffered(self) -> int:
@@ -295,6 +299,7 @@ class SenderKeyStream:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(1.0):
                         await self._wake.wait()
+                await self._poll_kme_stock()
                 self._sample_rates()
                 continue
             number = min(MAX_KEYS_PER_REQUEST, -(-deficit // key_bytes))
@@ -319,6 +324,28 @@ class SenderKeyStream:
             self._sample_rates()
             if self._on_new_keys is not None:
                 self._on_new_keys([k.key_id for k in keys])
+
+    async def _poll_kme_stock(self) -> None:
+        """Key the KME holds for this link (ETSI 014 ``status``), at most once a second.
+
+        The KME's production rate is d(stock + fetched)/dt: what the budget
+        endpoint reports as arrival rate once known (our own fetches alone
+        only follow our consumption).
+        """
+        now = time.monotonic()
+        if now - self._stock_polled < 1.0:
+            return
+        self._stock_polled = now
+        try:
+            st = await self._supplier.status(self._slave)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # KME boundary: the figure is then unknown
+            log.debug("status failed: %s", exc)
+            self.kme_stock_bytes = None
+            return
+        self.kme_stock_bytes = st.stored_key_count * st.key_size // 8
+        self.production.sample(self.kme_stock_bytes + self._metrics.key_arrived_bytes, now)
 
     def _sample_rates(self) -> None:
         self.arrival.sample(self._metrics.key_arrived_bytes)

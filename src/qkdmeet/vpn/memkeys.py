@@ -74,7 +74,8 @@ class MemoryKeySupplier:
             master_sae_id=self.sae_id,
             slave_sae_id=slave_sae_id,
             key_size=8 * 65536,
-            stored_key_count=len(d.issued),
+            # the budget in keys of key_size bits; unlimited reads as max_key_count
+            stored_key_count=(1 << 20) if d.budget is None else d.budget // 65536,
             max_key_count=1 << 20,
             max_key_per_request=128,
             max_key_size=8 * (1 << 24),
