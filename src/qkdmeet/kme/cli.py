@@ -1,0 +1,118 @@
+"""``qkdmeet kme serve|status|pair`` and ``qkdmeet pki init``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from typing import Any
+
+from qkdmeet.kme import pki
+
+
+async def _wait_for_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from qkdmeet.kme.config import ConfigError, load
+    from qkdmeet.kme.server import KmeServer
+    from qkdmeet.kme.store import KeyStore
+
+    try:
+        cfg = load(args.config)
+    except ConfigError as exc:
+        print(f"qkdmeet kme serve: {exc}", file=sys.stderr)
+        return 2
+    store = KeyStore(cfg.db)
+    server = KmeServer(cfg, store)
+    await server.start()
+    print(
+        f"{cfg.kme_id} serving ETSI 014 on https://{cfg.host}:{cfg.port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        await _wait_for_signal()
+    finally:
+        await server.stop()
+        store.close()
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from qkdmeet.kme.client import EtsiClient, KmeError
+
+    try:
+        async with EtsiClient(
+            args.url, cert_file=args.cert, key_file=args.key, ca_file=args.ca
+        ) as c:
+            st = await c.status(args.slave)
+    except (KmeError, OSError) as exc:
+        print(f"qkdmeet kme status: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(asdict(st), indent=2))
+    return 0
+
+
+async def _pair(args: argparse.Namespace) -> int:
+    from qkdmeet.kme.pair import KmePair, write_pair
+
+    pair = KmePair(write_pair(args.dir))
+    await pair.start()
+    try:
+        await pair.fill(args.initial_blocks)
+        pair.feed(args.rate)
+        info: dict[str, Any] = pair.describe()
+        if args.json:
+            print(json.dumps(info), flush=True)
+        else:
+            for site, s in info["sites"].items():
+                print(
+                    f"site {site}: {s['kme_id']} at {s['kme_url']}, SAE {s['sae_id']}", flush=True
+                )
+        await _wait_for_signal()
+    finally:
+        await pair.stop()
+    return 0
+
+
+def _pki_init(args: argparse.Namespace) -> int:
+    out = pki.init(args.dir)
+    print(f"PKI written to {out}", file=sys.stderr)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    kme = subparsers.add_parser("kme", help="ETSI GS QKD 014 key management entity")
+    sub = kme.add_subparsers(dest="kme_command", required=True)
+    serve = sub.add_parser("serve", help="run one KME from a TOML config")
+    serve.add_argument("--config", required=True)
+    serve.set_defaults(func=_serve)
+    status = sub.add_parser("status", help="ETSI 014 Get status as an SAE")
+    status.add_argument("--url", required=True)
+    status.add_argument("--slave", required=True)
+    status.add_argument("--cert", required=True)
+    status.add_argument("--key", required=True)
+    status.add_argument("--ca", required=True)
+    status.set_defaults(func=_status)
+    pair = sub.add_parser("pair", help="PKI + two KMEs on loopback fed by a simulated link")
+    pair.add_argument("--dir", required=True)
+    pair.add_argument("--json", action="store_true")
+    pair.add_argument("--rate", type=float, default=10e6, help="simulated link bits/s")
+    pair.add_argument("--initial-blocks", type=int, default=64)
+    pair.set_defaults(func=_pair)
+
+    p = subparsers.add_parser("pki", help="throwaway PKI for KMEs and SAEs")
+    psub = p.add_subparsers(dest="pki_command", required=True)
+    init = psub.add_parser("init", help="CA, KME and SAE certificates for sites a and b")
+    init.add_argument("dir")
+    init.set_defaults(func=_pki_init)

@@ -1,0 +1,111 @@
+"""Two KMEs on loopback (sites a and b) with PKI and config files in one directory.
+
+``write_pair(DIR)`` creates the PKI and ``kme-a.toml``/``kme-b.toml`` (KME-A is
+the allocation authority); :class:`KmePair` runs both servers in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qkdmeet.kme import config as kconfig
+from qkdmeet.kme import pki
+from qkdmeet.kme.server import KmeServer
+from qkdmeet.kme.simfeed import feed_blocks, feed_forever
+from qkdmeet.kme.sink import StoreSink
+from qkdmeet.kme.store import KeyStore
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True, slots=True)
+class PairFiles:
+    directory: Path
+    configs: dict[str, Path]
+    ports: dict[str, int]
+
+
+def write_pair(
+    directory: str | Path, ports: dict[str, int] | None = None, **limits: int
+) -> PairFiles:
+    d = Path(directory)
+    pki.init(d)
+    ports = ports or {s: free_port() for s in pki.SITES}
+    configs: dict[str, Path] = {}
+    for site, other in (("a", "b"), ("b", "a")):
+        extra = "".join(f"{k} = {v}\n" for k, v in limits.items())
+        text = (
+            f'kme_id = "{pki.kme_id(site)}"\nhost = "127.0.0.1"\nport = {ports[site]}\n'
+            f'db = "kme-{site}.db"\ncert = "kme-{site}.pem"\nkey = "kme-{site}.key"\n'
+            'ca = "ca.pem"\n'
+            f"authority = {'true' if site == 'a' else 'false'}\n{extra}"
+            f'[saes]\nlocal = ["{pki.sae_id(site)}"]\nremote = ["{pki.sae_id(other)}"]\n'
+            f'[peer]\nkme_id = "{pki.kme_id(other)}"\nurl = "https://127.0.0.1:{ports[other]}"\n'
+        )
+        configs[site] = d / f"kme-{site}.toml"
+        configs[site].write_text(text)
+    return PairFiles(d, configs, ports)
+
+
+class KmePair:
+    """Both KMEs of :func:`write_pair` running in this event loop."""
+
+    def __init__(self, files: PairFiles) -> None:
+        self.files = files
+        self.servers: dict[str, KmeServer] = {}
+        self.sinks: list[StoreSink] = []
+        self._feed: asyncio.Task[None] | None = None
+        self.next_block = 0
+
+    async def start(self) -> None:
+        for site, path in self.files.configs.items():
+            cfg = kconfig.load(path)
+            store = KeyStore(cfg.db)
+            server = KmeServer(cfg, store)
+            await server.start()
+            self.servers[site] = server
+            self.sinks.append(StoreSink(store))
+        self.next_block = self.servers["a"].store._meta("next_block")
+
+    async def fill(self, blocks: int, block_bytes: int = 65536) -> None:
+        self.next_block = await feed_blocks(self.sinks, blocks, block_bytes, first=self.next_block)
+
+    def feed(self, bits_per_second: float) -> None:
+        self._feed = asyncio.create_task(
+            feed_forever(self.sinks, bits_per_second, first=self.next_block)
+        )
+
+    async def stop(self) -> None:
+        if self._feed is not None:
+            self._feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._feed
+        for server in self.servers.values():
+            await server.stop()
+            server.store.close()
+
+    def describe(self) -> dict[str, Any]:
+        d = self.files.directory
+        return {
+            "ca": str(d / "ca.pem"),
+            "sites": {
+                site: {
+                    "kme_id": pki.kme_id(site),
+                    "kme_url": f"https://127.0.0.1:{self.files.ports[site]}",
+                    "sae_id": pki.sae_id(site),
+                    "sae_cert": str(d / f"sae-{site}.pem"),
+                    "sae_key": str(d / f"sae-{site}.key"),
+                    "config": str(self.files.configs[site]),
+                }
+                for site in pki.SITES
+            },
+        }

@@ -1,0 +1,130 @@
+"""KME-to-KME coordination: one shared pool, one allocation authority.
+
+Both KMEs of a link hold the same key stream. The pool is not split between
+the two directions: whichever master asks takes the next range. One KME of the
+pair (``authority = true``) is the only one that ever allocates ranges; it does
+so in a single SQLite transaction that advances its cursor, and the event loop
+serialises those transactions, so two allocations never overlap, whatever the
+timing of the requests from the two sites.
+
+* A master at the authority's site: allocate; send ``hold`` to the peer, which
+  stores the keys for its slave (committed) and acknowledges; then spend the
+  range and deliver to the master.
+* A master at the other site: its KME sends ``reserve`` to the authority, which
+  allocates, stores the keys for its own slave (committed) and returns the
+  range and key IDs; the asking KME spends the range and delivers.
+
+Why nothing is delivered twice: a range exists only once, from the one
+cursor; each KME additionally refuses to spend a range that overlaps one it
+spent (``spent`` table, same transaction), so even a replayed or duplicated
+peer message cannot hand the same bytes out again. Keys reach a master only
+after the slave's KME has committed them, so slaves always find the master's
+keys. A crash between commit and reply loses that range (it is spent at one
+side), never duplicates it. The peer channel is HTTPS with mutual TLS and the
+peer is recognised by its KME certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import aiohttp
+
+from qkdmeet.kme.store import KeyStore, Reservation, StoreError
+from qkdmeet.kme.types import Key
+
+
+class PeerError(Exception):
+    """The peer KME could not be reached or refused the request."""
+
+
+def reservation_to_json(res: Reservation) -> dict[str, Any]:
+    return {
+        "start": res.start,
+        "size": res.size,
+        "key_IDs": [str(k) for k in res.key_ids],
+        "master": res.master,
+        "slave": res.slave,
+    }
+
+
+def reservation_from_json(data: Any) -> Reservation:
+    try:
+        return Reservation(
+            start=int(data["start"]),
+            size=int(data["size"]),
+            key_ids=tuple(uuid.UUID(str(k)) for k in data["key_IDs"]),
+            master=str(data["master"]),
+            slave=str(data["slave"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PeerError(f"bad reservation: {exc}") from exc
+
+
+async def wait_for_stream(store: KeyStore, stop: int, wait_s: float = 3.0) -> None:
+    """Wait until this KME has received the link's key up to ``stop`` (blocks lag a little)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while store.stream_end < stop:
+        if loop.time() > deadline:
+            raise StoreError("key range not yet received from the link")
+        await asyncio.sleep(0.01)
+
+
+class Coordinator:
+    """Allocates keys for local masters, through or as the authority."""
+
+    def __init__(
+        self,
+        store: KeyStore,
+        session: aiohttp.ClientSession,
+        peer_url: str,
+        *,
+        authority: bool,
+    ) -> None:
+        self.store = store
+        self.session = session
+        self.peer_url = peer_url.rstrip("/")
+        self.authority = authority
+
+    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            async with self.session.post(self.peer_url + path, json=body) as resp:
+                if resp.status != 200:
+                    raise PeerError(f"peer answered {resp.status}: {await resp.text()}")
+                return await resp.json()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PeerError(f"peer KME unreachable: {exc}") from exc
+
+    async def keys_for_master(
+        self, master: str, slave: str, number: int, size_bytes: int
+    ) -> list[Key]:
+        if self.authority:
+            res = self.allocate(master, slave, number, size_bytes)
+            await self._post("/peer/v1/hold", reservation_to_json(res))
+        else:
+            body = {"master": master, "slave": slave, "number": number, "size": size_bytes}
+            res = reservation_from_json(await self._post("/peer/v1/reserve", body))
+            await wait_for_stream(self.store, res.stop)
+        return self.store.take_for_master(res)
+
+    def allocate(self, master: str, slave: str, number: int, size_bytes: int) -> Reservation:
+        start = self.store.allocate(number * size_bytes)
+        ids = tuple(uuid.uuid4() for _ in range(number))
+        return Reservation(start, size_bytes, ids, master, slave)
+
+    async def on_reserve(
+        self, master: str, slave: str, number: int, size_bytes: int
+    ) -> Reservation:
+        """Authority side of ``reserve``: allocate and hold the keys for the local slave."""
+        if not self.authority:
+            raise PeerError("this KME is not the allocation authority")
+        res = self.allocate(master, slave, number, size_bytes)
+        self.store.hold_for_slave(res)
+        return res
+
+    async def on_hold(self, res: Reservation) -> None:
+        await wait_for_stream(self.store, res.stop)
+        self.store.hold_for_slave(res)

@@ -1,0 +1,116 @@
+"""A throwaway PKI for a two-site deployment: ``qkdmeet pki init DIR``.
+
+Layout (PEM): ``ca.pem``/``ca.key``; for each site ``kme-<site>.pem``/``.key``
+(server and client auth, SAN DNS ``localhost`` and IP 127.0.0.1, URI
+``urn:qkdmeet:kme:<KME ID>``) and ``sae-<site>.pem``/``.key`` (client auth, URI
+``urn:qkdmeet:sae:<SAE ID>``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+SITES = ("a", "b")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    cert: Path
+    key: Path
+
+
+def kme_id(site: str) -> str:
+    return f"KME-{site.upper()}"
+
+
+def sae_id(site: str) -> str:
+    return f"SAE-{site.upper()}"
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+
+
+class CertificateAuthority:
+    """An EC P-256 CA that issues KME and SAE certificates."""
+
+    def __init__(self, name: str = "qkdmeet CA") -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = dt.datetime.now(dt.UTC)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+
+    def write(self, directory: Path) -> Path:
+        (directory / "ca.pem").write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(directory / "ca.key", self.key)
+        return directory / "ca.pem"
+
+    def issue(
+        self, directory: Path, stem: str, common_name: str, uri: str, *, server: bool
+    ) -> Identity:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)]
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+        if server:
+            sans += [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=90))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        cert_path = directory / f"{stem}.pem"
+        key_path = directory / f"{stem}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(key_path, key)
+        return Identity(cert_path, key_path)
+
+
+def init(directory: str | Path, sites: tuple[str, ...] = SITES) -> Path:
+    """Create the CA and, per site, a KME and an SAE identity; returns the directory."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    ca = CertificateAuthority()
+    ca.write(out)
+    for site in sites:
+        ca.issue(out, f"kme-{site}", kme_id(site), f"urn:qkdmeet:kme:{kme_id(site)}", server=True)
+        ca.issue(out, f"sae-{site}", sae_id(site), f"urn:qkdmeet:sae:{sae_id(site)}", server=False)
+    return out

@@ -1,0 +1,214 @@
+"""Durable key store of one KME: SQLite in WAL mode.
+
+The QKD link's blocks are laid end to end into one key stream per link; a byte
+of the stream is named by its absolute position, identical at both sites
+because both receive the same blocks in the same order. The pair's allocation
+authority (see :mod:`qkdmeet.kme.peer`) hands out *ranges* of the stream; a
+range becomes keys (UUID key IDs, one slice of the range each).
+
+Crash safety: every change is one SQLite transaction. A range is recorded as
+spent in the same transaction that stores the slave's keys (or that precedes
+handing keys to the master), so after ``kill -9`` a range is either spent (and
+never handed out again) or untouched (and still in stock). A key held for a
+slave is deleted in the same transaction that reads it for delivery. Blocks are
+deleted once every byte of them is spent.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from qkdmeet.kme.types import Key
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS blocks (
+    block_id INTEGER PRIMARY KEY, start INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS spent (start INTEGER PRIMARY KEY, stop INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS keys (
+    key_id TEXT PRIMARY KEY, master TEXT NOT NULL, slave TEXT NOT NULL, key BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class StoreError(Exception):
+    """A request the store cannot satisfy (range not in stock, duplicate block)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Keys cut from stream range ``[start, start + len(key_ids) * size)``."""
+
+    start: int
+    size: int
+    key_ids: tuple[uuid.UUID, ...]
+    master: str
+    slave: str
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.size * len(self.key_ids)
+
+
+class KeyStore:
+    """Key stream blocks, spent ranges and keys held for slaves."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- the link side -------------------------------------------------
+    def _meta(self, name: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _set_meta(self, name: str, value: int) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    @property
+    def stream_end(self) -> int:
+        """Position one past the last byte received from the link."""
+        return self._meta("stream_end")
+
+    @property
+    def cursor(self) -> int:
+        """Allocation cursor (used by the authority): first never-reserved byte."""
+        return self._meta("cursor")
+
+    def add_block(self, block_id: int, data: bytes) -> bool:
+        """Append a block; False (and nothing changed) if ``block_id`` is already stored."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if block_id < self._meta("next_block"):
+                self._db.execute("ROLLBACK")
+                return False
+            start = self.stream_end
+            self._db.execute("INSERT INTO blocks VALUES (?, ?, ?)", (block_id, start, data))
+            self._set_meta("stream_end", start + len(data))
+            self._set_meta("next_block", block_id + 1)
+            self._db.execute("COMMIT")
+            return True
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    # -- reading and spending ranges ----------------------------------
+    def _read(self, start: int, stop: int) -> bytes:
+        rows = self._db.execute(
+            "SELECT start, data FROM blocks WHERE start < ? AND start + length(data) > ? "
+            "ORDER BY start",
+            (stop, start),
+        ).fetchall()
+        out = bytearray()
+        pos = start
+        for bstart, data in rows:
+            if bstart > pos:
+                break
+            piece = bytes(data)[pos - bstart : stop - bstart]
+            out += piece
+            pos += len(piece)
+        if pos != stop:
+            raise StoreError(f"stream range [{start}, {stop}) is not in stock")
+        return bytes(out)
+
+    def _spend(self, start: int, stop: int) -> None:
+        clash = self._db.execute(
+            "SELECT 1 FROM spent WHERE start < ? AND stop > ?", (stop, start)
+        ).fetchone()
+        if clash or start < self._meta("spent_prefix"):
+            raise StoreError(f"stream range [{start}, {stop}) was already spent")
+        self._db.execute("INSERT INTO spent VALUES (?, ?)", (start, stop))
+        prefix = self._meta("spent_prefix")
+        while True:
+            row = self._db.execute("SELECT stop FROM spent WHERE start=?", (prefix,)).fetchone()
+            if row is None:
+                break
+            self._db.execute("DELETE FROM spent WHERE start=?", (prefix,))
+            prefix = int(row[0])
+        self._set_meta("spent_prefix", prefix)
+        self._db.execute("DELETE FROM blocks WHERE start + length(data) <= ?", (prefix,))
+
+    def stock_bytes(self) -> int:
+        """Bytes received and not yet reserved (from the authority's cursor)."""
+        return max(0, self.stream_end - max(self.cursor, self._meta("spent_prefix")))
+
+    def allocate(self, nbytes: int) -> int:
+        """Authority only: reserve the next ``nbytes`` of stream; returns the start."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            start = max(self.cursor, self._meta("spent_prefix"))
+            if start + nbytes > self.stream_end:
+                raise StoreError("not enough key in stock")
+            self._set_meta("cursor", start + nbytes)
+            self._db.execute("COMMIT")
+            return start
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def take_for_master(self, res: Reservation) -> list[Key]:
+        """Spend the range and return its keys (the master's KME; nothing is kept)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            data = self._read(res.start, res.stop)
+            self._spend(res.start, res.stop)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return [
+            Key(kid, data[i * res.size : (i + 1) * res.size]) for i, kid in enumerate(res.key_ids)
+        ]
+
+    def hold_for_slave(self, res: Reservation) -> None:
+        """Spend the range and keep its keys, by ID, for the slave (the slave's KME)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            data = self._read(res.start, res.stop)
+            self._spend(res.start, res.stop)
+            self._db.executemany(
+                "INSERT INTO keys VALUES (?, ?, ?, ?)",
+                [
+                    (str(kid), res.master, res.slave, data[i * res.size : (i + 1) * res.size])
+                    for i, kid in enumerate(res.key_ids)
+                ],
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def deliver_to_slave(self, master: str, slave: str, key_ids: Sequence[uuid.UUID]) -> list[Key]:
+        """Return and erase the keys; :class:`KeyError` (nothing erased) if any is missing."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            out: list[Key] = []
+            for kid in key_ids:
+                row = self._db.execute(
+                    "SELECT key FROM keys WHERE key_id=? AND master=? AND slave=?",
+                    (str(kid), master, slave),
+                ).fetchone()
+                if row is None:
+                    raise KeyError(str(kid))
+                out.append(Key(kid, bytes(row[0])))
+                self._db.execute("DELETE FROM keys WHERE key_id=?", (str(kid),))
+            self._db.execute("COMMIT")
+            return out
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def held_count(self, master: str, slave: str) -> int:
+        row = self._db.execute(
+            "SELECT count(*) FROM keys WHERE master=? AND slave=?", (master, slave)
+        ).fetchone()
+        return int(row[0])
