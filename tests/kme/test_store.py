@@ -1,0 +1,63 @@
+"""Key store: ranges, spending, erasure, persistence across reopen."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from qkdmeet.kme.store import KeyStore, Reservation, StoreError
+
+
+def res(start: int, n: int, size: int = 32) -> Reservation:
+    return Reservation(start, size, tuple(uuid.uuid4() for _ in range(n)), "M", "S")
+
+
+def test_blocks_ranges_and_double_spend(tmp_path: Path) -> None:
+    st = KeyStore(tmp_path / "k.db")
+    blocks = [os.urandom(100), os.urandom(100)]
+    assert st.add_block(0, blocks[0]) and st.add_block(1, blocks[1])
+    assert not st.add_block(1, blocks[1])  # replayed block ignored
+    r = res(90, 1, 20)  # spans the block boundary
+    keys = st.take_for_master(r)
+    assert keys[0].key == blocks[0][90:] + blocks[1][:10]
+    with pytest.raises(StoreError, match="already spent"):
+        st.hold_for_slave(res(95, 1, 10))
+    with pytest.raises(StoreError, match="not in stock"):
+        st.take_for_master(res(190, 1, 20))
+    st.close()
+
+
+def test_slave_keys_survive_reopen_and_are_erased_once(tmp_path: Path) -> None:
+    st = KeyStore(tmp_path / "k.db")
+    st.add_block(0, os.urandom(256))
+    r = res(st.allocate(128), 4)
+    st.hold_for_slave(r)
+    st.close()
+    st = KeyStore(tmp_path / "k.db")
+    assert st.cursor == 128 and st.stock_bytes() == 128
+    with pytest.raises(KeyError):  # one unknown ID: nothing erased
+        st.deliver_to_slave("M", "S", [r.key_ids[0], uuid.uuid4()])
+    with pytest.raises(KeyError):  # wrong pair
+        st.deliver_to_slave("X", "S", [r.key_ids[0]])
+    keys = st.deliver_to_slave("M", "S", list(r.key_ids))
+    assert [k.key_id for k in keys] == list(r.key_ids)
+    assert st.held_count("M", "S") == 0
+    with pytest.raises(KeyError):
+        st.deliver_to_slave("M", "S", [r.key_ids[0]])
+    st.close()
+
+
+def test_spent_blocks_are_deleted(tmp_path: Path) -> None:
+    st = KeyStore(tmp_path / "k.db")
+    st.add_block(0, os.urandom(64))
+    st.add_block(1, os.urandom(64))
+    st.take_for_master(res(64, 2))  # second block first: first still stored
+    assert st._db.execute("SELECT count(*) FROM blocks").fetchone()[0] == 2
+    st.take_for_master(res(0, 2))
+    assert st._db.execute("SELECT count(*) FROM blocks").fetchone()[0] == 0
+    with pytest.raises(StoreError):
+        st.allocate(1)
+    st.close()
