@@ -1,0 +1,45 @@
+"""Identity from certificates, PKI layout, config parsing."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+
+from qkdmeet.kme import config, pki, tls
+from qkdmeet.kme.pair import write_pair
+
+
+def test_identity_prefers_san_uri() -> None:
+    cert = {
+        "subject": ((("commonName", "cn-name"),),),
+        "subjectAltName": (("DNS", "x"), ("URI", "urn:qkdmeet:sae:SAE-Q")),
+    }
+    assert tls.identity(cert) == "SAE-Q"
+    assert tls.identity({"subject": ((("commonName", "cn-name"),),)}) == "cn-name"
+    assert tls.identity(None) is None
+    assert tls.identity({}) is None
+
+
+def test_pki_layout_and_contexts(tmp_path: Path) -> None:
+    d = pki.init(tmp_path)
+    for name in ("ca", "kme-a", "kme-b", "sae-a", "sae-b"):
+        assert (d / f"{name}.pem").exists() and (d / f"{name}.key").exists()
+    assert (d / "sae-a.key").stat().st_mode & 0o077 == 0
+    ctx = tls.server_context(d / "kme-a.pem", d / "kme-a.key", d / "ca.pem")
+    assert ctx.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_config_roundtrip_and_errors(tmp_path: Path) -> None:
+    files = write_pair(tmp_path, max_key_per_request=32)
+    cfg = config.load(files.configs["b"])
+    assert cfg.kme_id == "KME-B" and not cfg.authority and cfg.max_key_per_request == 32
+    assert cfg.local_saes == ("SAE-B",) and cfg.peer_kme_id == "KME-A"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("kme_id = 3\nport = 1\n[peer]\n[saes]\n")
+    with pytest.raises(config.ConfigError, match=r"missing field|must be"):
+        config.load(bad)
+    bad.write_text("not toml [")
+    with pytest.raises(config.ConfigError):
+        config.load(bad)
