@@ -103,17 +103,17 @@ class KeyStore:
 
     # -- reading and spending ranges ----------------------------------
     def _read(self, start: int, stop: int) -> bytes:
+        # substr() on a BLOB counts bytes from 1; only the wanted slice leaves SQLite.
         rows = self._db.execute(
-            "SELECT start, data FROM blocks WHERE start < ? AND start + length(data) > ? "
-            "ORDER BY start",
-            (stop, start),
+            "SELECT start, substr(data, max(1, ? - start + 1), ? - max(start, ?)) FROM blocks "
+            "WHERE start < ? AND start + length(data) > ? ORDER BY start",
+            (start, stop, start, stop, start),
         ).fetchall()
         out = bytearray()
         pos = start
-        for bstart, data in rows:
+        for bstart, piece in rows:
             if bstart > pos:
                 break
-            piece = bytes(data)[pos - bstart : stop - bstart]
             out += piece
             pos += len(piece)
         if pos != stop:
