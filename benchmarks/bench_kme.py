@@ -1,0 +1,8 @@
+"""KME benchmark: ETSI 014 key throughput, enc_keys latency, kill -9 restart."""
+
+import sys
+
+from qkdmeet.kme.bench import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
