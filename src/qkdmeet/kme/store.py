@@ -26,10 +26,13 @@ from qkdmeet.kme.types import Key
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
-    block_id INTEGER PRIMARY KEY, start INTEGER NOT NULL, data BLOB NOT NULL);
+    block_id INTEGER PRIMARY KEY, start INTEGER NOT NULL, stop INTEGER NOT NULL,
+    data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS blocks_stop ON blocks (stop);
 CREATE TABLE IF NOT EXISTS spent (start INTEGER PRIMARY KEY, stop INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS keys (
-    key_id TEXT PRIMARY KEY, master TEXT NOT NULL, slave TEXT NOT NULL, key BLOB NOT NULL);
+    key_id BLOB PRIMARY KEY, master TEXT NOT NULL, slave TEXT NOT NULL, key BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -60,7 +63,10 @@ class KeyStore:
         self.path = Path(path)
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: every commit survives kill -9 of the process (the OS has
+        # the WAL pages); a power loss may drop the last commits on both sides.
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA wal_autocheckpoint=10000")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -92,7 +98,9 @@ class KeyStore:
                 self._db.execute("ROLLBACK")
                 return False
             start = self.stream_end
-            self._db.execute("INSERT INTO blocks VALUES (?, ?, ?)", (block_id, start, data))
+            self._db.execute(
+                "INSERT INTO blocks VALUES (?, ?, ?, ?)", (block_id, start, start + len(data), data)
+            )
             self._set_meta("stream_end", start + len(data))
             self._set_meta("next_block", block_id + 1)
             self._db.execute("COMMIT")
@@ -103,19 +111,20 @@ class KeyStore:
 
     # -- reading and spending ranges ----------------------------------
     def _read(self, start: int, stop: int) -> bytes:
-        # substr() on a BLOB counts bytes from 1; only the wanted slice leaves SQLite.
-        rows = self._db.execute(
-            "SELECT start, substr(data, max(1, ? - start + 1), ? - max(start, ?)) FROM blocks "
-            "WHERE start < ? AND start + length(data) > ? ORDER BY start",
-            (start, stop, start, stop, start),
-        ).fetchall()
+        # One block at a time along the stop index; substr() on a BLOB counts
+        # bytes from 1, so only the wanted slice leaves SQLite.
         out = bytearray()
         pos = start
-        for bstart, piece in rows:
-            if bstart > pos:
+        while pos < stop:
+            row = self._db.execute(
+                "SELECT start, substr(data, ? - start + 1, ? - ?) FROM blocks "
+                "WHERE stop > ? ORDER BY stop LIMIT 1",
+                (pos, stop, pos, pos),
+            ).fetchone()
+            if row is None or row[0] > pos or not row[1]:
                 break
-            out += piece
-            pos += len(piece)
+            out += row[1]
+            pos += len(row[1])
         if pos != stop:
             raise StoreError(f"stream range [{start}, {stop}) is not in stock")
         return bytes(out)
@@ -135,7 +144,7 @@ class KeyStore:
             self._db.execute("DELETE FROM spent WHERE start=?", (prefix,))
             prefix = int(row[0])
         self._set_meta("spent_prefix", prefix)
-        self._db.execute("DELETE FROM blocks WHERE start + length(data) <= ?", (prefix,))
+        self._db.execute("DELETE FROM blocks WHERE stop <= ?", (prefix,))
 
     def stock_bytes(self) -> int:
         """Bytes received and not yet reserved (from the authority's cursor)."""
@@ -178,7 +187,7 @@ class KeyStore:
             self._db.executemany(
                 "INSERT INTO keys VALUES (?, ?, ?, ?)",
                 [
-                    (str(kid), res.master, res.slave, data[i * res.size : (i + 1) * res.size])
+                    (kid.bytes, res.master, res.slave, data[i * res.size : (i + 1) * res.size])
                     for i, kid in enumerate(res.key_ids)
                 ],
             )
@@ -195,12 +204,12 @@ class KeyStore:
             for kid in key_ids:
                 row = self._db.execute(
                     "SELECT key FROM keys WHERE key_id=? AND master=? AND slave=?",
-                    (str(kid), master, slave),
+                    (kid.bytes, master, slave),
                 ).fetchone()
                 if row is None:
                     raise KeyError(str(kid))
                 out.append(Key(kid, bytes(row[0])))
-                self._db.execute("DELETE FROM keys WHERE key_id=?", (str(kid),))
+                self._db.execute("DELETE FROM keys WHERE key_id=?", (kid.bytes,))
             self._db.execute("COMMIT")
             return out
         except BaseException:
