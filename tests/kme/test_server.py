@@ -70,7 +70,14 @@ async def test_get_forms(pair: KmePair) -> None:
         async with sa.get(f"https://127.0.0.1:{pair.files.ports['a']}/api/v1/openapi.json") as r:
             assert "/api/v1/keys/{slave_SAE_ID}/enc_keys" in (await r.json())["paths"]
         async with sa.get(f"https://127.0.0.1:{pair.files.ports['a']}/metrics") as r:
-            assert "qkdmeet_kme_enc_keys 3" in await r.text()
+            text = await r.text()
+            assert "qkdmeet_kme_enc_keys_total 3" in text
+            assert 'qkdmeet_kme_delivered_bits{sae="SAE-A"} 512' in text
+        async with sb.get(f"https://127.0.0.1:{pair.files.ports['b']}/api/v1/metrics") as r:
+            snap = await r.json()
+            assert snap["link_received_bits"] == 8 * 16384 * 8
+            assert snap["delivered_bits_per_sae"] == {"SAE-B": 128}
+            assert snap["held_for_slaves"] == {"SAE-A->SAE-B": 2}
 
 
 @pytest.mark.parametrize(
@@ -135,8 +142,10 @@ async def test_unknown_key_keeps_the_known_ones(pair: KmePair) -> None:
 async def test_unknown_sae_and_wrong_pair_refused(pair: KmePair) -> None:
     async with sae_client(pair, "a") as m:
         keys = await m.enc_keys("SAE-B", 1, 256)
-        with pytest.raises(KmeUnauthorized):
+        with pytest.raises(KmeBadRequest, match="unknown SAE ID"):
             await m.enc_keys("SAE-Z", 1, 256)
+        with pytest.raises(KmeBadRequest, match="unknown SAE ID"):
+            await m.status("SAE-Z")
         with pytest.raises(KmeUnauthorized):
             await m.status("SAE-A")
     # SAE-A connecting to KME-B (not its KME) asking for SAE-B's keys

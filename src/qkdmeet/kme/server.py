@@ -74,6 +74,7 @@ class KmeServer:
         self.config = config
         self.store = store
         self.metrics: Counter[str] = Counter()
+        self.per_sae: Counter[str] = Counter()  # key bits delivered to each SAE
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self.coordinator: Coordinator | None = None
@@ -130,8 +131,14 @@ class KmeServer:
             return error(400, exc.message, exc.details)
 
     def _pair_ok(self, caller: str, other: str) -> bool:
+        """True if ``caller`` (local) may pair with ``other`` (remote); 400 if unknown."""
         c = self.config
-        return caller in c.local_saes and other in c.remote_saes
+        if other not in c.remote_saes and other not in c.local_saes:
+            raise BadRequest("unknown SAE ID", [{"SAE_ID": other[:64]}])
+        if caller in c.local_saes and other in c.remote_saes:
+            return True
+        self.metrics["unauthorized"] += 1
+        return False
 
     # -- ETSI 014 ---------------------------------------------------------
     async def status(self, request: web.Request) -> web.Response:
@@ -212,6 +219,7 @@ class KmeServer:
             return error(503, str(exc))
         self.metrics["enc_keys"] += len(keys)
         self.metrics["enc_bits"] += size * len(keys)
+        self.per_sae[caller] += size * len(keys)
         return web.json_response(container(keys))
 
     async def dec_keys(self, request: web.Request) -> web.Response:
@@ -244,23 +252,42 @@ class KmeServer:
         except KeyError as exc:
             return error(400, NOT_FOUND, [{"key_ID": str(exc.args[0])}])
         self.metrics["dec_keys"] += len(keys)
+        self.per_sae[caller] += sum(k.size_bits for k in keys)
         return web.json_response(container(keys))
 
     # -- documents and metrics -------------------------------------------------
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(OPENAPI)
 
-    def snapshot(self) -> dict[str, int]:
-        out = dict(self.metrics)
-        out["stock_bytes"] = self.store.stock_bytes()
-        out["stream_bytes"] = self.store.stream_end
+    def snapshot(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.metrics)
+        out["stored_key_bits"] = self.store.stock_bytes() * 8
+        out["link_received_bits"] = self.store.stream_end * 8
+        out["held_for_slaves"] = {
+            f"{m}->{s}": self.store.held_count(m, s)
+            for s in self.config.local_saes
+            for m in self.config.remote_saes
+        }
+        out["delivered_bits_per_sae"] = dict(self.per_sae)
         return out
 
     async def json_metrics(self, request: web.Request) -> web.Response:
         return web.json_response(self.snapshot())
 
     async def prometheus(self, request: web.Request) -> web.Response:
-        lines = [f"qkdmeet_kme_{k} {v}" for k, v in sorted(self.snapshot().items())]
+        snap = self.snapshot()
+        lines = [
+            "# TYPE qkdmeet_kme_stored_key_bits gauge",
+            f"qkdmeet_kme_stored_key_bits {snap['stored_key_bits']}",
+            "# TYPE qkdmeet_kme_link_received_bits counter",
+            f"qkdmeet_kme_link_received_bits {snap['link_received_bits']}",
+            "# TYPE qkdmeet_kme_delivered_bits counter",
+        ]
+        lines += [
+            f'qkdmeet_kme_delivered_bits{{sae="{sae}"}} {bits}'
+            for sae, bits in sorted(self.per_sae.items())
+        ]
+        lines += [f"qkdmeet_kme_{k}_total {v}" for k, v in sorted(self.metrics.items())]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     # -- peer ---------------------------------------------------------------
