@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from qkdmeet.kme.client import EtsiClient
+from qkdmeet.kme.pair import write_pair
 
 
 async def test_kme_pair_json(tmp_path: Path) -> None:
@@ -57,3 +58,46 @@ async def test_pki_init(tmp_path: Path) -> None:
     )
     assert await asyncio.wait_for(proc.wait(), 60) == 0
     assert (tmp_path / "p" / "kme-b.pem").exists()
+
+
+async def test_two_serve_processes_fed_by_seeded_link(tmp_path: Path) -> None:
+    files = write_pair(tmp_path, link_bits_per_second=4e6)
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "qkdmeet",
+            "kme",
+            "serve",
+            "--config",
+            str(files.configs[s]),
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        for s in ("a", "b")
+    ]
+    d = files.directory
+    try:
+        async with (
+            EtsiClient(
+                f"https://127.0.0.1:{files.ports['b']}",
+                cert_file=d / "sae-b.pem",
+                key_file=d / "sae-b.key",
+                ca_file=d / "ca.pem",
+                retries=8,
+            ) as m,
+            EtsiClient(
+                f"https://127.0.0.1:{files.ports['a']}",
+                cert_file=d / "sae-a.pem",
+                key_file=d / "sae-a.key",
+                ca_file=d / "ca.pem",
+                retries=8,
+            ) as s,
+        ):
+            keys = await m.enc_keys("SAE-A", 8, 256)  # retried until the link has delivered
+            assert await s.dec_keys("SAE-B", [k.key_id for k in keys]) == keys
+            assert (await s.status("SAE-B")).stored_key_count > 0
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            assert await asyncio.wait_for(p.wait(), 30) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -23,6 +24,8 @@ async def _wait_for_signal() -> None:
 async def _serve(args: argparse.Namespace) -> int:
     from qkdmeet.kme.config import ConfigError, load
     from qkdmeet.kme.server import KmeServer
+    from qkdmeet.kme.simfeed import SeededLink
+    from qkdmeet.kme.sink import StoreSink
     from qkdmeet.kme.store import KeyStore
 
     try:
@@ -33,6 +36,17 @@ async def _serve(args: argparse.Namespace) -> int:
     store = KeyStore(cfg.db)
     server = KmeServer(cfg, store)
     await server.start()
+    feed: asyncio.Task[None] | None = None
+    if cfg.link is not None:
+        link = SeededLink(
+            StoreSink(store),
+            cfg.link.seed,
+            bits_per_second=cfg.link.bits_per_second,
+            block_bytes=cfg.link.block_bytes,
+            epoch=cfg.link.epoch,
+            first=store.next_block,
+        )
+        feed = asyncio.create_task(link.run(), name="simulated-link")
     print(
         f"{cfg.kme_id} serving ETSI 014 on https://{cfg.host}:{cfg.port}",
         file=sys.stderr,
@@ -41,6 +55,10 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         await _wait_for_signal()
     finally:
+        if feed is not None:
+            feed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feed
         await server.stop()
         store.close()
     return 0

@@ -13,6 +13,16 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class SimulatedLink:
+    """``[link]`` table: a seeded simulated link (see :class:`qkdmeet.kme.simfeed.SeededLink`)."""
+
+    seed: bytes
+    bits_per_second: float
+    block_bytes: int
+    epoch: float
+
+
+@dataclass(frozen=True, slots=True)
 class KmeConfig:
     kme_id: str
     host: str
@@ -31,6 +41,7 @@ class KmeConfig:
     max_key_size: int = 1024
     min_key_size: int = 64
     max_key_count: int = 100_000
+    link: SimulatedLink | None = None
 
 
 def _get(data: dict[str, Any], name: str, kind: type) -> Any:
@@ -56,7 +67,21 @@ def parse(data: dict[str, Any], base: Path = Path(".")) -> KmeConfig:
         )
         if k in data
     }
+    link = None
+    if "link" in data:
+        table = _get(data, "link", dict)
+        try:
+            seed = bytes.fromhex(_get(table, "seed", str))
+        except ValueError as exc:
+            raise ConfigError("link.seed must be hex") from exc
+        rate = table.get("bits_per_second", 10e6)
+        epoch = table.get("epoch", 0)
+        if not isinstance(rate, int | float) or not isinstance(epoch, int | float) or rate <= 0:
+            raise ConfigError("link.bits_per_second must be a positive number, link.epoch a number")
+        block = int(table.get("block_bytes", 4096))
+        link = SimulatedLink(seed, float(rate), block, float(epoch))
     return KmeConfig(
+        link=link,
         kme_id=_get(data, "kme_id", str),
         host=data.get("host", "127.0.0.1"),
         port=_get(data, "port", int),

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,12 +37,24 @@ class PairFiles:
 
 
 def write_pair(
-    directory: str | Path, ports: dict[str, int] | None = None, **limits: int
+    directory: str | Path,
+    ports: dict[str, int] | None = None,
+    *,
+    link_bits_per_second: float | None = None,
+    **limits: int,
 ) -> PairFiles:
+    """PKI and both configs; with ``link_bits_per_second`` a shared ``[link]`` table
+    (seeded simulated link) so that two ``qkdmeet kme serve`` processes are fed."""
     d = Path(directory)
     pki.init(d)
     ports = ports or {s: free_port() for s in pki.SITES}
     configs: dict[str, Path] = {}
+    link = ""
+    if link_bits_per_second is not None:
+        link = (
+            f'[link]\nseed = "{os.urandom(32).hex()}"\nbits_per_second = {link_bits_per_second}\n'
+            f"block_bytes = 4096\nepoch = {time.time()}\n"
+        )
     for site, other in (("a", "b"), ("b", "a")):
         extra = "".join(f"{k} = {v}\n" for k, v in limits.items())
         text = (
@@ -50,6 +64,7 @@ def write_pair(
             f"authority = {'true' if site == 'a' else 'false'}\n{extra}"
             f'[saes]\nlocal = ["{pki.sae_id(site)}"]\nremote = ["{pki.sae_id(other)}"]\n'
             f'[peer]\nkme_id = "{pki.kme_id(other)}"\nurl = "https://127.0.0.1:{ports[other]}"\n'
+            + link
         )
         configs[site] = d / f"kme-{site}.toml"
         configs[site].write_text(text)
@@ -74,7 +89,7 @@ class KmePair:
             await server.start()
             self.servers[site] = server
             self.sinks.append(StoreSink(store))
-        self.next_block = self.servers["a"].store._meta("next_block")
+        self.next_block = self.servers["a"].store.next_block
 
     async def fill(self, blocks: int, block_bytes: int = 65536) -> None:
         self.next_block = await feed_blocks(self.sinks, blocks, block_bytes, first=self.next_block)

@@ -86,6 +86,11 @@ class KeyStore:
         return self._meta("stream_end")
 
     @property
+    def next_block(self) -> int:
+        """The block_id the store expects next from the link."""
+        return self._meta("next_block")
+
+    @property
     def cursor(self) -> int:
         """Allocation cursor (used by the authority): first never-reserved byte."""
         return self._meta("cursor")
