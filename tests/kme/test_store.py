@@ -61,3 +61,21 @@ def test_spent_blocks_are_deleted(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         st.allocate(1)
     st.close()
+
+
+async def test_grouped_holds_fail_alone(tmp_path: Path) -> None:
+    import asyncio
+
+    from qkdmeet.kme.peer import Coordinator
+
+    st = KeyStore(tmp_path / "k.db")
+    st.add_block(0, os.urandom(256))
+    st.take_for_master(res(0, 1))  # [0, 32) already spent
+    coord = Coordinator(st, None, "https://unused", authority=False)  # type: ignore[arg-type]
+    good, bad, good2 = res(32, 2), res(16, 1), res(96, 2)
+    out = await asyncio.gather(
+        coord.on_hold(good), coord.on_hold(bad), coord.on_hold(good2), return_exceptions=True
+    )
+    assert out[0] is None and out[2] is None and isinstance(out[1], StoreError)
+    assert st.held_count("M", "S") == 4
+    st.close()

@@ -88,6 +88,7 @@ class Coordinator:
         self.session = session
         self.peer_url = peer_url.rstrip("/")
         self.authority = authority
+        self._pending: list[tuple[Reservation, asyncio.Future[None]]] = []
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
         try:
@@ -126,5 +127,32 @@ class Coordinator:
         return res
 
     async def on_hold(self, res: Reservation) -> None:
+        """Store the keys for the local slave; concurrent holds share one commit.
+
+        The first caller of a tick collects the holds that arrive while it yields
+        once, commits them together and wakes the others; if the batch fails,
+        each reservation is retried on its own so one bad range fails alone.
+        """
         await wait_for_stream(self.store, res.stop)
-        self.store.hold_for_slave(res)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((res, fut))
+        if len(self._pending) == 1:
+            try:
+                await asyncio.sleep(0)
+            finally:  # flush even if this handler is cancelled: the others wait on it
+                self._flush()
+        await fut
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            self.store.hold_for_slave(*(r for r, _ in batch))
+            for _, f in batch:
+                f.set_result(None)
+        except StoreError:
+            for r, f in batch:
+                try:
+                    self.store.hold_for_slave(r)
+                    f.set_result(None)
+                except StoreError as exc:
+                    f.set_exception(exc)

@@ -183,19 +183,23 @@ class KeyStore:
             Key(kid, data[i * res.size : (i + 1) * res.size]) for i, kid in enumerate(res.key_ids)
         ]
 
-    def hold_for_slave(self, res: Reservation) -> None:
-        """Spend the range and keep its keys, by ID, for the slave (the slave's KME)."""
+    def hold_for_slave(self, *reservations: Reservation) -> None:
+        """Spend the ranges and keep their keys, by ID, for the slaves (the slave's KME).
+
+        All reservations in one transaction (group commit): all or none.
+        """
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            data = self._read(res.start, res.stop)
-            self._spend(res.start, res.stop)
-            self._db.executemany(
-                "INSERT INTO keys VALUES (?, ?, ?, ?)",
-                [
-                    (kid.bytes, res.master, res.slave, data[i * res.size : (i + 1) * res.size])
-                    for i, kid in enumerate(res.key_ids)
-                ],
-            )
+            for res in reservations:
+                data = self._read(res.start, res.stop)
+                self._spend(res.start, res.stop)
+                self._db.executemany(
+                    "INSERT INTO keys VALUES (?, ?, ?, ?)",
+                    [
+                        (kid.bytes, res.master, res.slave, data[i * res.size : (i + 1) * res.size])
+                        for i, kid in enumerate(res.key_ids)
+                    ],
+                )
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
