@@ -1,1 +1,11 @@
-"""Layer 2: key management entities serving ETSI GS QKD 014."""
+"""Layer 2: key management entities serving ETSI GS QKD 014.
+
+* :mod:`~qkdmeet.kme.store`: durable SQLite (WAL) key store of one KME;
+* :mod:`~qkdmeet.kme.sink`: the :class:`~qkdmeet.qkd.sink.KeySink` that feeds it;
+* :mod:`~qkdmeet.kme.server`: the ETSI 014 REST server (mutual TLS, metrics, OpenAPI);
+* :mod:`~qkdmeet.kme.peer`: KME-to-KME allocation (one authority, shared pool);
+* :mod:`~qkdmeet.kme.tls`, :mod:`~qkdmeet.kme.pki`: TLS contexts, certificates;
+* :mod:`~qkdmeet.kme.client`: :class:`EtsiClient` and :class:`KeyPrefetcher` for SAEs;
+* :mod:`~qkdmeet.kme.config`, :mod:`~qkdmeet.kme.pair`, :mod:`~qkdmeet.kme.cli`,
+  :mod:`~qkdmeet.kme.simfeed` (simulated link feed), :mod:`~qkdmeet.kme.bench`.
+"""
