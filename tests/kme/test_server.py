@@ -208,3 +208,22 @@ async def test_peer_down_is_503_and_bad_request_type(pair: KmePair) -> None:
             await m.enc_keys("SAE-B", 1, 256)
         with pytest.raises(KmeBadRequest):
             await m.enc_keys("SAE-B", 1, 257)
+
+
+async def test_openapi_matches_the_served_objects(pair: KmePair) -> None:
+    base = f"https://127.0.0.1:{pair.files.ports['a']}"
+    async with raw_session(pair, "a") as sa:
+        async with sa.get(f"{base}/api/v1/openapi.json") as r:
+            doc = await r.json()
+        async with sa.get(url(pair, "a", "SAE-B/status")) as r:
+            status = await r.json()
+        async with sa.post(url(pair, "a", "SAE-B/enc_keys"), json={"number": 1}) as r:
+            keys = await r.json()
+    schemas = doc["components"]["schemas"]
+    assert set(schemas["Status"]["required"]) == set(status)
+    item = schemas["KeyContainer"]["properties"]["keys"]["items"]
+    assert set(item["required"]) == set(keys["keys"][0])
+    for path in ("status", "enc_keys", "dec_keys"):
+        methods = next(v for k, v in doc["paths"].items() if k.endswith(path))
+        for op in methods.values():
+            assert {"200", "400", "401", "503"} <= set(op["responses"])

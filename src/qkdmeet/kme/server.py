@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from qkdmeet.kme import tls
+from qkdmeet.kme import openapi, tls
 from qkdmeet.kme.config import KmeConfig
 from qkdmeet.kme.peer import Coordinator, PeerError, reservation_from_json, reservation_to_json
 from qkdmeet.kme.store import KeyStore, StoreError
@@ -48,23 +48,6 @@ def container(keys: list[Key]) -> dict[str, Any]:
     return {
         "keys": [{"key_ID": str(k.key_id), "key": base64.b64encode(k.key).decode()} for k in keys]
     }
-
-
-OPENAPI: dict[str, Any] = {
-    "openapi": "3.0.3",
-    "info": {"title": "qkdmeet KME (ETSI GS QKD 014 V1.1.1)", "version": "1.1.1"},
-    "paths": {
-        "/api/v1/keys/{slave_SAE_ID}/status": {"get": {"summary": "Get status"}},
-        "/api/v1/keys/{slave_SAE_ID}/enc_keys": {
-            "get": {"summary": "Get key (number, size query)"},
-            "post": {"summary": "Get key (Key request body)"},
-        },
-        "/api/v1/keys/{master_SAE_ID}/dec_keys": {
-            "get": {"summary": "Get key with key IDs (key_ID query)"},
-            "post": {"summary": "Get key with key IDs (Key IDs body)"},
-        },
-    },
-}
 
 
 class KmeServer:
@@ -257,7 +240,7 @@ class KmeServer:
 
     # -- documents and metrics -------------------------------------------------
     async def openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(OPENAPI)
+        return web.json_response(openapi.document())
 
     def snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.metrics)
