@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from qkdmeet.kme.client import EtsiClient
-from qkdmeet.kme.pair import write_pair
+from qkdmeet.kme.pair import KmePair, write_pair
 
 
 async def test_kme_pair_json(tmp_path: Path) -> None:
@@ -101,3 +101,31 @@ async def test_two_serve_processes_fed_by_seeded_link(tmp_path: Path) -> None:
             p.send_signal(signal.SIGTERM)
         for p in procs:
             assert await asyncio.wait_for(p.wait(), 30) == 0
+
+
+async def test_kme_status_cli(pair: KmePair) -> None:
+    info = pair.describe()
+    a = info["sites"]["a"]
+    args = ["--url", a["kme_url"], "--slave", "SAE-B", "--cert", a["sae_cert"]]
+    args += ["--key", a["sae_key"], "--ca", info["ca"]]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "qkdmeet", "kme", "status", *args, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    st = json.loads(out)
+    assert st["source_kme_id"] == "KME-A" and st["stored_key_count"] == 8 * 16384 * 8 // 256
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "qkdmeet",
+        "kme",
+        "status",
+        *args[:2],
+        "--slave",
+        "SAE-Z",
+        *args[4:],
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1 and b"unknown SAE ID" in err
