@@ -4,7 +4,9 @@ Two ``qkdmeet kme serve`` processes on loopback over real mutual TLS, their
 stores pre-filled with identical random blocks (standing in for the link).
 
 * throughput: master SAE-A draws keys in requests of ``max_key_per_request``
-  keys of ``max_key_size`` bits, ``--concurrency`` requests in flight;
+  (128) keys, ``--concurrency`` requests in flight, for each key size in
+  ``--sizes`` (1024 bits, the standard's example maximum, and 8192 bits: the
+  cost is per key, so a one-time-pad consumer should ask for large keys);
 * latency: sequential single-key ``enc_keys`` (256 bits), p50/p99;
 * restart: sustained delivery while KME-A is killed with SIGKILL and
   restarted; then the slave fetches every key the master received. Reported:
@@ -106,10 +108,12 @@ def client(files: PairFiles, site: str, retries: int = 0) -> EtsiClient:
     )
 
 
-async def throughput(files: PairFiles, seconds: float, concurrency: int) -> dict[str, float]:
+async def throughput(
+    files: PairFiles, seconds: float, concurrency: int, size: int
+) -> dict[str, float]:
     async with client(files, "a") as m:
         st = await m.status("SAE-B")
-        n, size = st.max_key_per_request, st.max_key_size
+        n = st.max_key_per_request
         bits = 0
         stop_at = time.perf_counter() + seconds
 
@@ -205,11 +209,13 @@ async def restart(files: PairFiles, procs: Processes, seconds: float) -> dict[st
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, list[dict[str, Any]]] = {"throughput": [], "latency": [], "restart": []}
+    results: dict[str, list[dict[str, Any]]] = {"latency": [], "restart": []}
+    for size in args.sizes:
+        results[f"throughput_{size}"] = []
     for i in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="kme-bench-") as tmp:
-            files = write_pair(Path(tmp))
-            need = int(args.seconds * 400e6 / 8) + (64 << 20)
+            files = write_pair(Path(tmp), max_key_size=max(args.sizes))
+            need = int(args.seconds * 600e6 / 8) + (32 << 20)
             prefill(files, need)
             procs = Processes(files)
             await procs.start("a")
@@ -217,14 +223,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 async with client(files, "a") as c:
                     await procs.wait_ready(c, "SAE-B")
-                results["throughput"].append(
-                    await throughput(files, args.seconds, args.concurrency)
-                )
+                for size in args.sizes:
+                    results[f"throughput_{size}"].append(
+                        await throughput(files, args.seconds, args.concurrency, size)
+                    )
                 results["latency"].append(await latency(files, args.latency_count))
                 results["restart"].append(await restart(files, procs, args.seconds * 2))
             finally:
                 await procs.stop()
-            log(f"run {i + 1}/{args.runs}: {results['throughput'][-1]} {results['latency'][-1]}")
+            log(f"run {i + 1}/{args.runs}: {[r[-1] for r in results.values()]}")
     out: dict[str, Any] = {"runs": args.runs, "concurrency": args.concurrency}
     for section, rows in results.items():
         out[section] = (
@@ -248,6 +255,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--latency-count", type=int, default=200)
+    p.add_argument(
+        "--sizes",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1024, 8192],
+        help="key sizes (bits) for the throughput runs; the largest is the KMEs' max_key_size",
+    )
     args = p.parse_args(argv)
     out = asyncio.run(run(args))
     print(json.dumps(out) if args.json else json.dumps(out, indent=2))
