@@ -1,0 +1,40 @@
+import json
+
+import pytest
+
+from qkdmeet.conference.signalling import (
+    MAX_MESSAGE_BYTES,
+    SignallingError,
+    error_message,
+    parse_message,
+)
+
+
+def test_join_is_parsed_and_trimmed() -> None:
+    msg = parse_message(json.dumps({"type": "join", "room": " ward ", "name": "Dr A"}))
+    assert msg.type == "join"
+    assert msg.fields == {"room": "ward", "name": "Dr A"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not json",
+        "[1, 2]",
+        json.dumps({"room": "x"}),
+        json.dumps({"type": "dance"}),
+        json.dumps({"type": "offer", "sdp": 5}),
+        json.dumps({"type": "join", "room": "", "name": "a"}),
+        json.dumps({"type": "chat", "text": ""}),
+        json.dumps({"type": "mute", "kind": "screen", "muted": True}),
+        json.dumps({"type": "mute", "kind": "audio", "muted": 1}),
+        b"\xff\xfe",
+        "x" * (MAX_MESSAGE_BYTES + 1),
+    ],
+)
+def test_malformed_messages_raise_clear_error(raw: str | bytes) -> None:
+    with pytest.raises(SignallingError) as info:
+        parse_message(raw)
+    assert str(info.value)
+    reply = json.loads(error_message(str(info.value)))
+    assert reply["type"] == "error" and reply["reason"] == str(info.value)
