@@ -1,0 +1,73 @@
+"""Rooms, participants and bitrate caps (no media; the server drives it).
+
+A participant's effective video cap is the smallest of its stream type's default,
+its own cap and the room-wide cap (set by the server's HTTP API, e.g. from the
+QKD-VPN key budget).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+# Default send bitrates in bit/s per stream type.
+DEFAULT_BITRATES: dict[str, int] = {"camera": 800_000, "screen": 1_200_000, "audio": 40_000}
+MIN_BITRATE = 30_000
+
+
+class RoomError(ValueError):
+    """Bad request against a room (unknown participant, invalid cap)."""
+
+
+@dataclass
+class Participant:
+    id: str
+    name: str
+    cap: int | None = None
+    muted: dict[str, bool] = field(default_factory=lambda: {"audio": False, "video": False})
+
+
+@dataclass
+class Room:
+    name: str
+    cap: int | None = None
+    participants: dict[str, Participant] = field(default_factory=dict)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def join(self, name: str) -> Participant:
+        p = Participant(id=f"p{next(self._ids)}", name=name)
+        self.participants[p.id] = p
+        return p
+
+    def leave(self, participant_id: str) -> bool:
+        """Remove a participant; False when it was already gone (vanished twice)."""
+        return self.participants.pop(participant_id, None) is not None
+
+    def get(self, participant_id: str) -> Participant:
+        try:
+            return self.participants[participant_id]
+        except KeyError:
+            raise RoomError(f"no participant {participant_id!r} in room {self.name!r}") from None
+
+    def set_participant_cap(self, participant_id: str, bps: int | None) -> None:
+        self.get(participant_id).cap = _valid_cap(bps)
+
+    def set_room_cap(self, bps: int | None) -> None:
+        self.cap = _valid_cap(bps)
+
+    def effective_bitrate(self, participant_id: str, stream: str) -> int:
+        """The bitrate (bit/s) this participant should send for a stream type."""
+        if stream not in DEFAULT_BITRATES:
+            raise RoomError(f"unknown stream type {stream!r}")
+        caps = [DEFAULT_BITRATES[stream]]
+        p = self.get(participant_id)
+        caps += [c for c in (p.cap, self.cap) if c is not None]
+        return min(caps)
+
+
+def _valid_cap(bps: int | None) -> int | None:
+    if bps is None:
+        return None
+    if isinstance(bps, bool) or not isinstance(bps, int) or bps < MIN_BITRATE:
+        raise RoomError(f"bitrate cap must be an integer >= {MIN_BITRATE} bit/s")
+    return bps

@@ -1,0 +1,33 @@
+import pytest
+
+from qkdmeet.conference.room import DEFAULT_BITRATES, MIN_BITRATE, Room, RoomError
+
+
+def test_caps_combine_by_minimum() -> None:
+    room = Room("ward")
+    a, b = room.join("A"), room.join("B")
+    assert a.id != b.id
+    assert room.effective_bitrate(a.id, "camera") == DEFAULT_BITRATES["camera"]
+    room.set_participant_cap(a.id, 300_000)
+    room.set_room_cap(500_000)
+    assert room.effective_bitrate(a.id, "camera") == 300_000
+    assert room.effective_bitrate(b.id, "screen") == 500_000
+    assert room.effective_bitrate(b.id, "audio") == DEFAULT_BITRATES["audio"]
+    room.set_room_cap(None)
+    assert room.effective_bitrate(b.id, "screen") == DEFAULT_BITRATES["screen"]
+
+
+def test_bad_requests_and_vanishing_participant() -> None:
+    room = Room("ward")
+    a = room.join("A")
+    with pytest.raises(RoomError):
+        room.set_participant_cap(a.id, MIN_BITRATE - 1)
+    with pytest.raises(RoomError):
+        room.set_room_cap(True)  # type: ignore[arg-type]
+    with pytest.raises(RoomError):
+        room.effective_bitrate(a.id, "hologram")
+    assert room.leave(a.id) and not room.leave(a.id)
+    with pytest.raises(RoomError):
+        room.set_participant_cap(a.id, 100_000)
+    b = room.join("B")
+    assert room.effective_bitrate(b.id, "camera") == DEFAULT_BITRATES["camera"]
