@@ -1,0 +1,1 @@
+"""The whole system on one machine: `qkdmeet demo` (issue 6)."""
