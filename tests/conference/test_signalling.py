@@ -5,6 +5,7 @@ import pytest
 from qkdmeet.conference.signalling import (
     MAX_MESSAGE_BYTES,
     SignallingError,
+    encode,
     error_message,
     parse_message,
 )
@@ -28,6 +29,11 @@ def test_join_is_parsed_and_trimmed() -> None:
         json.dumps({"type": "chat", "text": ""}),
         json.dumps({"type": "mute", "kind": "screen", "muted": True}),
         json.dumps({"type": "mute", "kind": "audio", "muted": 1}),
+        json.dumps({"type": "publish", "pc": "cam", "kind": "hologram", "sdp": "v=0"}),
+        json.dumps({"type": "publish", "pc": "", "kind": "camera", "sdp": "v=0"}),
+        json.dumps({"type": "publish", "pc": "cam", "kind": "camera", "sdp": " "}),
+        json.dumps({"type": "answer", "pc": 3, "sdp": "v=0"}),
+        json.dumps({"type": "unpublish"}),
         b"\xff\xfe",
         "x" * (MAX_MESSAGE_BYTES + 1),
     ],
@@ -38,3 +44,18 @@ def test_malformed_messages_raise_clear_error(raw: str | bytes) -> None:
     assert str(info.value)
     reply = json.loads(error_message(str(info.value)))
     assert reply["type"] == "error" and reply["reason"] == str(info.value)
+
+
+def test_protocol_messages_are_parsed() -> None:
+    msg = parse_message(
+        json.dumps({"type": "publish", "pc": "camera", "kind": "screen", "sdp": "v=0"})
+    )
+    assert msg.fields == {"pc": "camera", "kind": "screen", "sdp": "v=0"}
+    assert parse_message('{"type": "unpublish", "pc": "screen"}').fields == {"pc": "screen"}
+    assert parse_message('{"type": "leave", "extra": 1}').fields == {}
+    assert json.loads(encode("bitrate", camera=1, screen=2, audio=3)) == {
+        "type": "bitrate",
+        "camera": 1,
+        "screen": 2,
+        "audio": 3,
+    }

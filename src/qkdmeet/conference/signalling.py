@@ -5,41 +5,10 @@ validates it and returns a typed :class:`Message`, or raises
 :class:`SignallingError` whose text is sent back to that client only; a malformed
 message never closes the room or crashes the server.
 
-THE PROTOCOL (contract between server, headless bot and browser client;
-the lead engineer's spec: implement exactly, fields may be added, not renamed).
-This replaces PROTOCOL_PLACEHOLDER in the server task. Also in PROTOCOL.md.
-
-## Conference signalling protocol (shared contract between the server, the headless bot and the browser client)
-HTTPS server (aiohttp). Static browser app at `/` (files in src/qkdmeet/conference/web/: index.html, app.js, style.css; no build step). WebSocket at `/ws`. JSON text messages, each with `"type"`. ICE is NOT trickled (aiortc does not trickle): each side sends its SDP after ICE gathering has completed (browser: wait for `icegatheringstatechange` == complete, then send `pc.localDescription.sdp`). One RTCPeerConnection per published stream set and one per subscribed remote stream set (robust with aiortc; no renegotiation needed):
-
-Client -> server
-- `{"type":"join","room":str,"name":str}` (first message)
-- `{"type":"publish","pc":str,"kind":"camera"|"screen","sdp":str}`: an SDP offer from a client-created send-only PeerConnection. "camera": one video (VP8) + one audio (Opus) track; "screen": one video track. `pc` is chosen by the client (e.g. "camera", "screen").
-- `{"type":"unpublish","pc":str}`: the client stopped that stream set (e.g. ended screen share).
-- `{"type":"answer","pc":str,"sdp":str}`: answer to a server `subscribe` offer.
-- `{"type":"chat","text":str}`
-- `{"type":"mute","kind":"audio"|"video","muted":bool}`
-- `{"type":"leave"}`
-
-Server -> client
-- `{"type":"joined","id":str,"room":str,"participants":[{"id":str,"name":str}],"bitrates":{"camera":int,"screen":int,"audio":int},"documents":[<document>...],"link":<link or null>}`
-- `{"type":"participant_joined","id":str,"name":str}` / `{"type":"participant_left","id":str}`
-- `{"type":"answer","pc":str,"sdp":str}`: the answer to a `publish`.
-- `{"type":"subscribe","pc":str,"from":str,"name":str,"kind":"camera"|"screen","sdp":str}`: a server-created offer carrying one remote participant's published stream set (receive-only for the client); the client answers with `answer`. `pc` is chosen by the server (e.g. "sub-p2-camera").
-- `{"type":"unsubscribe","pc":str}`: that remote stream set ended; the client closes that PeerConnection.
-- `{"type":"chat","from":str,"name":str,"text":str,"ts":float}` (broadcast to everyone in the room, sender included)
-- `{"type":"mute","id":str,"kind":str,"muted":bool}`
-- `{"type":"bitrate","camera":int,"screen":int,"audio":int}`: the caps changed (per participant/room cap from the HTTP API); the client applies them with RTCRtpSender.setParameters (encodings[0].maxBitrate).
-- `{"type":"document","document":{"id":str,"name":str,"size":int,"content_type":str,"from":str,"url":str}}`: someone uploaded a document.
-- `{"type":"link","link":{...}}`: protection status of the link for the indicator (free-form JSON object posted by the demo: e.g. {"protected":true,"key_buffered_bytes":...,"sustainable_bps":...,"qber":...,"alarm":null}).
-- `{"type":"error","reason":str}`: a bad message (the connection stays open).
-
-HTTP API (same server)
-- `POST /api/rooms/{room}/documents` multipart/form-data field `file` (+ header or form field `participant` id): stores the upload (limit e.g. 20 MB; allowed types PDF, HTML, PNG, JPEG, plain text; others 415, oversize 413, malformed 400), broadcasts `document`; returns the document JSON. `GET /api/documents/{id}` returns the bytes unchanged (Content-Disposition with the file name).
-- `GET /api/rooms` and `GET /api/rooms/{room}`: participants, streams, forwarding stats (JSON).
-- `POST /api/rooms/{room}/cap` `{"bps":int|null}` room-wide video cap; `POST /api/rooms/{room}/participants/{id}/cap` `{"bps":int|null}`.
-- `POST /api/link` `{...}`: sets the link status broadcast as `link` to every room.
-- `GET /healthz`.
+The protocol (the contract between the server, the headless bot and the browser
+client) is written out in ``PROTOCOL.md`` beside this module; :data:`_SCHEMA`
+below is its client -> server half. Server -> client messages are built with
+:func:`encode`. Fields may be added to messages, never renamed.
 """
 
 from __future__ import annotations
@@ -52,16 +21,19 @@ MAX_MESSAGE_BYTES = 256 * 1024
 MAX_CHAT_CHARS = 4000
 MAX_NAME_CHARS = 64
 
-# type -> required fields and their Python types
+# type -> required fields and their Python types (client -> server messages)
 _SCHEMA: dict[str, dict[str, type]] = {
     "join": {"room": str, "name": str},
-    "offer": {"sdp": str},
-    "answer": {"sdp": str},
-    "candidate": {"candidate": str},
+    "publish": {"pc": str, "kind": str, "sdp": str},
+    "unpublish": {"pc": str},
+    "answer": {"pc": str, "sdp": str},
     "chat": {"text": str},
     "mute": {"kind": str, "muted": bool},
     "leave": {},
 }
+
+#: Stream sets a client may publish.
+PUBLISH_KINDS = ("camera", "screen")
 
 
 class SignallingError(ValueError):
@@ -114,6 +86,17 @@ def _check_limits(kind: str, fields: dict[str, Any]) -> None:
             raise SignallingError(f"chat: text must be 1..{MAX_CHAT_CHARS} characters")
     elif kind == "mute" and fields["kind"] not in ("audio", "video"):
         raise SignallingError("mute: kind must be 'audio' or 'video'")
+    if "pc" in fields and not 1 <= len(fields["pc"]) <= MAX_NAME_CHARS:
+        raise SignallingError(f"{kind}: pc must be 1..{MAX_NAME_CHARS} characters")
+    if kind == "publish" and fields["kind"] not in PUBLISH_KINDS:
+        raise SignallingError("publish: kind must be 'camera' or 'screen'")
+    if "sdp" in fields and not fields["sdp"].strip():
+        raise SignallingError(f"{kind}: sdp must not be empty")
+
+
+def encode(type_: str, **fields: Any) -> str:
+    """A server -> client message as JSON text."""
+    return json.dumps({"type": type_, **fields})
 
 
 def error_message(reason: str) -> str:
