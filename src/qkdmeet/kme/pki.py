@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,14 +76,24 @@ class CertificateAuthority:
         return directory / "ca.pem"
 
     def issue(
-        self, directory: Path, stem: str, common_name: str, uri: str, *, server: bool
+        self,
+        directory: Path,
+        stem: str,
+        common_name: str,
+        uri: str,
+        *,
+        server: bool,
+        hosts: Sequence[str] = (),
     ) -> Identity:
+        """A certificate for ``common_name``; a server one also names ``localhost``,
+        127.0.0.1 and each of ``hosts`` (IP addresses or DNS names) in its SAN."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)]
         usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
         if server:
             sans += [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            sans += [_host_name(h) for h in hosts]
             usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
         cert = (
             x509.CertificateBuilder()
@@ -104,13 +115,36 @@ class CertificateAuthority:
         return Identity(cert_path, key_path)
 
 
-def init(directory: str | Path, sites: tuple[str, ...] = SITES) -> Path:
-    """Create the CA and, per site, a KME and an SAE identity; returns the directory."""
+def _host_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def init(
+    directory: str | Path,
+    sites: tuple[str, ...] = SITES,
+    *,
+    hosts: Mapping[str, Sequence[str]] | None = None,
+) -> Path:
+    """Create the CA and, per site, a KME and an SAE identity; returns the directory.
+
+    ``hosts`` adds addresses or names to a site's KME certificate (e.g. the
+    address its peer KME and its SAEs reach it at, when not on loopback).
+    """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     ca = CertificateAuthority()
     ca.write(out)
     for site in sites:
-        ca.issue(out, f"kme-{site}", kme_id(site), f"urn:qkdmeet:kme:{kme_id(site)}", server=True)
+        ca.issue(
+            out,
+            f"kme-{site}",
+            kme_id(site),
+            f"urn:qkdmeet:kme:{kme_id(site)}",
+            server=True,
+            hosts=(hosts or {}).get(site, ()),
+        )
         ca.issue(out, f"sae-{site}", sae_id(site), f"urn:qkdmeet:sae:{sae_id(site)}", server=False)
     return out
