@@ -339,3 +339,15 @@ def test_public_names() -> None:
     assert sorted(qkdmeet.vpn.__all__) == qkdmeet.vpn.__all__
     for name in qkdmeet.vpn.__all__:
         assert hasattr(qkdmeet.vpn, name)
+
+
+async def test_key_arrived_equals_consumed_plus_buffered_both_sides(pair: Pair) -> None:
+    """The identity the demo's report closes with the KMEs' delivery counters."""
+    for _ in range(3):
+        await send_and_wait(pair, [ip_packet(os.urandom(900)) for _ in range(10)])
+    await settle(lambda: pair.b.receiver.get(pair.a.sender._queue[0].key_id.bytes) is not None
+                 if pair.a.sender._queue else True)
+    for g in (pair.a, pair.b):
+        for d in (g.metrics.outbound, g.metrics.inbound):
+            assert d.key_arrived_bytes == d.key_bytes + d.key_buffered_bytes, g.metrics.as_dict()
+    assert pair.b.metrics.inbound.key_arrived_bytes > pair.b.metrics.inbound.key_bytes > 0

@@ -395,6 +395,7 @@ class ReceiverKeyStream:
             del self._held[key.raw_id]
             self._open[key.raw_id] = key
             m.key_hash_bytes += KEY_HASH_BYTES
+            m.key_buffered_bytes -= KEY_HASH_BYTES
             while len(self._open) > OPEN_KEYS:
                 _, old = self._open.popitem(last=False)
                 self._retire(old)
@@ -447,7 +448,8 @@ class ReceiverKeyStream:
             opened = OpenKey(key)
             self._held[raw] = opened
             self._metrics.key_arrived_bytes += len(key.key)
-            self._metrics.key_buffered_bytes += len(key.key) - KEY_HASH_BYTES
+            # whole key buffered until opened, so arrived == consumed + buffered
+            self._metrics.key_buffered_bytes += len(key.key)
             self._on_key_ready(raw, True)
 
     def _retire(self, key: OpenKey) -> None:
