@@ -1,0 +1,968 @@
+// qkdmeet browser client: one ES module, no build step, no third-party code.
+//
+// Speaks the signalling protocol of ../PROTOCOL.md over a WebSocket at /ws:
+//   join -> joined; then one send-only RTCPeerConnection per published stream set
+//   ("camera": VP8 video + Opus audio, "screen": one video track), offered by us
+//   with `publish`, and one receive-only RTCPeerConnection per remote stream set,
+//   offered by the server with `subscribe` and answered with `answer`.
+// ICE is not trickled: every SDP is sent once ICE gathering has completed.
+//
+// window.qkdmeet is a small hook for tests and the demo: `state` (plain data, kept
+// current), `stats()` (per-PeerConnection inbound/outbound RTP counters from
+// getStats), and the actions the buttons trigger.
+
+const ICE_GATHERING_TIMEOUT_MS = 5000;
+const CAMERA_CONSTRAINTS = {
+  width: { ideal: 640 },
+  height: { ideal: 480 },
+  frameRate: { ideal: 15, max: 30 },
+};
+const SCREEN_CONSTRAINTS = { frameRate: { ideal: 15, max: 15 } };
+
+// ---------------------------------------------------------------- state
+
+/** Plain, serialisable view of the client; tests read it through window.qkdmeet.state. */
+const state = {
+  phase: "idle", // idle | joining | joined | left | closed
+  id: null,
+  room: null,
+  name: null,
+  participants: [], // [{id, name, muted: {audio, video}, self}]
+  chat: [], // [{from, name, text, ts}]
+  documents: [], // [{id, name, size, content_type, from, url}]
+  link: null, // last `link` object, or null
+  linkLevel: "unknown", // green | amber | red | unknown
+  bitrates: null, // {camera, screen, audio}
+  appliedBitrates: {}, // pc name -> [{kind, maxBitrate}]
+  streams: {}, // pc name -> {role, kind, from, name, connectionState}
+  screenSharing: false,
+  muted: { audio: false, video: false },
+  errors: [], // every error shown in the status bar
+  status: "Not connected",
+};
+
+/** pc name -> {pc, role: "publish"|"subscribe", kind, from, name, stream} */
+const pcs = new Map();
+/** participant id -> {id, name, muted, self, tile, video} */
+const people = new Map();
+
+let ws = null;
+let localStream = null;
+let screenStream = null;
+let leaving = false;
+
+const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------- status bar
+
+function setStatus(text, level = "info") {
+  const bar = $("status");
+  bar.textContent = text;
+  bar.dataset.level = level;
+  state.status = text;
+  if (level === "error") {
+    state.errors.push(text);
+    console.warn("qkdmeet:", text);
+  }
+}
+
+function errorText(err) {
+  if (!err) return "unknown error";
+  if (err.name && err.message) return `${err.name}: ${err.message}`;
+  return String(err.message || err);
+}
+
+// ---------------------------------------------------------------- signalling
+
+function send(message) {
+  if (!ws || ws.readyState !== WebSocket.OPEN) {
+    setStatus(`Cannot send ${message.type}: not connected to the server`, "error");
+    return false;
+  }
+  ws.send(JSON.stringify(message));
+  return true;
+}
+
+function openSocket() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(`${scheme}://${location.host}/ws`);
+    socket.addEventListener("open", () => resolve(socket), { once: true });
+    socket.addEventListener("error", () => reject(new Error("WebSocket connection failed")), {
+      once: true,
+    });
+  });
+}
+
+async function onMessage(event) {
+  let msg;
+  try {
+    msg = JSON.parse(event.data);
+  } catch {
+    setStatus("Malformed message from the server (not JSON)", "error");
+    return;
+  }
+  try {
+    await handle(msg);
+  } catch (err) {
+    setStatus(`Error handling ${msg.type}: ${errorText(err)}`, "error");
+  }
+}
+
+async function handle(msg) {
+  switch (msg.type) {
+    case "joined":
+      return onJoined(msg);
+    case "participant_joined":
+      addPerson({ id: msg.id, name: msg.name });
+      return renderPeople();
+    case "participant_left":
+      return removePerson(msg.id);
+    case "answer":
+      return onPublishAnswer(msg);
+    case "subscribe":
+      return onSubscribe(msg);
+    case "unsubscribe":
+      return closePc(msg.pc);
+    case "chat":
+      return addChat(msg);
+    case "mute":
+      return onRemoteMute(msg);
+    case "bitrate":
+      state.bitrates = { camera: msg.camera, screen: msg.screen, audio: msg.audio };
+      renderBitrates();
+      return applyBitrates();
+    case "document":
+      return addDocument(msg.document);
+    case "link":
+      return renderLink(msg.link);
+    case "error":
+      return setStatus(`Server: ${msg.reason}`, "error");
+    default:
+      console.debug("qkdmeet: ignoring message", msg.type);
+  }
+}
+
+// ---------------------------------------------------------------- join / leave
+
+async function join(room, name, { camera = true, microphone = true } = {}) {
+  if (state.phase === "joining" || state.phase === "joined") return;
+  leaving = false;
+  state.phase = "joining";
+  state.errors = [];
+  $("join-button").disabled = true;
+  setStatus("Starting camera and microphone…");
+  localStream = null;
+  if (camera || microphone) {
+    try {
+      localStream = await navigator.mediaDevices.getUserMedia({
+        video: camera ? CAMERA_CONSTRAINTS : false,
+        audio: microphone,
+      });
+    } catch (err) {
+      setStatus(`No camera/microphone (${errorText(err)}); joining to watch and listen only`,
+        "error");
+    }
+  }
+  setStatus("Connecting to the conference server…");
+  try {
+    ws = await openSocket();
+  } catch (err) {
+    stopLocalMedia();
+    state.phase = "idle";
+    $("join-button").disabled = false;
+    setStatus(`Cannot reach the conference server: ${errorText(err)}`, "error");
+    return;
+  }
+  ws.addEventListener("message", onMessage);
+  ws.addEventListener("close", onSocketClosed);
+  state.room = room;
+  state.name = name;
+  send({ type: "join", room, name });
+}
+
+async function onJoined(msg) {
+  state.phase = "joined";
+  state.id = msg.id;
+  state.room = msg.room;
+  people.clear();
+  $("grid").replaceChildren();
+  addPerson({ id: msg.id, name: state.name, self: true });
+  for (const p of msg.participants || []) {
+    if (p.id !== msg.id) addPerson(p);
+  }
+  renderPeople();
+  state.bitrates = msg.bitrates || null;
+  renderBitrates();
+  state.documents = [];
+  $("docs").replaceChildren();
+  for (const doc of msg.documents || []) addDocument(doc);
+  renderLink(msg.link ?? null);
+  $("join-view").hidden = true;
+  $("call-view").hidden = false;
+  $("room-label").hidden = false;
+  $("room-label").textContent = `Room: ${msg.room}`;
+  $("join-button").disabled = false;
+  updateControls();
+  history.replaceState(null, "", `?room=${encodeURIComponent(msg.room)}`);
+  setStatus(`Joined room ${msg.room} as ${state.name}`, "ok");
+  const self = people.get(msg.id);
+  if (localStream) {
+    self.video.srcObject = localStream;
+    await publish("camera", localStream);
+  }
+}
+
+function leave() {
+  leaving = true;
+  send({ type: "leave" });
+  teardown();
+  setStatus("You left the conference");
+  state.phase = "left";
+}
+
+function onSocketClosed() {
+  if (leaving) return;
+  teardown();
+  state.phase = "closed";
+  setStatus("Connection to the conference server closed", "error");
+}
+
+function teardown() {
+  if (ws) {
+    ws.removeEventListener("close", onSocketClosed);
+    ws.close();
+    ws = null;
+  }
+  for (const name of [...pcs.keys()]) closePc(name);
+  stopLocalMedia();
+  if (screenStream) {
+    screenStream.getTracks().forEach((t) => t.stop());
+    screenStream = null;
+  }
+  state.screenSharing = false;
+  people.clear();
+  state.participants = [];
+  $("grid").replaceChildren();
+  $("stage").replaceChildren();
+  $("stage").hidden = true;
+  closeViewer();
+  $("call-view").hidden = true;
+  $("room-label").hidden = true;
+  $("join-view").hidden = false;
+  $("join-button").disabled = false;
+}
+
+function stopLocalMedia() {
+  if (localStream) localStream.getTracks().forEach((t) => t.stop());
+  localStream = null;
+  state.muted = { audio: false, video: false };
+}
+
+// ---------------------------------------------------------------- WebRTC
+
+/** Resolve once ICE gathering is complete (or after a timeout: send what we have). */
+function iceGatheringComplete(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    };
+    const check = () => {
+      if (pc.iceGatheringState === "complete") done();
+    };
+    const timer = setTimeout(done, ICE_GATHERING_TIMEOUT_MS);
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+function preferVp8(transceiver) {
+  if (!transceiver.setCodecPreferences || !RTCRtpSender.getCapabilities) return;
+  const caps = RTCRtpSender.getCapabilities("video");
+  if (!caps) return;
+  const vp8 = caps.codecs.filter((c) => c.mimeType.toLowerCase() === "video/vp8");
+  const rtx = caps.codecs.filter((c) => c.mimeType.toLowerCase() === "video/rtx");
+  if (vp8.length) transceiver.setCodecPreferences([...vp8, ...rtx]);
+}
+
+function trackPc(name, entry) {
+  pcs.set(name, entry);
+  const summary = { role: entry.role, kind: entry.kind, from: entry.from, name: entry.name,
+    connectionState: entry.pc.connectionState };
+  state.streams[name] = summary;
+  entry.pc.addEventListener("connectionstatechange", () => {
+    summary.connectionState = entry.pc.connectionState;
+    if (entry.pc.connectionState === "failed") {
+      setStatus(`Media connection ${name} failed`, "error");
+    }
+    renderPeople();
+  });
+}
+
+/** Offer a send-only PeerConnection carrying `stream` as stream set `kind`. */
+async function publish(kind, stream) {
+  const name = kind; // one stream set of each kind per participant
+  closePc(name);
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  trackPc(name, { pc, role: "publish", kind, from: state.id, name: state.name, stream });
+  const video = stream.getVideoTracks()[0];
+  const audio = kind === "camera" ? stream.getAudioTracks()[0] : undefined;
+  if (video) {
+    if (kind === "screen") video.contentHint = "detail";
+    preferVp8(pc.addTransceiver(video, { direction: "sendonly", streams: [stream] }));
+  }
+  if (audio) pc.addTransceiver(audio, { direction: "sendonly", streams: [stream] });
+  await pc.setLocalDescription(await pc.createOffer());
+  await iceGatheringComplete(pc);
+  if (pcs.get(name)?.pc !== pc) return; // closed while gathering
+  send({ type: "publish", pc: name, kind, sdp: pc.localDescription.sdp });
+}
+
+async function onPublishAnswer(msg) {
+  const entry = pcs.get(msg.pc);
+  if (!entry || entry.role !== "publish") {
+    console.debug("qkdmeet: answer for unknown pc", msg.pc);
+    return;
+  }
+  await entry.pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
+  await applyBitrates();
+}
+
+/** A remote stream set offered by the server: answer with a receive-only PeerConnection. */
+async function onSubscribe(msg) {
+  closePc(msg.pc);
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  const stream = new MediaStream();
+  const entry = { pc, role: "subscribe", kind: msg.kind, from: msg.from, name: msg.name, stream };
+  trackPc(msg.pc, entry);
+  pc.addEventListener("track", (ev) => {
+    stream.addTrack(ev.track);
+    ev.track.addEventListener("ended", () => stream.removeTrack(ev.track));
+    attachRemote(msg.pc, entry);
+  });
+  await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
+  await pc.setLocalDescription(await pc.createAnswer());
+  await iceGatheringComplete(pc);
+  if (pcs.get(msg.pc)?.pc !== pc) return;
+  send({ type: "answer", pc: msg.pc, sdp: pc.localDescription.sdp });
+  attachRemote(msg.pc, entry);
+}
+
+function attachRemote(pcName, entry) {
+  if (entry.kind === "screen") {
+    showOnStage(pcName, entry.stream, `${entry.name || "Someone"} is presenting`);
+  } else {
+    if (!people.has(entry.from)) {
+      addPerson({ id: entry.from, name: entry.name });
+      renderPeople();
+    }
+    const person = people.get(entry.from);
+    if (person.video.srcObject !== entry.stream) person.video.srcObject = entry.stream;
+    playVideo(person.video);
+  }
+  renderPeople();
+}
+
+function playVideo(video) {
+  const p = video.play();
+  if (p && p.catch) {
+    p.catch((err) => {
+      if (err.name === "AbortError") return; // a newer srcObject replaced this one
+      // Autoplay with sound refused: play muted and tell the user how to hear.
+      video.muted = true;
+      video.play().catch(() => {});
+      setStatus("Audio blocked by the browser; click a video to unmute", "error");
+    });
+  }
+}
+
+function closePc(name) {
+  const entry = pcs.get(name);
+  if (!entry) return;
+  pcs.delete(name);
+  delete state.streams[name];
+  delete state.appliedBitrates[name];
+  entry.pc.close();
+  if (entry.role === "subscribe") {
+    if (entry.kind === "screen") removeFromStage(name);
+    else {
+      const person = people.get(entry.from);
+      if (person && person.video.srcObject === entry.stream) person.video.srcObject = null;
+    }
+  }
+  renderPeople();
+}
+
+/** Apply the server's caps to every sender (encodings[0].maxBitrate). */
+async function applyBitrates() {
+  const caps = state.bitrates;
+  if (!caps) return;
+  for (const [name, entry] of pcs) {
+    if (entry.role !== "publish") continue;
+    const applied = [];
+    for (const sender of entry.pc.getSenders()) {
+      if (!sender.track) continue;
+      const kind = sender.track.kind === "audio" ? "audio" : entry.kind;
+      const cap = caps[kind];
+      if (!Number.isFinite(cap) || cap <= 0) continue;
+      const params = sender.getParameters();
+      if (!params.encodings || params.encodings.length === 0) continue; // not negotiated yet
+      params.encodings[0].maxBitrate = cap;
+      try {
+        await sender.setParameters(params);
+        applied.push({ kind, maxBitrate: sender.getParameters().encodings[0].maxBitrate });
+      } catch (err) {
+        setStatus(`Cannot apply ${kind} bitrate cap: ${errorText(err)}`, "error");
+      }
+    }
+    state.appliedBitrates[name] = applied;
+  }
+}
+
+/** Per-PeerConnection RTP counters from getStats (for tests and diagnostics). */
+async function stats() {
+  const out = {};
+  for (const [name, entry] of pcs) {
+    const report = await entry.pc.getStats();
+    const inbound = [];
+    const outbound = [];
+    report.forEach((s) => {
+      if (s.type === "inbound-rtp") {
+        inbound.push({
+          kind: s.kind,
+          ssrc: s.ssrc,
+          packetsReceived: s.packetsReceived ?? 0,
+          packetsLost: s.packetsLost ?? 0,
+          bytesReceived: s.bytesReceived ?? 0,
+          framesReceived: s.framesReceived ?? 0,
+          framesDecoded: s.framesDecoded ?? 0,
+          frameWidth: s.frameWidth ?? 0,
+          frameHeight: s.frameHeight ?? 0,
+          framesPerSecond: s.framesPerSecond ?? 0,
+          totalSamplesReceived: s.totalSamplesReceived ?? 0,
+        });
+      } else if (s.type === "outbound-rtp") {
+        outbound.push({
+          kind: s.kind,
+          ssrc: s.ssrc,
+          packetsSent: s.packetsSent ?? 0,
+          bytesSent: s.bytesSent ?? 0,
+          framesEncoded: s.framesEncoded ?? 0,
+          framesSent: s.framesSent ?? 0,
+          frameWidth: s.frameWidth ?? 0,
+          frameHeight: s.frameHeight ?? 0,
+          targetBitrate: s.targetBitrate ?? 0,
+        });
+      }
+    });
+    const maxBitrates = entry.role === "publish"
+      ? entry.pc.getSenders().filter((s) => s.track).map((s) => ({
+        kind: s.track.kind,
+        maxBitrate: s.getParameters().encodings?.[0]?.maxBitrate ?? null,
+      }))
+      : [];
+    out[name] = {
+      role: entry.role,
+      kind: entry.kind,
+      from: entry.from,
+      name: entry.name,
+      connectionState: entry.pc.connectionState,
+      inbound,
+      outbound,
+      maxBitrates,
+    };
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- screen share
+
+async function startScreenShare(stream = null) {
+  if (state.phase !== "joined" || screenStream) return;
+  try {
+    screenStream = stream
+      || await navigator.mediaDevices.getDisplayMedia({ video: SCREEN_CONSTRAINTS, audio: false });
+  } catch (err) {
+    setStatus(`Screen sharing not started: ${errorText(err)}`, "error");
+    return;
+  }
+  const track = screenStream.getVideoTracks()[0];
+  if (!track) {
+    setStatus("Screen sharing not started: no video track", "error");
+    screenStream = null;
+    return;
+  }
+  track.addEventListener("ended", () => stopScreenShare());
+  state.screenSharing = true;
+  updateControls();
+  showOnStage("local-screen", screenStream, "You are presenting", true);
+  await publish("screen", screenStream);
+}
+
+function stopScreenShare() {
+  if (!screenStream) return;
+  screenStream.getTracks().forEach((t) => t.stop());
+  screenStream = null;
+  state.screenSharing = false;
+  closePc("screen");
+  removeFromStage("local-screen");
+  send({ type: "unpublish", pc: "screen" });
+  updateControls();
+}
+
+// ---------------------------------------------------------------- mute
+
+function setMuted(kind, muted) {
+  if (!localStream) return;
+  const tracks = kind === "audio" ? localStream.getAudioTracks() : localStream.getVideoTracks();
+  if (!tracks.length) return;
+  tracks.forEach((t) => {
+    t.enabled = !muted;
+  });
+  state.muted[kind] = muted;
+  const self = people.get(state.id);
+  if (self) self.muted[kind] = muted;
+  send({ type: "mute", kind, muted });
+  updateControls();
+  renderPeople();
+}
+
+function onRemoteMute(msg) {
+  const person = people.get(msg.id);
+  if (!person || !(msg.kind in person.muted)) return;
+  person.muted[msg.kind] = Boolean(msg.muted);
+  renderPeople();
+}
+
+function updateControls() {
+  const hasAudio = Boolean(localStream && localStream.getAudioTracks().length);
+  const hasVideo = Boolean(localStream && localStream.getVideoTracks().length);
+  const audio = $("btn-audio");
+  audio.disabled = !hasAudio;
+  audio.setAttribute("aria-pressed", String(state.muted.audio));
+  audio.textContent = state.muted.audio ? "Unmute microphone" : "Mute microphone";
+  const video = $("btn-video");
+  video.disabled = !hasVideo;
+  video.setAttribute("aria-pressed", String(state.muted.video));
+  video.textContent = state.muted.video ? "Start camera" : "Stop camera";
+  const screen = $("btn-screen");
+  screen.setAttribute("aria-pressed", String(state.screenSharing));
+  screen.textContent = state.screenSharing ? "Stop sharing" : "Share screen";
+}
+
+// ---------------------------------------------------------------- participants and tiles
+
+function addPerson({ id, name, self = false }) {
+  if (people.has(id)) {
+    const existing = people.get(id);
+    if (name) existing.name = name;
+    return existing;
+  }
+  const tile = document.createElement("figure");
+  tile.className = self ? "tile tile-self" : "tile";
+  tile.dataset.participant = id;
+  const video = document.createElement("video");
+  video.autoplay = true;
+  video.playsInline = true;
+  video.muted = self; // never play our own microphone back
+  video.addEventListener("click", () => {
+    if (!self && video.muted) {
+      video.muted = false;
+      video.play().catch(() => {});
+    }
+  });
+  const caption = document.createElement("figcaption");
+  tile.append(video, caption);
+  $("grid").append(tile);
+  const person = { id, name: name || id, self, muted: { audio: false, video: false }, tile,
+    video, caption };
+  people.set(id, person);
+  return person;
+}
+
+function removePerson(id) {
+  const person = people.get(id);
+  if (!person || person.self) return;
+  for (const [name, entry] of [...pcs]) {
+    if (entry.role === "subscribe" && entry.from === id) closePc(name);
+  }
+  person.tile.remove();
+  people.delete(id);
+  renderPeople();
+}
+
+function isPresenting(id) {
+  if (id === state.id) return state.screenSharing;
+  for (const entry of pcs.values()) {
+    if (entry.role === "subscribe" && entry.kind === "screen" && entry.from === id) return true;
+  }
+  return false;
+}
+
+function renderPeople() {
+  const list = $("people");
+  list.replaceChildren();
+  state.participants = [];
+  for (const person of people.values()) {
+    const presenting = isPresenting(person.id);
+    state.participants.push({ id: person.id, name: person.name, self: person.self,
+      muted: { ...person.muted }, presenting });
+    const li = document.createElement("li");
+    li.dataset.participant = person.id;
+    const name = document.createElement("span");
+    name.className = "person-name";
+    name.textContent = person.self ? `${person.name} (you)` : person.name;
+    li.append(name);
+    const badges = [];
+    if (person.muted.audio) badges.push(["muted", "microphone off"]);
+    if (person.muted.video) badges.push(["no-video", "camera off"]);
+    if (presenting) badges.push(["presenting", "presenting"]);
+    for (const [cls, text] of badges) {
+      const b = document.createElement("span");
+      b.className = `badge badge-${cls}`;
+      b.textContent = text;
+      li.append(b);
+    }
+    list.append(li);
+    person.caption.textContent = person.self ? `${person.name} (you)` : person.name;
+    person.tile.classList.toggle("tile-muted-audio", person.muted.audio);
+    person.tile.classList.toggle("tile-muted-video", person.muted.video);
+    person.caption.dataset.muted = person.muted.audio ? "microphone off" : "";
+  }
+  $("people-count").textContent = `(${people.size})`;
+}
+
+// ---------------------------------------------------------------- stage (screen share)
+
+function showOnStage(key, stream, label, local = false) {
+  const stage = $("stage");
+  let item = stage.querySelector(`[data-key="${CSS.escape(key)}"]`);
+  if (!item) {
+    item = document.createElement("figure");
+    item.className = "stage-item";
+    item.dataset.key = key;
+    const video = document.createElement("video");
+    video.autoplay = true;
+    video.playsInline = true;
+    video.muted = true; // screen shares carry no audio
+    const caption = document.createElement("figcaption");
+    item.append(video, caption);
+    stage.append(item);
+  }
+  const video = item.querySelector("video");
+  if (video.srcObject !== stream) video.srcObject = stream;
+  item.classList.toggle("stage-local", local);
+  item.querySelector("figcaption").textContent = label;
+  stage.hidden = false;
+  playVideo(video);
+}
+
+function removeFromStage(key) {
+  const stage = $("stage");
+  const item = stage.querySelector(`[data-key="${CSS.escape(key)}"]`);
+  if (item) {
+    item.querySelector("video").srcObject = null;
+    item.remove();
+  }
+  stage.hidden = stage.children.length === 0;
+}
+
+// ---------------------------------------------------------------- chat
+
+function addChat(msg) {
+  const entry = { from: msg.from, name: msg.name, text: msg.text, ts: msg.ts };
+  state.chat.push(entry);
+  const li = document.createElement("li");
+  if (msg.from === state.id) li.className = "chat-own";
+  const who = document.createElement("span");
+  who.className = "chat-name";
+  who.textContent = msg.name || msg.from;
+  const when = document.createElement("time");
+  const date = Number.isFinite(msg.ts) ? new Date(msg.ts * 1000) : new Date();
+  when.dateTime = date.toISOString();
+  when.textContent = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const text = document.createElement("p");
+  text.className = "chat-text";
+  text.textContent = msg.text;
+  li.append(who, when, text);
+  const log = $("chat-log");
+  log.append(li);
+  log.scrollTop = log.scrollHeight;
+}
+
+function sendChat(text) {
+  const trimmed = text.trim();
+  if (!trimmed) return false;
+  return send({ type: "chat", text: trimmed });
+}
+
+// ---------------------------------------------------------------- documents
+
+function formatBytes(n) {
+  if (!Number.isFinite(n)) return "";
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / (1024 * 1024)).toFixed(1)} MB`;
+}
+
+function personName(id) {
+  return people.get(id)?.name || id || "unknown";
+}
+
+function documentUrl(doc) {
+  return doc.url || `/api/documents/${encodeURIComponent(doc.id)}`;
+}
+
+function addDocument(doc) {
+  if (!doc || !doc.id || state.documents.some((d) => d.id === doc.id)) return;
+  state.documents.push(doc);
+  const li = document.createElement("li");
+  li.dataset.document = doc.id;
+  const title = document.createElement("span");
+  title.className = "doc-name";
+  title.textContent = doc.name;
+  const meta = document.createElement("span");
+  meta.className = "doc-meta";
+  meta.textContent = `${formatBytes(doc.size)} · from ${personName(doc.from)}`;
+  const view = document.createElement("button");
+  view.type = "button";
+  view.className = "doc-view";
+  view.textContent = "View";
+  view.setAttribute("aria-label", `View ${doc.name}`);
+  view.addEventListener("click", () => viewDocument(doc));
+  const download = document.createElement("a");
+  download.className = "button doc-download";
+  download.href = documentUrl(doc);
+  download.download = doc.name;
+  download.textContent = "Download";
+  download.setAttribute("aria-label", `Download ${doc.name}`);
+  li.append(title, meta, view, download);
+  $("docs").append(li);
+}
+
+async function uploadDocument(file) {
+  if (state.phase !== "joined") return null;
+  const form = new FormData();
+  form.append("participant", state.id);
+  form.append("file", file, file.name);
+  setStatus(`Uploading ${file.name}…`);
+  let res;
+  try {
+    res = await fetch(`/api/rooms/${encodeURIComponent(state.room)}/documents`, {
+      method: "POST",
+      body: form,
+      headers: { "X-Participant": state.id },
+    });
+  } catch (err) {
+    setStatus(`Upload of ${file.name} failed: ${errorText(err)}`, "error");
+    return null;
+  }
+  if (!res.ok) {
+    let reason = `${res.status} ${res.statusText}`;
+    try {
+      const body = await res.json();
+      if (body && (body.reason || body.error)) reason = `${res.status}: ${body.reason || body.error}`;
+    } catch {
+      // not JSON: keep the status line
+    }
+    setStatus(`Upload of ${file.name} refused (${reason})`, "error");
+    return null;
+  }
+  const doc = await res.json();
+  addDocument(doc);
+  setStatus(`Shared ${file.name}`, "ok");
+  return doc;
+}
+
+let viewerUrl = null;
+
+async function viewDocument(doc) {
+  closeViewer();
+  const body = $("viewer-body");
+  $("viewer-title").textContent = doc.name;
+  const download = $("viewer-download");
+  download.href = documentUrl(doc);
+  download.download = doc.name;
+  $("viewer").hidden = false;
+  body.textContent = "Loading…";
+  let blob;
+  try {
+    const res = await fetch(documentUrl(doc));
+    if (!res.ok) throw new Error(`${res.status} ${res.statusText}`);
+    blob = await res.blob();
+  } catch (err) {
+    body.textContent = "";
+    setStatus(`Cannot open ${doc.name}: ${errorText(err)}`, "error");
+    return;
+  }
+  const type = (doc.content_type || blob.type || "").split(";")[0].trim().toLowerCase();
+  body.replaceChildren();
+  if (type.startsWith("image/")) {
+    viewerUrl = URL.createObjectURL(blob);
+    const img = document.createElement("img");
+    img.src = viewerUrl;
+    img.alt = doc.name;
+    body.append(img);
+  } else if (type === "text/html") {
+    // Uploaded HTML is untrusted: render it in a sandbox without scripts.
+    const frame = document.createElement("iframe");
+    frame.setAttribute("sandbox", "");
+    frame.title = doc.name;
+    frame.srcdoc = await blob.text();
+    body.append(frame);
+  } else if (type === "text/plain") {
+    const pre = document.createElement("pre");
+    pre.textContent = await blob.text();
+    body.append(pre);
+  } else {
+    viewerUrl = URL.createObjectURL(new Blob([blob], { type: type || "application/pdf" }));
+    const frame = document.createElement("iframe");
+    frame.title = doc.name;
+    frame.src = viewerUrl;
+    body.append(frame);
+  }
+}
+
+function closeViewer() {
+  $("viewer").hidden = true;
+  $("viewer-body").replaceChildren();
+  if (viewerUrl) URL.revokeObjectURL(viewerUrl);
+  viewerUrl = null;
+}
+
+// ---------------------------------------------------------------- link protection indicator
+
+function linkLevel(link) {
+  if (!link) return "unknown";
+  if (["green", "amber", "red"].includes(link.level)) return link.level;
+  if (link.alarm || link.protected === false) return "red";
+  const qber = qberPercent(link.qber);
+  if (qber !== null && qber > 5) return "amber";
+  if (Number.isFinite(link.key_buffered_bytes) && link.key_buffered_bytes < 1024 * 1024) {
+    return "amber";
+  }
+  return "green";
+}
+
+/** QBER as a percentage; accepts a fraction (0.018) or a percentage (1.8). */
+function qberPercent(qber) {
+  if (!Number.isFinite(qber)) return null;
+  return qber <= 1 ? qber * 100 : qber;
+}
+
+function formatBps(bps) {
+  if (bps >= 1e6) return `${(bps / 1e6).toFixed(2)} Mb/s`;
+  return `${(bps / 1e3).toFixed(0)} kb/s`;
+}
+
+function renderLink(link) {
+  state.link = link;
+  const level = linkLevel(link);
+  state.linkLevel = level;
+  const box = $("link-indicator");
+  box.className = `link link-${level}`;
+  box.dataset.level = level;
+  let text;
+  if (!link) {
+    text = "Link protection: unknown";
+  } else if (link.protected === false) {
+    text = "NOT QKD-protected";
+  } else {
+    const parts = [`QKD-protected: ${link.mode || link.cipher || "OTP"}`];
+    if (Number.isFinite(link.key_buffered_bytes)) {
+      parts.push(`key buffer ${(link.key_buffered_bytes / 1e6).toFixed(1)} MB`);
+    }
+    const qber = qberPercent(link.qber);
+    if (qber !== null) parts.push(`QBER ${qber.toFixed(1)} %`);
+    if (Number.isFinite(link.sustainable_bps)) {
+      parts.push(`sustainable ${formatBps(link.sustainable_bps)}`);
+    }
+    text = parts.join(" · ");
+  }
+  $("link-text").textContent = text;
+  const alarm = $("link-alarm");
+  alarm.hidden = !(link && link.alarm);
+  alarm.textContent = link && link.alarm ? String(link.alarm) : "";
+}
+
+// ---------------------------------------------------------------- bitrate label
+
+function renderBitrates() {
+  const b = state.bitrates;
+  $("bitrate-label").textContent = b
+    ? `caps: camera ${formatBps(b.camera)}, screen ${formatBps(b.screen)}, audio ${formatBps(b.audio)}`
+    : "";
+}
+
+// ---------------------------------------------------------------- wiring
+
+function init() {
+  const params = new URLSearchParams(location.search);
+  if (params.get("room")) $("join-room").value = params.get("room");
+  if (params.get("name")) $("join-name").value = params.get("name");
+  if (params.get("camera") === "0") $("join-camera").checked = false;
+  if (params.get("microphone") === "0") $("join-microphone").checked = false;
+
+  $("join-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const room = $("join-room").value.trim();
+    const name = $("join-name").value.trim();
+    if (!room || !name) {
+      setStatus("Enter a room and your name", "error");
+      return;
+    }
+    join(room, name, { camera: $("join-camera").checked,
+      microphone: $("join-microphone").checked });
+  });
+  $("btn-audio").addEventListener("click", () => setMuted("audio", !state.muted.audio));
+  $("btn-video").addEventListener("click", () => setMuted("video", !state.muted.video));
+  $("btn-screen").addEventListener("click", () => {
+    if (state.screenSharing) stopScreenShare();
+    else startScreenShare();
+  });
+  $("btn-leave").addEventListener("click", leave);
+  $("chat-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (sendChat($("chat-input").value)) $("chat-input").value = "";
+  });
+  $("doc-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const input = $("doc-file");
+    const file = input.files && input.files[0];
+    if (!file) {
+      setStatus("Choose a file to share first", "error");
+      return;
+    }
+    if (await uploadDocument(file)) input.value = "";
+  });
+  $("viewer-close").addEventListener("click", closeViewer);
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape" && !$("viewer").hidden) closeViewer();
+  });
+  window.addEventListener("pagehide", () => {
+    if (state.phase === "joined") leave();
+  });
+
+  window.qkdmeet = {
+    state,
+    stats,
+    join,
+    leave,
+    sendChat,
+    uploadDocument,
+    startScreenShare,
+    stopScreenShare,
+    setMuted,
+  };
+
+  if (params.get("autojoin") === "1" && params.get("room") && params.get("name")) {
+    join(params.get("room").trim(), params.get("name").trim(), {
+      camera: params.get("camera") !== "0",
+      microphone: params.get("microphone") !== "0",
+    });
+  }
+}
+
+init();
