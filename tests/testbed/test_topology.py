@@ -102,6 +102,23 @@ def test_lans_only_reach_each_other_through_gateways() -> None:
     assert not topo.run_dir.exists()
 
 
+def test_fiber_joins_only_the_gateways() -> None:
+    topo = Topology("qkf-")
+    topo.down()
+    try:
+        topo.up()
+        a_ip, b_ip = topo.fiber_up()
+        assert topo.fiber_up() == (a_ip, b_ip)  # idempotent
+        res = probe(topo.a.gw_ns, "ping", b_ip, "--count", "1", "--timeout", "2")
+        assert res["received"] == 1
+        # the fiber is no path between the site LANs
+        res = probe(topo.a.lan_ns, "ping", b_ip, "--count", "1", "--timeout", "0.5")
+        assert res["received"] == 0
+    finally:
+        topo.down()
+    assert not any(ns.startswith("qkf-") for ns in netns.list_namespaces())
+
+
 def test_icmp_between_sites(bed: Bed) -> None:
     res = probe(bed.topo.a.lan_ns, "ping", bed.topo.b.host_ip, "--count", "3", "--size", "1000")
     assert res["received"] == res["intact"] == 3

@@ -38,6 +38,9 @@ from qkdmeet.testbed import netns
 RUN_ROOT = Path("/run/qkdmeet-testbed")
 GATEWAY_PORT = 51900
 RELAY_PORT = 51900
+#: The gateway-to-gateway "fiber" (QKD channels, KME peering): see Topology.fiber_up.
+FIBER_DEV = "fib0"
+FIBER_PREFIX = "172.30.9"
 #: Names of the namespaces, without prefix.
 ROLES = ("lana", "gwa", "wan", "gwb", "lanb")
 
@@ -151,6 +154,21 @@ class Topology:
                 else:
                     p.unlink()
             self.run_dir.rmdir()
+
+    def fiber_up(self, subnet_prefix: str = FIBER_PREFIX) -> tuple[str, str]:
+        """A dedicated veth "fiber" ``fib0`` between the two gateway namespaces.
+
+        It carries what runs between the sites' trusted boxes besides the VPN:
+        the QKD link's channels and the KME-to-KME peering; never the VPN's
+        WAN. Addresses ``<subnet_prefix>.1/30`` (site A) and ``.2/30`` (site B),
+        returned in that order; idempotent; removed with the namespaces.
+        """
+        a_ip, b_ip = f"{subnet_prefix}.1", f"{subnet_prefix}.2"
+        if FIBER_DEV not in netns.ip("-o", "link", "show", ns=self.a.gw_ns, check=False):
+            netns.veth(self.a.gw_ns, FIBER_DEV, self.b.gw_ns, FIBER_DEV)
+        netns.address(self.a.gw_ns, FIBER_DEV, a_ip + "/30")
+        netns.address(self.b.gw_ns, FIBER_DEV, b_ip + "/30")
+        return a_ip, b_ip
 
     def status(self) -> dict[str, Any]:
         existing = set(netns.list_namespaces())
