@@ -351,3 +351,9 @@ async def test_key_arrived_equals_consumed_plus_buffered_both_sides(pair: Pair) 
         for d in (g.metrics.outbound, g.metrics.inbound):
             assert d.key_arrived_bytes == d.key_bytes + d.key_buffered_bytes, g.metrics.as_dict()
     assert pair.b.metrics.inbound.key_arrived_bytes > pair.b.metrics.inbound.key_bytes > 0
+    await pair.a.stop()
+    await pair.b.stop()
+    for g in (pair.a, pair.b):  # a stopped gateway has discarded, and counted, the rest
+        for d in (g.metrics.outbound, g.metrics.inbound):
+            assert d.key_buffered_bytes == 0
+            assert d.key_arrived_bytes == d.key_bytes, g.metrics.as_dict()

@@ -474,4 +474,6 @@ class ReceiverKeyStream:
             key.close()
         self._open.clear()
         self._held.clear()
+        # what was buffered is discarded unused: arrived == consumed still holds
+        self._metrics.key_discarded_bytes += max(0, self._metrics.key_buffered_bytes)
         self._metrics.key_buffered_bytes = 0
