@@ -24,8 +24,12 @@ class StreamStats:
     last_counter: int | None = None
     latencies: list[float] = field(default_factory=list)
 
-    def record(self, counter: int, sent_at: float, arrived_at: float, size: int) -> None:
-        """Record one frame with its counter, send and arrival times (s), size (bytes)."""
+    def record(self, counter: int, sent_at: float | None, arrived_at: float, size: int) -> None:
+        """Record one frame with its counter, send and arrival times (s), size (bytes).
+
+        ``sent_at`` is None for frames counted without reading their send time
+        (no latency is recorded for them).
+        """
         if size < 0:
             raise ValueError("frame size must be non-negative")
         if self.last_counter is not None:
@@ -39,7 +43,8 @@ class StreamStats:
         if self.first_arrival is None:
             self.first_arrival = arrived_at
         self.last_arrival = arrived_at
-        self.latencies.append(arrived_at - sent_at)
+        if sent_at is not None:
+            self.latencies.append(arrived_at - sent_at)
 
     @property
     def duration(self) -> float:

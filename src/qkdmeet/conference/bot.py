@@ -1,0 +1,548 @@
+"""The headless conference client: synthetic media out, measured media in.
+
+A :class:`ConferenceBot` joins a room over the same WebSocket protocol as the
+browser (``PROTOCOL.md``), publishes a synthetic camera (moving test pattern
+with a frame code) plus a tone, optionally a screen share (patient-case
+slides) and a document, and answers every ``subscribe`` offer. Each received
+video stream is decoded and its frame code read (counter and send time ->
+frame loss and latency, ``stats.py``); audio, and video beyond
+``decode_limit`` streams, is counted from the encoded frames without decoding
+(the counter then comes from the RTP timestamp, and no latency is measured).
+
+The bot follows the server's ``bitrate`` caps: its senders use
+:class:`CappedVp8Encoder` / :class:`CappedOpusEncoder`, whose target is the
+smaller of the cap and the congestion controller's estimate (REMB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.codecs.opus import OpusEncoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.mediastreams import MediaStreamError
+from av import CodecContext, VideoFrame
+
+from qkdmeet.conference.forwarding import tap_receiver
+from qkdmeet.conference.media import (
+    AUDIO_SAMPLES,
+    VIDEO_CLOCK,
+    SlidesTrack,
+    TestPatternTrack,
+    ToneTrack,
+    luma,
+    read_frame_code,
+)
+from qkdmeet.conference.room import DEFAULT_BITRATES, MIN_BITRATE
+from qkdmeet.conference.server import codec_preferences, rtc_configuration
+from qkdmeet.conference.stats import StreamStats
+
+logger = logging.getLogger(__name__)
+
+
+class BotError(RuntimeError):
+    """The bot could not join or was refused by the server."""
+
+
+class BotState(enum.Enum):
+    NEW = "new"
+    JOINED = "joined"
+    CLOSED = "closed"
+
+
+class CappedVp8Encoder(Vp8Encoder):
+    """aiortc's VP8 encoder with a cap: target = min(cap, REMB estimate)."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self._estimate = cap
+        self.cap = cap
+
+    @property  # type: ignore[override]
+    def target_bitrate(self) -> int:
+        target = max(MIN_BITRATE, min(self._estimate, self.cap))
+        self._Vp8Encoder__target_bitrate = target  # used for the encoder's buffer size
+        return target
+
+    @target_bitrate.setter
+    def target_bitrate(self, bitrate: int) -> None:
+        self._estimate = bitrate
+
+
+class CappedOpusEncoder(OpusEncoder):
+    """aiortc's Opus encoder at a settable bitrate (re-opened when it changes)."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self.codec.bit_rate = cap
+        self.cap = cap
+        self._offset = 0
+        self._last = -AUDIO_SAMPLES
+
+    def set_cap(self, cap: int) -> None:
+        if cap == self.cap:
+            return
+        self.cap = cap
+        codec = CodecContext.create("libopus", "w")
+        for name in ("format", "layout", "sample_rate", "time_base"):
+            setattr(codec, name, getattr(self.codec, name))
+        codec.options = {"application": "voip"}
+        codec.bit_rate = cap
+        self.codec = codec
+        self.first_packet_pts = None
+        self._offset = self._last + AUDIO_SAMPLES  # timestamps continue
+
+    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        payloads, timestamp = super().encode(frame, force_keyframe)
+        if payloads:
+            timestamp += self._offset
+            self._last = timestamp
+        return payloads, timestamp
+
+
+@dataclass
+class BotOptions:
+    width: int = 640
+    height: int = 480
+    fps: float = 15.0
+    audio: bool = True
+    screen: bool = False
+    screen_width: int = 1280
+    screen_height: int = 720
+    screen_fps: float = 5.0
+    decode_limit: int | None = None  # video streams decoded; the rest only counted
+    verify_tls: bool = True
+
+
+@dataclass
+class _Received:
+    publisher: str
+    name: str
+    kind: str  # camera | screen
+    track: str  # audio | video
+    stats: StreamStats = field(default_factory=StreamStats)
+    decoded: bool = False
+    unreadable: int = 0
+    pending_bytes: int = 0
+    origin: int | None = None
+
+    def report(self) -> dict[str, Any]:
+        s = self.stats
+        out: dict[str, Any] = {
+            "from": self.publisher,
+            "name": self.name,
+            "kind": self.kind,
+            "track": self.track,
+            "decoded": self.decoded,
+            "frames": s.frames,
+            "fps": round(s.fps(), 2),
+            "bitrate_bps": round(s.bitrate()),
+            "lost": s.lost,
+            "loss_ratio": round(s.loss_ratio(), 4),
+            "unreadable": self.unreadable,
+        }
+        if s.latencies:
+            out["latency_ms_p50"] = round(1000 * s.latency_percentile(50), 1)
+            out["latency_ms_p95"] = round(1000 * s.latency_percentile(95), 1)
+        return out
+
+
+class ConferenceBot:
+    """A headless participant. ``await start()``, ``await run(seconds)``, ``await stop()``."""
+
+    def __init__(self, url: str, room: str, name: str, options: BotOptions | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.room = room
+        self.name = name
+        self.options = options or BotOptions()
+        self.state = BotState.NEW
+        self.id = ""
+        self.bitrates: dict[str, int] = dict(DEFAULT_BITRATES)
+        self.messages: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self.documents: list[dict[str, Any]] = []
+        self.received: dict[str, _Received] = {}
+        self.camera: TestPatternTrack | None = None
+        self.screen: SlidesTrack | None = None
+        self.tone: ToneTrack | None = None
+        self.video_encoders: dict[str, CappedVp8Encoder] = {}
+        self.audio_encoder: CappedOpusEncoder | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._pcs: dict[str, RTCPeerConnection] = {}
+        self._pending: dict[str, asyncio.Future[str]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reader: asyncio.Task[None] | None = None
+        self._joined: asyncio.Future[dict[str, Any]] | None = None
+        self._message_event = asyncio.Event()
+        self._decoding = 0
+
+    # lifecycle -----------------------------------------------------------------
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if not self.url.startswith("https"):
+            return False
+        if self.options.verify_tls:
+            return ssl.create_default_context()
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    async def start(self, wait_s: float = 20.0) -> None:
+        if self.state is not BotState.NEW:
+            raise BotError(f"cannot start a bot in state {self.state.value}")
+        try:
+            await self._start(wait_s)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, wait_s: float) -> None:
+        # 1. connect the signalling socket and join
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl()))
+        ws_url = self.url.replace("https://", "wss://").replace("http://", "ws://") + "/ws"
+        try:
+            self._ws = await self._session.ws_connect(ws_url, max_msg_size=0)
+        except (aiohttp.ClientError, OSError) as exc:
+            await self._session.close()
+            raise BotError(f"cannot connect to {ws_url}: {exc}") from exc
+        loop = asyncio.get_running_loop()
+        self._joined = loop.create_future()
+        self._reader = asyncio.ensure_future(self._read_loop())
+        await self._send({"type": "join", "room": self.room, "name": self.name})
+        joined = await asyncio.wait_for(self._joined, wait_s)
+        self.id = joined["id"]
+        self.bitrates = dict(joined["bitrates"])
+        self.documents = list(joined.get("documents", []))
+        self.state = BotState.JOINED
+        # 2. publish the camera (and screen)
+        self.camera = TestPatternTrack(self.options.width, self.options.height, self.options.fps)
+        tracks: list[MediaStreamTrack] = [self.camera]
+        if self.options.audio:
+            self.tone = ToneTrack()
+            tracks.append(self.tone)
+        await self._publish("camera", "camera", tracks, wait_s)
+        if self.options.screen:
+            await self.start_screen(wait_s)
+
+    async def start_screen(self, wait_s: float = 20.0) -> None:
+        o = self.options
+        self.screen = SlidesTrack(o.screen_width, o.screen_height, o.screen_fps)
+        await self._publish("screen", "screen", [self.screen], wait_s)
+
+    async def stop_screen(self) -> None:
+        pc = self._pcs.pop("screen", None)
+        if pc is not None:
+            await self._send({"type": "unpublish", "pc": "screen"})
+            await pc.close()
+
+    async def stop(self) -> None:
+        if self.state is BotState.CLOSED:
+            return
+        self.state = BotState.CLOSED
+        if self._ws is not None and not self._ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._send({"type": "leave"})
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(pc.close() for pc in self._pcs.values()), return_exceptions=True)
+        self._pcs.clear()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    async def drop(self) -> None:
+        """Vanish without ``leave``: close the socket and media abruptly (tests)."""
+        if self._ws is not None:
+            await self._ws.close()
+        await self.stop()
+
+    async def run(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    # signalling ----------------------------------------------------------------
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self._ws is None or self._ws.closed:
+            raise ConnectionError("signalling socket is closed")
+        await self._ws.send_str(json.dumps(message))
+
+    async def send_raw(self, text: str) -> None:
+        """Send a raw text frame (for tests of the server's input checks)."""
+        if self._ws is None:
+            raise ConnectionError("not connected")
+        await self._ws.send_str(text)
+
+    async def chat(self, text: str) -> None:
+        await self._send({"type": "chat", "text": text})
+
+    async def mute(self, kind: str, muted: bool) -> None:
+        await self._send({"type": "mute", "kind": kind, "muted": muted})
+
+    async def wait_for(self, type_: str, wait_s: float = 10.0, **match: Any) -> dict[str, Any]:
+        """The first message of ``type_`` (seen so far or later) whose fields match."""
+
+        def find() -> dict[str, Any] | None:
+            for m in self.messages:
+                if m.get("type") == type_ and all(m.get(k) == v for k, v in match.items()):
+                    return m
+            return None
+
+        async def poll() -> dict[str, Any]:
+            while (found := find()) is None:
+                self._message_event.clear()
+                await self._message_event.wait()
+            return found
+
+        return await asyncio.wait_for(poll(), wait_s)
+
+    async def _read_loop(self) -> None:
+        assert self._ws is not None
+        try:
+            async for msg in self._ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                try:
+                    data = json.loads(msg.data)
+                except ValueError:
+                    logger.debug("bot %s: non-JSON message dropped", self.name)
+                    continue
+                if not isinstance(data, dict):
+                    continue
+                self.messages.append(data)
+                self._message_event.set()
+                self._handle(data)
+        finally:
+            if self._joined is not None and not self._joined.done():
+                self._joined.set_exception(BotError("signalling socket closed before joined"))
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(BotError("signalling socket closed"))
+            self._message_event.set()
+
+    def _handle(self, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        if kind == "joined" and self._joined is not None and not self._joined.done():
+            self._joined.set_result(data)
+        elif kind == "error":
+            self.errors.append(str(data.get("reason")))
+            if self._joined is not None and not self._joined.done():
+                self._joined.set_exception(BotError(f"refused: {data.get('reason')}"))
+        elif kind == "answer":
+            fut = self._pending.get(str(data.get("pc")))
+            if fut is not None and not fut.done():
+                fut.set_result(str(data.get("sdp")))
+        elif kind == "subscribe":
+            self._spawn(self._on_subscribe(data))
+        elif kind == "unsubscribe":
+            pc = self._pcs.pop(str(data.get("pc")), None)
+            if pc is not None:
+                self._spawn(pc.close())
+        elif kind == "bitrate":
+            self._apply_bitrates(data)
+        elif kind == "document":
+            self.documents.append(data["document"])
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("bot %s task failed: %r", self.name, task.exception())
+
+    # publishing ----------------------------------------------------------------
+
+    async def _publish(
+        self, pc_name: str, kind: str, tracks: list[MediaStreamTrack], wait_s: float
+    ) -> None:
+        pc = RTCPeerConnection(rtc_configuration())
+        self._pcs[pc_name] = pc
+        for track in tracks:
+            transceiver = pc.addTransceiver(track, direction="sendonly")
+            transceiver.setCodecPreferences(codec_preferences(track.kind))
+            self._install_encoder(transceiver.sender, kind)
+        await pc.setLocalDescription(await pc.createOffer())
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending[pc_name] = fut
+        await self._send(
+            {"type": "publish", "pc": pc_name, "kind": kind, "sdp": pc.localDescription.sdp}
+        )
+        try:
+            sdp = await asyncio.wait_for(fut, wait_s)
+        finally:
+            self._pending.pop(pc_name, None)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+
+    def _install_encoder(self, sender: RTCRtpSender, kind: str) -> None:
+        if sender.kind == "video":
+            encoder: Any = CappedVp8Encoder(self.bitrates[kind])
+            self.video_encoders[kind] = encoder
+        else:
+            encoder = self.audio_encoder = CappedOpusEncoder(self.bitrates["audio"])
+        sender._RTCRtpSender__encoder = encoder  # type: ignore[attr-defined]
+
+    def _apply_bitrates(self, data: dict[str, Any]) -> None:
+        for key in DEFAULT_BITRATES:
+            value = data.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                self.bitrates[key] = value
+        for kind, enc in self.video_encoders.items():
+            enc.cap = self.bitrates[kind]
+        if self.audio_encoder is not None:
+            self.audio_encoder.set_cap(self.bitrates["audio"])
+
+    # receiving -----------------------------------------------------------------
+
+    async def _on_subscribe(self, data: dict[str, Any]) -> None:
+        pc_name = str(data["pc"])
+        pc = RTCPeerConnection(rtc_configuration())
+        self._pcs[pc_name] = pc
+        await pc.setRemoteDescription(RTCSessionDescription(str(data["sdp"]), "offer"))
+        for transceiver in pc.getTransceivers():
+            rec = _Received(
+                str(data["from"]), str(data["name"]), str(data["kind"]), transceiver.kind
+            )
+            key = f"{rec.publisher}:{rec.kind}:{rec.track}"
+            self.received[key] = rec
+            limit = self.options.decode_limit
+            decode = transceiver.kind == "video" and (limit is None or self._decoding < limit)
+            if decode:
+                self._decoding += 1
+                rec.decoded = True
+                tap_receiver(transceiver.receiver, self._byte_counter(rec), passthrough=True)
+                self._spawn(self._consume(transceiver.receiver.track, rec))
+            else:
+                tap_receiver(transceiver.receiver, self._frame_counter(rec))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await self._send({"type": "answer", "pc": pc_name, "sdp": pc.localDescription.sdp})
+
+    @staticmethod
+    def _byte_counter(rec: _Received) -> Any:
+        def count(data: bytes, timestamp: int) -> None:
+            rec.pending_bytes += len(data)
+
+        return count
+
+    def _frame_counter(self, rec: _Received) -> Any:
+        ticks = VIDEO_CLOCK / self.options.fps if rec.track == "video" else AUDIO_SAMPLES
+        if rec.kind == "screen":
+            ticks = VIDEO_CLOCK / self.options.screen_fps
+
+        def count(data: bytes, timestamp: int) -> None:
+            if rec.origin is None:
+                rec.origin = timestamp
+            counter = round((timestamp - rec.origin) / ticks)
+            now = time.time()
+            rec.stats.record(counter, None, now, len(data))
+
+        return count
+
+    async def _consume(self, track: MediaStreamTrack, rec: _Received) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                arrived = time.time()
+                if not isinstance(frame, VideoFrame):
+                    continue
+                code = read_frame_code(luma(frame))
+                size, rec.pending_bytes = rec.pending_bytes, 0
+                if code is None:
+                    rec.unreadable += 1
+                    continue
+                counter, sent_ms = code
+                latency_ms = (int(arrived * 1000) - sent_ms) % (1 << 32)
+                rec.stats.record(counter, arrived - latency_ms / 1000, arrived, size)
+
+    # documents -----------------------------------------------------------------
+
+    async def upload(self, path: str | Path, content_type: str | None = None) -> dict[str, Any]:
+        """Upload a document to the room; returns the server's document JSON."""
+        if self._session is None:
+            raise BotError("not started")
+        p = Path(path)
+        ctype = content_type or _guess_type(p)
+        form = aiohttp.FormData()
+        form.add_field("participant", self.id)
+        form.add_field(
+            "file", await asyncio.to_thread(p.read_bytes), filename=p.name, content_type=ctype
+        )
+        async with self._session.post(
+            f"{self.url}/api/rooms/{self.room}/documents", data=form
+        ) as resp:
+            if resp.status != 200:
+                raise BotError(f"upload refused: {resp.status} {await resp.text()}")
+            doc: dict[str, Any] = await resp.json()
+            return doc
+
+    async def download(self, document: dict[str, Any]) -> bytes:
+        if self._session is None:
+            raise BotError("not started")
+        async with self._session.get(self.url + str(document["url"])) as resp:
+            resp.raise_for_status()
+            return await resp.read()
+
+    # report --------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        streams = [r.report() for r in self.received.values()]
+        video = [r for r in self.received.values() if r.track == "video"]
+        audio = [r for r in self.received.values() if r.track == "audio"]
+        latencies = [x for r in video for x in r.stats.latencies]
+        sent = {
+            "video_frames_sent": sum(t.frames_sent for t in (self.camera, self.screen) if t),
+            "audio_frames_sent": self.tone.frames_sent if self.tone else 0,
+        }
+        totals: dict[str, Any] = {
+            **sent,
+            "video_frames_received": sum(r.stats.frames for r in video),
+            "audio_frames_received": sum(r.stats.frames for r in audio),
+            "video_frames_lost": sum(r.stats.lost for r in video),
+            "audio_frames_lost": sum(r.stats.lost for r in audio),
+            "unreadable_frames": sum(r.unreadable for r in video),
+            "bitrate_bps": round(sum(r.stats.bitrate() for r in self.received.values())),
+        }
+        if latencies:
+            agg = StreamStats(latencies=latencies)
+            totals["latency_ms_p50"] = round(1000 * agg.latency_percentile(50), 1)
+            totals["latency_ms_p95"] = round(1000 * agg.latency_percentile(95), 1)
+        return {
+            "id": self.id,
+            "name": self.name,
+            "room": self.room,
+            "bitrates": self.bitrates,
+            "streams": streams,
+            "totals": totals,
+            "errors": self.errors,
+        }
+
+
+def _guess_type(path: Path) -> str:
+    return {
+        ".pdf": "application/pdf",
+        ".html": "text/html",
+        ".htm": "text/html",
+        ".png": "image/png",
+        ".jpg": "image/jpeg",
+        ".jpeg": "image/jpeg",
+        ".txt": "text/plain",
+    }.get(path.suffix.lower(), "application/octet-stream")

@@ -1,0 +1,684 @@
+"""The conference server: HTTPS, WebSocket signalling, forwarding, documents, caps.
+
+One aiohttp application serves the browser app (``web/``), the signalling
+WebSocket (``/ws``, protocol in ``PROTOCOL.md``) and the HTTP API. Media runs
+over one server-side RTCPeerConnection per published stream set (a
+:class:`Publication`) and one per (subscriber, publication) pair (a
+:class:`Subscription`); the media path is ``forwarding.py``.
+
+Lifecycle of a participant (a :class:`Session`, one per WebSocket)::
+
+    connected --join--> joined --leave / socket closed--> gone
+                          | publish: answer, then a subscribe offer to everyone else
+                          | unpublish: unsubscribe to everyone else
+
+Every bad message is answered with an ``error`` and the socket stays open;
+a vanished participant is cleaned up exactly like one that left. Background
+work (subscription offers, connection-state handlers) is owned by the server
+and cancelled by :meth:`ConferenceServer.stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+
+from qkdmeet.conference.config import ServerConfig
+from qkdmeet.conference.documents import Document, DocumentError, DocumentStore, check_type
+from qkdmeet.conference.documents import clean_name as clean_document_name
+from qkdmeet.conference.forwarding import Forwarder, PackOnlyEncoder, install_packer
+from qkdmeet.conference.room import DEFAULT_BITRATES, Participant, Room, RoomError
+from qkdmeet.conference.signalling import (
+    MAX_MESSAGE_BYTES,
+    Message,
+    SignallingError,
+    encode,
+    error_message,
+    parse_message,
+)
+
+logger = logging.getLogger(__name__)
+
+VIDEO_CODEC = "video/VP8"
+AUDIO_CODEC = "audio/opus"
+_PLACEHOLDER = (
+    "<!doctype html><title>qkdmeet conference</title>"
+    "<p>The browser app is not installed (conference/web/ is missing).</p>"
+)
+
+
+class ServerState(enum.Enum):
+    NEW = "new"
+    STARTED = "started"
+    STOPPED = "stopped"
+
+
+def rtc_configuration() -> RTCConfiguration:
+    """No STUN/TURN: host candidates only (the sites are routed through the VPN)."""
+    return RTCConfiguration(iceServers=[])
+
+
+def pin_codecs(transceiver: Any) -> None:
+    """Keep only VP8 (and its RTX) for video, Opus for audio, on a negotiated transceiver."""
+    wanted = VIDEO_CODEC if transceiver.kind == "video" else AUDIO_CODEC
+    main = [c for c in transceiver._codecs if c.mimeType.lower() == wanted.lower()]
+    if not main:
+        raise SignallingError(f"publish: {transceiver.kind} must be {wanted.split('/')[1]}")
+    pts = {c.payloadType for c in main}
+    rtx = [
+        c
+        for c in transceiver._codecs
+        if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") in pts
+    ]
+    transceiver._codecs = main + rtx
+
+
+def codec_preferences(kind: str) -> list[Any]:
+    wanted = VIDEO_CODEC if kind == "video" else AUDIO_CODEC
+    caps = RTCRtpSender.getCapabilities(kind).codecs
+    return [c for c in caps if c.mimeType.lower() in (wanted.lower(), f"{kind}/rtx")]
+
+
+@dataclass(eq=False)
+class Publication:
+    owner: Session
+    pc_name: str
+    kind: str  # camera | screen
+    pc: RTCPeerConnection
+    forwarders: dict[str, Forwarder]
+    active: bool = True
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "from": self.owner.id,
+            "pc": self.pc_name,
+            "kind": self.kind,
+            "tracks": {k: f.stats() for k, f in self.forwarders.items()},
+        }
+
+
+@dataclass(eq=False)
+class Subscription:
+    owner: Session
+    publication: Publication
+    pc_name: str
+    pc: RTCPeerConnection
+    packers: list[PackOnlyEncoder]
+
+
+@dataclass(eq=False)
+class Session:
+    ws: web.WebSocketResponse
+    room: RoomState | None = None
+    participant: Participant | None = None
+    publications: dict[str, Publication] = field(default_factory=dict)
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    closed: bool = False
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def id(self) -> str:
+        return self.participant.id if self.participant else ""
+
+    async def send(self, text: str) -> None:
+        if self.closed or self.ws.closed:
+            return
+        async with self._lock:
+            try:
+                await self.ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                self.closed = True
+
+
+@dataclass(eq=False)
+class RoomState:
+    room: Room
+    sessions: dict[str, Session] = field(default_factory=dict)
+
+    def publications(self) -> list[Publication]:
+        return [p for s in self.sessions.values() for p in s.publications.values() if p.active]
+
+    async def broadcast(self, text: str, exclude: Session | None = None) -> None:
+        await asyncio.gather(*(s.send(text) for s in self.sessions.values() if s is not exclude))
+
+
+class ConferenceServer:
+    """The conference server. ``await start()``, then ``port``/``url``; ``await stop()``."""
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig(port=0)
+        self.state = ServerState.NEW
+        self.rooms: dict[str, RoomState] = {}
+        self.link: dict[str, Any] | None = None
+        self.documents = DocumentStore(self.config.uploads, self.config.max_upload_bytes)
+        self._sessions: set[Session] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+        self.counters = {"bad_messages": 0, "vanished": 0, "publications": 0, "subscriptions": 0}
+
+    # lifecycle -----------------------------------------------------------------
+
+    def _set_state(self, state: ServerState) -> None:
+        logger.info("conference server %s -> %s", self.state.value, state.value)
+        self.state = state
+
+    async def start(self) -> None:
+        if self.state is not ServerState.NEW:
+            raise RuntimeError(f"cannot start a server in state {self.state.value}")
+        # 1. the application and its routes
+        app = web.Application(client_max_size=self.config.max_upload_bytes + 64 * 1024)
+        app.router.add_get("/ws", self._ws_handler)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/api/rooms", self._api_rooms)
+        app.router.add_get("/api/rooms/{room}", self._api_room)
+        app.router.add_post("/api/rooms/{room}/cap", self._api_room_cap)
+        app.router.add_post("/api/rooms/{room}/participants/{pid}/cap", self._api_participant_cap)
+        app.router.add_post("/api/rooms/{room}/documents", self._api_upload)
+        app.router.add_get("/api/documents/{doc}", self._api_download)
+        app.router.add_post("/api/link", self._api_link)
+        app.router.add_get("/", self._static)
+        app.router.add_get("/{path:.+}", self._static)
+        # 2. TLS (self-signed on first run when no certificate is configured)
+        ssl_context = self.config.ssl_context()
+        # 3. listen
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.config.host, self.config.port, ssl_context=ssl_context
+        )
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self._port = sockets[0].getsockname()[1] if sockets else self.config.port
+        self._set_state(ServerState.STARTED)
+
+    async def stop(self) -> None:
+        if self.state is not ServerState.STARTED:
+            self._set_state(ServerState.STOPPED)
+            return
+        self._set_state(ServerState.STOPPED)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(self._leave(s) for s in list(self._sessions)))
+        await asyncio.gather(*(s.ws.close() for s in list(self._sessions)), return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.config.tls else "http"
+        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "") else self.config.host
+        return f"{scheme}://{host}:{self._port}"
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("conference task failed", exc_info=task.exception())
+
+    # signalling ----------------------------------------------------------------
+
+    async def _ws_handler(self, request: web.Request) -> web.WebSocketResponse:
+        # Accept larger frames than MAX_MESSAGE_BYTES so that an oversize
+        # message gets a protocol error instead of a closed socket.
+        ws = web.WebSocketResponse(max_msg_size=4 * MAX_MESSAGE_BYTES, heartbeat=20)
+        await ws.prepare(request)
+        session = Session(ws)
+        self._sessions.add(session)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._on_text(session, msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    self.counters["bad_messages"] += 1
+                    await session.send(
+                        error_message("binary messages are not part of the protocol")
+                    )
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            if session.participant is not None and not session.closed:
+                self.counters["vanished"] += 1
+            await self._leave(session)
+            self._sessions.discard(session)
+        return ws
+
+    async def _on_text(self, session: Session, raw: str) -> None:
+        try:
+            msg = parse_message(raw)
+            await self._dispatch(session, msg)
+        except (SignallingError, RoomError) as exc:
+            self.counters["bad_messages"] += 1
+            await session.send(error_message(str(exc)))
+        except Exception as exc:  # a bad SDP and the like: answer, keep the room
+            self.counters["bad_messages"] += 1
+            logger.info("signalling message failed: %r", exc)
+            await session.send(error_message(f"{type(exc).__name__}: {exc}"))
+
+    async def _dispatch(self, session: Session, msg: Message) -> None:
+        f = msg.fields
+        if msg.type == "join":
+            await self._join(session, f["room"], f["name"])
+            return
+        if session.participant is None or session.room is None:
+            raise SignallingError(f"{msg.type}: join a room first")
+        if msg.type == "publish":
+            await self._publish(session, f["pc"], f["kind"], f["sdp"])
+        elif msg.type == "unpublish":
+            pub = session.publications.get(f["pc"])
+            if pub is None:
+                raise SignallingError(f"unpublish: no published pc {f['pc']!r}")
+            await self._unpublish(pub)
+        elif msg.type == "answer":
+            sub = session.subscriptions.get(f["pc"])
+            if sub is None:
+                raise SignallingError(f"answer: no subscription pc {f['pc']!r}")
+            await sub.pc.setRemoteDescription(RTCSessionDescription(f["sdp"], "answer"))
+        elif msg.type == "chat":
+            p = session.participant
+            text = encode("chat", **{"from": p.id}, name=p.name, text=f["text"], ts=time.time())
+            await session.room.broadcast(text)
+        elif msg.type == "mute":
+            session.participant.muted[f["kind"]] = f["muted"]
+            await session.room.broadcast(
+                encode("mute", id=session.id, kind=f["kind"], muted=f["muted"])
+            )
+        elif msg.type == "leave":
+            await self._leave(session)
+            session.closed = True
+            await session.ws.close()
+
+    async def _join(self, session: Session, room_name: str, name: str) -> None:
+        if session.participant is not None:
+            raise SignallingError("join: already joined")
+        state = self._room(room_name)
+        if len(state.sessions) >= self.config.max_participants:
+            raise SignallingError(f"join: room {room_name!r} is full")
+        participant = state.room.join(name)
+        session.room, session.participant = state, participant
+        others = [s for s in state.sessions.values()]
+        state.sessions[participant.id] = session
+        await session.send(
+            encode(
+                "joined",
+                id=participant.id,
+                room=room_name,
+                participants=[
+                    {"id": s.id, "name": s.participant.name} for s in others if s.participant
+                ],
+                bitrates=self._bitrates(state, participant.id),
+                documents=[d.to_json() for d in self.documents.in_room(room_name)],
+                link=self.link,
+            )
+        )
+        await state.broadcast(
+            encode("participant_joined", id=participant.id, name=name), exclude=session
+        )
+        for pub in state.publications():
+            if pub.owner is not session:
+                self._spawn(self._subscribe(session, pub))
+
+    def _room(self, name: str) -> RoomState:
+        state = self.rooms.get(name)
+        if state is None:
+            state = self.rooms[name] = RoomState(Room(name))
+        return state
+
+    def _bitrates(self, state: RoomState, participant_id: str) -> dict[str, int]:
+        return {k: state.room.effective_bitrate(participant_id, k) for k in DEFAULT_BITRATES}
+
+    async def _leave(self, session: Session) -> None:
+        state, participant = session.room, session.participant
+        if state is None or participant is None:
+            return
+        session.room = None
+        for pub in list(session.publications.values()):
+            await self._unpublish(pub)
+        for sub in list(session.subscriptions.values()):
+            await self._close_subscription(sub, notify=False)
+        state.sessions.pop(participant.id, None)
+        state.room.leave(participant.id)
+        await state.broadcast(encode("participant_left", id=participant.id))
+
+    # media ---------------------------------------------------------------------
+
+    async def _publish(self, session: Session, pc_name: str, kind: str, sdp: str) -> None:
+        if pc_name in session.publications:
+            raise SignallingError(f"publish: pc {pc_name!r} is already published")
+        pc = RTCPeerConnection(rtc_configuration())
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+            forwarders: dict[str, Forwarder] = {}
+            for transceiver in pc.getTransceivers():
+                if transceiver.kind in forwarders:
+                    raise SignallingError(f"publish: more than one {transceiver.kind} track")
+                pin_codecs(transceiver)
+                forwarders[transceiver.kind] = Forwarder(transceiver.kind, transceiver.receiver)
+            if "video" not in forwarders:
+                raise SignallingError("publish: a stream set needs a video track")
+            if kind == "screen" and "audio" in forwarders:
+                raise SignallingError("publish: a screen share carries video only")
+            await pc.setLocalDescription(await pc.createAnswer())
+        except BaseException:
+            await pc.close()
+            raise
+        pub = Publication(session, pc_name, kind, pc, forwarders)
+        session.publications[pc_name] = pub
+        self.counters["publications"] += 1
+        pc.on("connectionstatechange", lambda: self._on_pc_state(pc, publication=pub))
+        await session.send(encode("answer", pc=pc_name, sdp=pc.localDescription.sdp))
+        assert session.room is not None
+        for other in list(session.room.sessions.values()):
+            if other is not session:
+                self._spawn(self._subscribe(other, pub))
+
+    async def _unpublish(self, pub: Publication) -> None:
+        if not pub.active:
+            return
+        pub.active = False
+        pub.owner.publications.pop(pub.pc_name, None)
+        for fwd in pub.forwarders.values():
+            fwd.stop()
+        subs = [
+            sub
+            for s in list(self._sessions)
+            for sub in list(s.subscriptions.values())
+            if sub.publication is pub
+        ]
+        await asyncio.gather(*(self._close_subscription(sub, notify=True) for sub in subs))
+        await pub.pc.close()
+
+    async def _subscribe(self, subscriber: Session, pub: Publication) -> None:
+        pc_name = f"sub-{pub.owner.id}-{pub.pc_name}"
+        if pc_name in subscriber.subscriptions or not pub.active:
+            return
+        pc = RTCPeerConnection(rtc_configuration())
+        packers = []
+        for kind in ("audio", "video"):
+            fwd = pub.forwarders.get(kind)
+            if fwd is None:
+                continue
+            transceiver = pc.addTransceiver(fwd.subscribe(), direction="sendonly")
+            transceiver.setCodecPreferences(codec_preferences(kind))
+            packers.append(install_packer(transceiver.sender, fwd))
+        sub = Subscription(subscriber, pub, pc_name, pc, packers)
+        subscriber.subscriptions[pc_name] = sub
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+        except BaseException:
+            await self._close_subscription(sub, notify=False)
+            raise
+        if not pub.active or subscriber.closed or subscriber.room is None:
+            await self._close_subscription(sub, notify=False)
+            return
+        self.counters["subscriptions"] += 1
+        pc.on("connectionstatechange", lambda: self._on_pc_state(pc, subscription=sub))
+        assert pub.owner.participant is not None
+        await subscriber.send(
+            encode(
+                "subscribe",
+                pc=pc_name,
+                **{"from": pub.owner.id},
+                name=pub.owner.participant.name,
+                kind=pub.kind,
+                sdp=pc.localDescription.sdp,
+            )
+        )
+
+    async def _close_subscription(self, sub: Subscription, notify: bool) -> None:
+        if sub.owner.subscriptions.pop(sub.pc_name, None) is None:
+            return
+        for sender in sub.pc.getSenders():
+            if sender.track is not None:
+                sender.track.stop()
+        if notify:
+            await sub.owner.send(encode("unsubscribe", pc=sub.pc_name))
+        await sub.pc.close()
+
+    def _on_pc_state(
+        self,
+        pc: RTCPeerConnection,
+        publication: Publication | None = None,
+        subscription: Subscription | None = None,
+    ) -> None:
+        if pc.connectionState != "failed":
+            return
+        logger.info("peer connection failed; closing it")
+        if publication is not None:
+            self._spawn(self._unpublish(publication))
+        if subscription is not None:
+            self._spawn(self._close_subscription(subscription, notify=True))
+
+    # HTTP API ------------------------------------------------------------------
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "state": self.state.value})
+
+    def _room_json(self, state: RoomState) -> dict[str, Any]:
+        return {
+            "room": state.room.name,
+            "cap": state.room.cap,
+            "participants": [
+                {
+                    "id": s.id,
+                    "name": s.participant.name,
+                    "cap": s.participant.cap,
+                    "muted": s.participant.muted,
+                    "bitrates": self._bitrates(state, s.id),
+                    "subscriptions": len(s.subscriptions),
+                }
+                for s in state.sessions.values()
+                if s.participant is not None
+            ],
+            "streams": [p.stats() for p in state.publications()],
+            "documents": [d.to_json() for d in self.documents.in_room(state.room.name)],
+        }
+
+    async def _api_rooms(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "rooms": [self._room_json(s) for s in self.rooms.values()],
+                "counters": self.counters,
+                "server_encoders": self.server_encode_count(),
+            }
+        )
+
+    async def _api_room(self, request: web.Request) -> web.Response:
+        state = self.rooms.get(request.match_info["room"])
+        if state is None:
+            raise web.HTTPNotFound(text="no such room")
+        return web.json_response(self._room_json(state))
+
+    async def _read_cap(self, request: web.Request) -> int | None:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(text='body must be JSON {"bps": int|null}') from None
+        if not isinstance(body, dict) or "bps" not in body:
+            raise web.HTTPBadRequest(text='body must be JSON {"bps": int|null}')
+        bps: int | None = body["bps"]
+        return bps
+
+    async def _api_room_cap(self, request: web.Request) -> web.Response:
+        bps = await self._read_cap(request)
+        state = self._room(request.match_info["room"])
+        try:
+            state.room.set_room_cap(bps)
+        except RoomError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        await self._send_bitrates(state, list(state.sessions.values()))
+        return web.json_response(self._room_json(state))
+
+    async def _api_participant_cap(self, request: web.Request) -> web.Response:
+        bps = await self._read_cap(request)
+        state = self.rooms.get(request.match_info["room"])
+        pid = request.match_info["pid"]
+        if state is None or pid not in state.sessions:
+            raise web.HTTPNotFound(text="no such room or participant")
+        try:
+            state.room.set_participant_cap(pid, bps)
+        except RoomError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        await self._send_bitrates(state, [state.sessions[pid]])
+        return web.json_response(self._room_json(state))
+
+    async def _send_bitrates(self, state: RoomState, sessions: list[Session]) -> None:
+        await asyncio.gather(
+            *(s.send(encode("bitrate", **self._bitrates(state, s.id))) for s in sessions if s.id)
+        )
+
+    async def _api_link(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(text="body must be a JSON object") from None
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(text="body must be a JSON object")
+        self.link = body
+        text = encode("link", link=body)
+        await asyncio.gather(*(s.send(text) for s in list(self._sessions) if s.participant))
+        return web.json_response({"link": body})
+
+    async def _api_upload(self, request: web.Request) -> web.Response:
+        state = self.rooms.get(request.match_info["room"])
+        if state is None:
+            raise web.HTTPNotFound(text="no such room")
+        try:
+            doc = await self._receive_upload(request, state)
+        except DocumentError as exc:
+            raise _http_error(exc) from None
+        await state.broadcast(encode("document", document=doc.to_json()))
+        return web.json_response(doc.to_json())
+
+    async def _receive_upload(self, request: web.Request, state: RoomState) -> Document:
+        limit = self.config.max_upload_bytes
+        if request.content_length is not None and request.content_length > limit + 64 * 1024:
+            raise DocumentError(413, f"upload larger than {limit} bytes")
+        try:
+            reader = await request.multipart()
+        except (AssertionError, ValueError, KeyError) as exc:
+            raise DocumentError(400, f"expected multipart/form-data: {exc}") from None
+        sender = request.headers.get("X-Participant", "")
+        doc: Document | None = None
+        try:
+            while True:
+                part = await reader.next()
+                if part is None:
+                    break
+                name = getattr(part, "name", None)
+                if name == "participant":
+                    sender = (await part.text())[:64]  # type: ignore[union-attr]
+                elif name == "file" and doc is None:
+                    doc = await self._store_part(part, state, limit)
+        except DocumentError:
+            raise
+        except (ValueError, AssertionError, RuntimeError) as exc:
+            raise DocumentError(400, f"malformed multipart body: {exc}") from None
+        if doc is None:
+            raise DocumentError(400, "multipart field 'file' missing")
+        if sender and sender not in state.sessions:
+            sender = ""
+        doc = Document(doc.id, doc.name, doc.size, doc.content_type, doc.room, sender)
+        self.documents.commit(doc)
+        return doc
+
+    async def _store_part(self, part: Any, state: RoomState, limit: int) -> Document:
+        doc_id = self.documents.new_id()
+        path = self.documents.path(doc_id)
+        size = 0
+        ctype: str | None = None
+        try:
+            with path.open("wb") as out:
+                while chunk := await part.read_chunk(64 * 1024):
+                    if ctype is None:
+                        ctype = check_type(part.headers.get("Content-Type"), chunk[:64])
+                    size += len(chunk)
+                    if size > limit:
+                        raise DocumentError(413, f"upload larger than {limit} bytes")
+                    out.write(chunk)
+            if ctype is None:
+                raise DocumentError(400, "empty file")
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return Document(
+            doc_id, clean_document_name(part.filename), size, ctype, state.room.name, ""
+        )
+
+    async def _api_download(self, request: web.Request) -> web.StreamResponse:
+        try:
+            doc = self.documents.get(request.match_info["doc"])
+            path = self.documents.path(doc.id)
+        except DocumentError as exc:
+            raise _http_error(exc) from None
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Type": doc.content_type,
+                "Content-Disposition": f'attachment; filename="{doc.name}"',
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    async def _static(self, request: web.Request) -> web.StreamResponse:
+        rel = request.match_info.get("path", "") or "index.html"
+        web_dir = self.config.web_dir.resolve()
+        path = (web_dir / rel).resolve()
+        if not path.is_relative_to(web_dir):
+            raise web.HTTPNotFound()
+        if path.is_file():
+            return web.FileResponse(path)
+        if rel == "index.html":
+            return web.Response(text=_PLACEHOLDER, content_type="text/html")
+        raise web.HTTPNotFound()
+
+    # instrumentation -----------------------------------------------------------
+
+    def server_encode_count(self) -> dict[str, int]:
+        """Frames the server packed per receiver, and frames it encoded (always 0)."""
+        packers = [
+            p for s in self._sessions for sub in s.subscriptions.values() for p in sub.packers
+        ]
+        return {
+            "senders": len(packers),
+            "frames_packed": sum(p.packed_frames for p in packers),
+            "frames_encoded": sum(p.encode_attempts for p in packers),
+        }
+
+
+def _http_error(exc: DocumentError) -> web.HTTPException:
+    classes: dict[int, type[web.HTTPException]] = {
+        400: web.HTTPBadRequest,
+        404: web.HTTPNotFound,
+        415: web.HTTPUnsupportedMediaType,
+    }
+    if exc.status == 413:
+        return web.HTTPRequestEntityTooLarge(max_size=0, actual_size=0, text=str(exc))
+    return classes.get(exc.status, web.HTTPBadRequest)(text=str(exc))
+
+
+__all__ = ["ConferenceServer", "ServerConfig", "ServerState"]
