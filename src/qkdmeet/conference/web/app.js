@@ -762,10 +762,17 @@ async function uploadDocument(file) {
   if (!res.ok) {
     let reason = `${res.status} ${res.statusText}`;
     try {
-      const body = await res.json();
-      if (body && (body.reason || body.error)) reason = `${res.status}: ${body.reason || body.error}`;
+      const text = (await res.text()).trim();
+      let detail = text;
+      try {
+        const body = JSON.parse(text);
+        detail = body.reason || body.error || text;
+      } catch {
+        // plain-text error body
+      }
+      if (detail) reason = `${res.status}: ${String(detail).slice(0, 200)}`;
     } catch {
-      // not JSON: keep the status line
+      // no readable body: keep the status line
     }
     setStatus(`Upload of ${file.name} refused (${reason})`, "error");
     return null;
