@@ -1,0 +1,453 @@
+"""The browser client in a real browser: Debian's headless Chromium through Playwright.
+
+Every test drives the real page served by a real in-process
+:class:`~qkdmeet.conference.server.ConferenceServer` over HTTPS (its self-signed
+certificate), with Chromium's fake camera, microphone and screen
+(``--use-fake-device-for-media-stream`` also fakes ``getDisplayMedia``; the
+``--auto-select-desktop-capture-source`` flag picks the "Entire screen" source
+without a picker). Nothing is mocked between the page and the server: media
+goes through the server's forwarding, documents through its HTTP API.
+
+The tests wait for conditions with timeouts (Playwright's auto-retrying
+assertions, or :func:`wait_until` polling the page); no assertion depends on
+how long something took.
+
+One server and one browser are shared by the module (Chromium is heavy on a
+2-core machine); each test uses its own room and its own browser contexts,
+which its fixture closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+import shutil
+import struct
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+try:
+    from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+except ImportError:  # pragma: no cover - depends on the environment
+    HAVE_PLAYWRIGHT = False
+else:
+    HAVE_PLAYWRIGHT = True
+
+CHROMIUM = Path(os.environ.get("QKDMEET_CHROMIUM", "/usr/bin/chromium"))
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not HAVE_PLAYWRIGHT, reason="playwright (python) is not installed"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists() and shutil.which(str(CHROMIUM)) is None,
+        reason=f"{CHROMIUM} is missing (apt-get install chromium)",
+    ),
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.timeout(120),
+]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--auto-select-desktop-capture-source=Entire screen",
+    "--autoplay-policy=no-user-gesture-required",
+    # Host candidates as IP addresses, not mDNS names, also in pages that never
+    # asked for a camera (the server would otherwise have to resolve .local names).
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+TIMEOUT_MS = 30_000  # for any single condition: joining, ICE, first frames
+FRAMES_MORE = 10  # frames decoded between two samples to count as "still flowing"
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    from qkdmeet.conference.config import ServerConfig
+    from qkdmeet.conference.server import ConferenceServer
+
+    state_dir = tmp_path_factory.mktemp("conference")
+    srv = ConferenceServer(ServerConfig(host="127.0.0.1", port=0, state_dir=state_dir))
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+Join = Callable[..., Awaitable[Page]]
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def join(browser: Browser, server: Any) -> AsyncIterator[Join]:
+    """``await join(room, name, media=True)``: a page that has joined ``room``."""
+    contexts: list[BrowserContext] = []
+
+    async def _join(room: str, name: str, *, media: bool = True, form: bool = False) -> Page:
+        context = await browser.new_context(
+            ignore_https_errors=True, viewport={"width": 1280, "height": 800}
+        )
+        contexts.append(context)
+        context.set_default_timeout(TIMEOUT_MS)
+        page = await context.new_page()
+        params = {"room": room, "name": name}
+        if not media:
+            params |= {"camera": "0", "microphone": "0"}
+        if form:  # through the join form, as a user does
+            await page.goto(f"{server.url}/?{urlencode(params)}")
+            await page.get_by_role("textbox", name="Room", exact=True).fill(room)
+            await page.get_by_role("textbox", name="Your name").fill(name)
+            await page.get_by_role("button", name="Join").click()
+        else:
+            await page.goto(f"{server.url}/?{urlencode(params | {'autojoin': '1'})}")
+        await page.wait_for_function(
+            "['joined', 'closed'].includes(window.qkdmeet?.state.phase)"
+            " || (window.qkdmeet?.state.phase === 'idle' && window.qkdmeet.state.errors.length)"
+        )
+        joined = await state(page)
+        assert joined["phase"] == "joined", f"{name} could not join: {joined['errors']}"
+        return page
+
+    try:
+        yield _join
+    finally:
+        for context in contexts:
+            await context.close()
+
+
+def room_name() -> str:
+    return f"room-{secrets.token_hex(4)}"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+async def wait_until(
+    probe: Callable[[], Awaitable[Any]], what: str, within_s: float = TIMEOUT_MS / 1000
+) -> Any:
+    """Poll ``probe`` until it returns a truthy value; fail with ``what`` on timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if loop.time() > deadline:
+            pytest.fail(f"timed out waiting for {what} (last value {value!r})")
+        await asyncio.sleep(0.25)
+
+
+async def state(page: Page) -> dict[str, Any]:
+    result: dict[str, Any] = await page.evaluate("JSON.parse(JSON.stringify(window.qkdmeet.state))")
+    return result
+
+
+async def received(page: Page, sender_id: str, stream_kind: str, media: str) -> dict[str, int]:
+    """Summed inbound-rtp counters of ``media`` in the subscription to a sender's stream set."""
+    stats: dict[str, Any] = await page.evaluate("window.qkdmeet.stats()")
+    total = {"framesDecoded": 0, "packetsReceived": 0, "frameWidth": 0, "subscriptions": 0}
+    for pc in stats.values():
+        if pc["role"] != "subscribe" or pc["from"] != sender_id or pc["kind"] != stream_kind:
+            continue
+        total["subscriptions"] += 1
+        for rtp in pc["inbound"]:
+            if rtp["kind"] == media:
+                total["framesDecoded"] += rtp["framesDecoded"]
+                total["packetsReceived"] += rtp["packetsReceived"]
+                total["frameWidth"] = max(total["frameWidth"], rtp["frameWidth"])
+    return total
+
+
+async def assert_flowing(page: Page, sender_id: str, stream_kind: str) -> None:
+    """Video frames of a sender's stream set are decoded, and more keep being decoded."""
+    what = f"{stream_kind} video from {sender_id}"
+
+    async def decoded() -> int:
+        return (await received(page, sender_id, stream_kind, "video"))["framesDecoded"]
+
+    first = await wait_until(decoded, f"first decoded frames of {what}")
+    await wait_until(
+        lambda: _more_than(decoded, first + FRAMES_MORE), f"{what} to keep decoding past {first}"
+    )
+
+
+async def assert_audio_flowing(page: Page, sender_id: str) -> None:
+    async def packets() -> int:
+        return (await received(page, sender_id, "camera", "audio"))["packetsReceived"]
+
+    first = await wait_until(packets, f"audio packets from {sender_id}")
+    await wait_until(lambda: _more_than(packets, first + 20), f"audio from {sender_id} to continue")
+
+
+async def _more_than(probe: Callable[[], Awaitable[int]], threshold: int) -> bool:
+    return await probe() > threshold
+
+
+async def post_json(server: Any, path: str, body: Any) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{server.url}{path}", json=body, ssl=False) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        result: dict[str, Any] = await resp.json()
+        return result
+
+
+def png_bytes(width: int = 16, height: int = 8) -> bytes:
+    """A small valid PNG (RGB gradient), so the page's <img> really decodes it."""
+    rows = b"".join(
+        b"\x00" + bytes(v for x in range(width) for v in (x * 15, y * 30, 128))
+        for y in range(height)
+    )
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+# --------------------------------------------------------------------------- tests
+
+
+async def test_camera_audio_and_screen_share_flow_between_two_browsers(join: Join) -> None:
+    room = room_name()
+    alice = await join(room, "Dr. Alice", form=True)
+    bob = await join(room, "Dr. Bob")
+    alice_id = (await state(alice))["id"]
+    bob_id = (await state(bob))["id"]
+
+    # Both see each other in the participant list and as a video tile.
+    await expect(alice.locator("#people li")).to_have_count(2)
+    await expect(bob.locator("#people")).to_contain_text("Dr. Alice")
+    await expect(bob.locator(f'#grid figure[data-participant="{alice_id}"]')).to_contain_text(
+        "Dr. Alice"
+    )
+
+    # Camera video and audio go both ways through the server.
+    await assert_flowing(bob, alice_id, "camera")
+    await assert_flowing(alice, bob_id, "camera")
+    await assert_audio_flowing(bob, alice_id)
+
+    # Alice shares her (fake) screen with the button; Bob gets it on the stage.
+    await alice.get_by_role("button", name="Share screen").click()
+    await expect(alice.get_by_role("button", name="Stop sharing")).to_be_visible()
+    await assert_flowing(bob, alice_id, "screen")
+    stage_video = bob.locator("#stage video")
+    await expect(bob.locator("#stage")).to_contain_text("Dr. Alice is presenting")
+    await wait_until(
+        lambda: stage_video.evaluate("v => v.videoWidth > 0 && v.readyState >= 2"),
+        "the screen share to render on Bob's stage",
+    )
+    screen = await received(bob, alice_id, "screen", "video")
+    camera = await received(bob, alice_id, "camera", "video")
+    assert screen["frameWidth"] > 0 and camera["frameWidth"] > 0
+    await expect(bob.locator(f'#people li[data-participant="{alice_id}"]')).to_contain_text(
+        "presenting"
+    )
+
+    # Stopping the share removes it from Bob's stage (server sends unsubscribe).
+    await alice.get_by_role("button", name="Stop sharing").click()
+    await expect(bob.locator("#stage video")).to_have_count(0)
+    await expect(bob.locator("#stage")).to_be_hidden()
+    assert (await received(bob, alice_id, "screen", "video"))["subscriptions"] == 0
+
+    # Muting the microphone shows at the other end.
+    await alice.get_by_role("button", name="Mute microphone").click()
+    await expect(bob.locator(f'#people li[data-participant="{alice_id}"]')).to_contain_text(
+        "microphone off"
+    )
+
+    # Bob leaves: his tile and subscription disappear at Alice's; her camera still flows
+    # to a newcomer.
+    await bob.get_by_role("button", name="Leave").click()
+    await expect(alice.locator("#people li")).to_have_count(1)
+    await expect(alice.locator(f'#grid figure[data-participant="{bob_id}"]')).to_have_count(0)
+    carol = await join(room, "Dr. Carol", media=False)
+    await assert_flowing(carol, alice_id, "camera")
+
+
+async def test_chat_message_reaches_the_other_participant(join: Join) -> None:
+    room = room_name()
+    alice = await join(room, "Alice", media=False)
+    bob = await join(room, "Bob", media=False)
+    text = f"Variant of uncertain significance in BRCA2 <b>not bold</b> {secrets.token_hex(3)}"
+
+    await alice.get_by_label("Message").fill(text)
+    await alice.get_by_role("button", name="Send").click()
+
+    last = bob.locator("#chat-log li").last
+    await expect(last.locator(".chat-text")).to_have_text(text)  # as text, not as HTML
+    await expect(last.locator(".chat-name")).to_have_text("Alice")
+    await expect(alice.locator("#chat-log li").last.locator(".chat-text")).to_have_text(text)
+    assert await alice.get_by_label("Message").input_value() == ""
+    assert (await state(bob))["chat"][-1]["text"] == text
+
+
+async def test_document_upload_is_downloaded_byte_identical_and_viewable(join: Join) -> None:
+    room = room_name()
+    alice = await join(room, "Institute", media=False)
+    bob = await join(room, "Hospital", media=False)
+
+    # A "PDF" with every byte value in it, so any text-mode mangling would show.
+    report = b"%PDF-1.4\n" + bytes(range(256)) * 64 + secrets.token_bytes(200_003) + b"\n%%EOF\n"
+    await alice.locator("#doc-file").set_input_files(
+        files=[{"name": "genomic-analysis.pdf", "mimeType": "application/pdf", "buffer": report}]
+    )
+    await alice.get_by_role("button", name="Share", exact=True).click()
+
+    link = bob.get_by_role("link", name="Download genomic-analysis.pdf")
+    await expect(link).to_be_visible()
+    await expect(bob.locator("#docs li").first).to_contain_text("from Institute")
+    async with bob.expect_download() as info:
+        await link.click()
+    download = await info.value
+    assert download.suggested_filename == "genomic-analysis.pdf"
+    downloaded = await asyncio.to_thread(Path(await download.path()).read_bytes)
+    assert hashlib.sha256(downloaded).hexdigest() == hashlib.sha256(report).hexdigest()
+
+    # An HTML report is shown in the page (in a sandboxed frame), an image as <img>.
+    html = "<html><body><h1>Tumour board: case 17</h1><p>BRCA2 c.5946delT</p></body></html>"
+    await alice.locator("#doc-file").set_input_files(
+        files=[{"name": "case-17.html", "mimeType": "text/html", "buffer": html.encode()}]
+    )
+    await alice.get_by_role("button", name="Share", exact=True).click()
+    await bob.get_by_role("button", name="View case-17.html").click()
+    frame = bob.frame_locator("#viewer-body iframe")
+    await expect(frame.locator("h1")).to_have_text("Tumour board: case 17")
+    assert await bob.locator("#viewer-body iframe").get_attribute("sandbox") == ""
+    await bob.get_by_role("button", name="Close").click()
+    await expect(bob.locator("#viewer")).to_be_hidden()
+
+    await alice.locator("#doc-file").set_input_files(
+        files=[{"name": "pedigree.png", "mimeType": "image/png", "buffer": png_bytes()}]
+    )
+    await alice.get_by_role("button", name="Share", exact=True).click()
+    await bob.get_by_role("button", name="View pedigree.png").click()
+    image = bob.locator("#viewer-body img")
+    await wait_until(
+        lambda: image.evaluate("img => img.complete && img.naturalWidth === 16"),
+        "the PNG to be decoded in the viewer",
+    )
+
+    # A late joiner gets the room's documents in its `joined` message.
+    carol = await join(room, "Late", media=False)
+    await expect(carol.locator("#docs li")).to_have_count(3)
+
+
+async def test_refused_upload_is_reported_in_the_status_bar(join: Join) -> None:
+    alice = await join(room_name(), "Alice", media=False)
+    await alice.locator("#doc-file").set_input_files(
+        files=[{"name": "tool.exe", "mimeType": "application/x-msdownload", "buffer": b"MZ\x90"}]
+    )
+    await alice.get_by_role("button", name="Share", exact=True).click()
+    status = alice.locator("#status")
+    await expect(status).to_have_attribute("data-level", "error")
+    await expect(status).to_contain_text("415")
+    await expect(alice.locator("#docs li")).to_have_count(0)
+
+
+async def test_link_indicator_shows_posted_protection_status(join: Join, server: Any) -> None:
+    room = room_name()
+    alice = await join(room, "Alice", media=False)
+    indicator = alice.locator("#link-indicator")
+
+    await post_json(
+        server,
+        "/api/link",
+        {
+            "protected": True,
+            "key_buffered_bytes": 12_500_000,
+            "sustainable_bps": 2_400_000,
+            "qber": 0.018,
+            "alarm": None,
+        },
+    )
+    await expect(indicator).to_have_attribute("data-level", "green")
+    await expect(indicator).to_contain_text("QKD-protected: OTP")
+    await expect(indicator).to_contain_text("key buffer 12.5 MB")
+    await expect(indicator).to_contain_text("QBER 1.8 %")
+    await expect(alice.locator("#link-alarm")).to_be_hidden()
+
+    # A participant who joins later gets the current status with `joined`.
+    bob = await join(room, "Bob", media=False)
+    await expect(bob.locator("#link-indicator")).to_contain_text("key buffer 12.5 MB")
+
+    alarm = "QBER above 11 %: key generation stopped (possible eavesdropper)"
+    await post_json(
+        server,
+        "/api/link",
+        {"protected": True, "key_buffered_bytes": 300_000, "qber": 0.13, "alarm": alarm},
+    )
+    await expect(indicator).to_have_attribute("data-level", "red")
+    await expect(alice.locator("#link-alarm")).to_have_text(alarm)
+    await expect(bob.locator("#link-indicator")).to_have_attribute("data-level", "red")
+
+    await post_json(server, "/api/link", {"protected": False, "alarm": "no key: link down"})
+    await expect(indicator).to_contain_text("NOT QKD-protected")
+
+
+async def test_bitrate_cap_from_the_server_reaches_the_senders(join: Join, server: Any) -> None:
+    room = room_name()
+    alice = await join(room, "Alice")
+    alice_id = (await state(alice))["id"]
+
+    async def video_cap() -> int | None:
+        stats = await alice.evaluate("window.qkdmeet.stats()")
+        caps = [
+            c["maxBitrate"]
+            for c in stats.get("camera", {}).get("maxBitrates", [])
+            if c["kind"] == "video"
+        ]
+        return caps[0] if caps else None
+
+    default = await wait_until(video_cap, "the camera sender's default cap")
+    assert default == (await state(alice))["bitrates"]["camera"]
+
+    await post_json(server, f"/api/rooms/{room}/participants/{alice_id}/cap", {"bps": 250_000})
+    await wait_until(
+        lambda: _equals(video_cap, 250_000), "the camera sender to follow the 250 kb/s cap"
+    )
+    await expect(alice.locator("#bitrate-label")).to_contain_text("camera 250 kb/s")
+
+    await post_json(server, f"/api/rooms/{room}/participants/{alice_id}/cap", {"bps": None})
+    await wait_until(lambda: _equals(video_cap, default), "the cap to be lifted")
+
+
+async def _equals(probe: Callable[[], Awaitable[Any]], expected: Any) -> bool:
+    return bool(await probe() == expected)
