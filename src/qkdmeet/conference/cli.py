@@ -1,0 +1,117 @@
+"""``qkdmeet conference serve`` and ``qkdmeet conference bot``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from qkdmeet.conference.bot import BotError, BotOptions, ConferenceBot
+from qkdmeet.conference.config import DEFAULT_PORT, ConfigError, ServerConfig
+from qkdmeet.conference.server import ConferenceServer
+
+
+def register(subparsers: Any) -> None:
+    conf = subparsers.add_parser("conference", help="video conference server and headless bot")
+    sub = conf.add_subparsers(dest="conference_command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser("serve", help="run the conference server (HTTPS + WebSocket)")
+    serve.add_argument("--config", type=Path, help="TOML configuration file")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT}; 0 = any)")
+    serve.add_argument("--cert", type=Path, help="TLS certificate (PEM)")
+    serve.add_argument("--key", type=Path, help="TLS private key (PEM)")
+    serve.add_argument("--state-dir", type=Path, help="self-signed certificate and uploads")
+    serve.add_argument("--no-tls", action="store_true", help="serve plain HTTP")
+    serve.set_defaults(func=_serve)
+
+    bot = sub.add_parser("bot", help="join a room with synthetic media and measure what arrives")
+    bot.add_argument("--url", required=True, help="server URL, e.g. https://127.0.0.1:8443")
+    bot.add_argument("--room", required=True)
+    bot.add_argument("--name", required=True)
+    bot.add_argument("--seconds", type=float, default=10.0, help="time in the room")
+    bot.add_argument("--width", type=int, default=640)
+    bot.add_argument("--height", type=int, default=480)
+    bot.add_argument("--fps", type=float, default=15.0)
+    bot.add_argument("--no-audio", action="store_true")
+    bot.add_argument("--screen", action="store_true", help="also share synthetic slides")
+    bot.add_argument("--upload", type=Path, help="upload this document after joining")
+    bot.add_argument("--decode-limit", type=int, help="decode at most N video streams")
+    bot.add_argument("--json", action="store_true", help="print the report as JSON")
+    bot.add_argument("--insecure", action="store_true", help="accept any TLS certificate")
+    bot.set_defaults(func=_bot)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "cert": args.cert,
+        "key": args.key,
+        "state_dir": args.state_dir,
+        "tls": False if args.no_tls else None,
+    }
+    try:
+        if args.config is not None:
+            config = ServerConfig.load(args.config, **overrides)
+        else:
+            config = ServerConfig.from_dict({}, **overrides)
+        server = ConferenceServer(config)
+        await server.start()
+    except (ConfigError, OSError) as exc:
+        print(f"qkdmeet conference serve: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"url": server.url, "port": server.port}), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+    return 0
+
+
+async def _bot(args: argparse.Namespace) -> int:
+    options = BotOptions(
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        audio=not args.no_audio,
+        screen=args.screen,
+        decode_limit=args.decode_limit,
+        verify_tls=not args.insecure,
+    )
+    try:
+        bot = ConferenceBot(args.url, args.room, args.name, options)
+    except ValueError as exc:
+        print(f"qkdmeet conference bot: {exc}", file=sys.stderr)
+        return 2
+    try:
+        await bot.start()
+        if args.upload is not None:
+            await bot.upload(args.upload)
+        await bot.run(args.seconds)
+    except (BotError, ConnectionError, TimeoutError, OSError) as exc:
+        print(f"qkdmeet conference bot: {exc}", file=sys.stderr)
+        await bot.stop()
+        return 1
+    report = bot.report()
+    await bot.stop()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        t = report["totals"]
+        print(
+            f"{bot.name} in {bot.room}: {t['video_frames_received']} video frames, "
+            f"{t['audio_frames_received']} audio frames, {t['video_frames_lost']} lost, "
+            f"latency p95 {t.get('latency_ms_p95', 'n/a')} ms"
+        )
+    return 0
