@@ -277,6 +277,13 @@ class ConferenceBot:
     async def run(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
+    def reset_stats(self) -> None:
+        """Forget what was received so far (e.g. after a warm-up)."""
+        for rec in self.received.values():
+            rec.stats = StreamStats()
+            rec.unreadable = 0
+            rec.origin = None
+
     # signalling ----------------------------------------------------------------
 
     async def _send(self, message: dict[str, Any]) -> None:

@@ -35,11 +35,13 @@ def register(subparsers: Any) -> None:
     bot.add_argument("--room", required=True)
     bot.add_argument("--name", required=True)
     bot.add_argument("--seconds", type=float, default=10.0, help="time in the room")
+    bot.add_argument("--warmup", type=float, default=0.0, help="seconds not measured first")
     bot.add_argument("--width", type=int, default=640)
     bot.add_argument("--height", type=int, default=480)
     bot.add_argument("--fps", type=float, default=15.0)
     bot.add_argument("--no-audio", action="store_true")
     bot.add_argument("--screen", action="store_true", help="also share synthetic slides")
+    bot.add_argument("--screen-fps", type=float, default=5.0)
     bot.add_argument("--upload", type=Path, help="upload this document after joining")
     bot.add_argument("--decode-limit", type=int, help="decode at most N video streams")
     bot.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -86,6 +88,7 @@ async def _bot(args: argparse.Namespace) -> int:
         fps=args.fps,
         audio=not args.no_audio,
         screen=args.screen,
+        screen_fps=args.screen_fps,
         decode_limit=args.decode_limit,
         verify_tls=not args.insecure,
     )
@@ -98,6 +101,9 @@ async def _bot(args: argparse.Namespace) -> int:
         await bot.start()
         if args.upload is not None:
             await bot.upload(args.upload)
+        if args.warmup > 0:
+            await bot.run(args.warmup)
+            bot.reset_stats()
         await bot.run(args.seconds)
     except (BotError, ConnectionError, TimeoutError, OSError) as exc:
         print(f"qkdmeet conference bot: {exc}", file=sys.stderr)
