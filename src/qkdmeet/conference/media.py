@@ -122,6 +122,8 @@ class _PacedVideoTrack(MediaStreamTrack):
 class TestPatternTrack(_PacedVideoTrack):
     """A synthetic camera: moving colour bars and a moving box, with the frame code."""
 
+    __test__ = False  # not a pytest class despite its name
+
     def __init__(self, width: int = 640, height: int = 480, fps: float = 15.0) -> None:
         super().__init__(width, height, fps)
         x = np.arange(2 * width)
