@@ -1,0 +1,139 @@
+"""``qkdmeet demo``: the field test's system on one machine (see :mod:`.runner`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _distance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 200:
+        raise argparse.ArgumentTypeError("must be between 0 and 200 km")
+    return value
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from qkdmeet.demo.dashboard import Dashboard
+    from qkdmeet.demo.preflight import check_demo_host
+    from qkdmeet.demo.progress import Progress
+    from qkdmeet.demo.runner import DemoError, DemoOptions, DemoRunner
+    from qkdmeet.demo.sites import PlanError, plan
+    from qkdmeet.report.tables import render_table
+
+    missing = check_demo_host()
+    if missing:
+        print("qkdmeet demo: this host cannot run the demo; missing:", file=sys.stderr)
+        for m in missing:
+            print(f"  - {m}", file=sys.stderr)
+        return 2
+    try:
+        the_plan = plan(args.prefix, args.distance_km, args.preset)
+    except PlanError as exc:
+        print(f"qkdmeet demo: {exc}", file=sys.stderr)
+        return 2
+    seconds = args.minutes * 60 if args.minutes is not None else args.seconds
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    options = DemoOptions(seconds=seconds, scenario=args.scenario, out_dir=out,
+                          quiet=args.quiet, adapt=not args.no_adapt,
+                          dashboard_port=args.dashboard_port)
+    progress = Progress(quiet=args.quiet)
+    try:
+        runner = DemoRunner(the_plan, options, progress)
+    except DemoError as exc:
+        print(f"qkdmeet demo: {exc}", file=sys.stderr)
+        return 2
+    loop = asyncio.get_running_loop()
+    interrupts = 0
+
+    def on_signal() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            progress.say("stopping (again to abort at once)...")
+            runner.stop_requested.set()
+        elif main_task is not None:
+            main_task.cancel()
+
+    main_task = asyncio.current_task()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    dashboard = Dashboard(runner, args.dashboard_port) if args.dashboard_port else None
+    try:
+        if dashboard is not None:
+            await dashboard.start()
+            progress.say(f"dashboard at http://127.0.0.1:{dashboard.port}/")
+        report = await runner.run()
+    except DemoError as exc:
+        print(f"qkdmeet demo: {exc}", file=sys.stderr)
+        return 1
+    except asyncio.CancelledError:
+        print("qkdmeet demo: aborted; testbed removed", file=sys.stderr)
+        return 130
+    finally:
+        if dashboard is not None:
+            await dashboard.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+    data: dict[str, Any] = report.as_dict()
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(render_table(report))
+        for ident in data.get("key_identity", []):
+            if "error" in ident:
+                print(f"site {ident['site']}: accounting not available ({ident['error']})")
+                continue
+            print(f"site {ident['site'].upper()} key accounting: delivered "
+                  f"{ident['delivered_bytes']} B = consumed {ident['consumed_bytes']} B + "
+                  f"buffered {ident['buffered_bytes']} B: "
+                  f"{'closes' if ident['closes'] else 'OFF BY ' + str(ident['difference_bytes'])}")
+        print(f"report: {out / 'report.html'}")
+    ok = data.get("key_identity_closes", False)
+    return 0 if ok else 1
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "demo", help="the whole system on one machine: QKD link, KMEs, VPN, conference",
+        description="Builds the two-site testbed, runs the field test's expert panel across "
+        "the QKD-VPN, prints the key-used table, tears everything down (root needed).",
+    )
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--seconds", type=_positive, default=60.0, help="run length (default 60)")
+    length.add_argument("--minutes", type=_positive, help="run length in minutes (39: the trial)")
+    p.add_argument("--distance-km", type=_distance, default=7.0,
+                   help="QKD fiber length (default 7, the Sendai link)")
+    p.add_argument("--preset", default="toshiba", choices=("toshiba", "lim2014"))
+    p.add_argument("--scenario", default="none",
+                   choices=("none", "eavesdropper", "link-cut", "gateway-restart"))
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.add_argument("--out", help="report directory (default ./runs/demo-<timestamp>)")
+    p.add_argument("--prefix", default="qkd-", help="testbed namespace prefix (default qkd-)")
+    p.add_argument("--quiet", action="store_true", help="no live progress on stderr")
+    p.add_argument("--no-adapt", action="store_true", help="no key-aware video cap")
+    p.add_argument("--dashboard-port", type=int, default=0,
+                   help="serve a live dashboard on 127.0.0.1:PORT (e.g. 8088)")
+    p.set_defaults(func=_demo)

@@ -1,0 +1,65 @@
+"""A live dashboard of the running demo on the host: ``http://127.0.0.1:PORT/``.
+
+``GET /state.json`` is the monitor's latest sample (key pools, QKD rate and
+QBER, consumption per direction, participants, alarms, video cap); ``GET /``
+is a page that renders it every two seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+PAGE = (Path(__file__).parent / "dashboard.html").read_text()
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items() if k not in ("gateways", "kmes")}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+class Dashboard:
+    """Serves the runner's live state; started and stopped by the demo command."""
+
+    def __init__(self, runner: Any, port: int, host: str = "127.0.0.1") -> None:
+        self.runner = runner
+        self.port = port
+        self.host = host
+        self._app_runner: web.AppRunner | None = None
+
+    def state(self) -> dict[str, Any]:
+        mon = self.runner.monitor
+        snap = dict(mon.latest) if mon is not None else {}
+        snap["state"] = self.runner.state.value
+        return dict(_clean(snap))
+
+    async def start(self) -> None:
+        app = web.Application()
+
+        async def page(_: web.Request) -> web.Response:
+            return web.Response(text=PAGE, content_type="text/html")
+
+        async def state(_: web.Request) -> web.Response:
+            return web.Response(text=json.dumps(self.state(), default=str),
+                                content_type="application/json")
+
+        app.router.add_get("/", page)
+        app.router.add_get("/state.json", state)
+        self._app_runner = web.AppRunner(app, access_log=None)
+        await self._app_runner.setup()
+        site = web.TCPSite(self._app_runner, self.host, self.port)
+        await site.start()
+
+    async def stop(self) -> None:
+        if self._app_runner is not None:
+            await self._app_runner.cleanup()
+            self._app_runner = None
