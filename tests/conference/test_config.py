@@ -1,0 +1,41 @@
+from pathlib import Path
+
+import pytest
+
+from qkdmeet.conference.config import ConfigError, ServerConfig, self_signed
+
+
+def test_toml_with_flag_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "conf.toml"
+    path.write_text(
+        'host = "0.0.0.0"\nport = 9000\nstate_dir = "%s"\n[rooms]\nmax_participants = 4\n'
+        "[uploads]\nmax_bytes = 1000\n" % (tmp_path / "s")
+    )
+    cfg = ServerConfig.load(path, port=9443, host=None)
+    assert (cfg.host, cfg.port, cfg.max_participants, cfg.max_upload_bytes) == (
+        "0.0.0.0",
+        9443,
+        4,
+        1000,
+    )
+    assert cfg.uploads == tmp_path / "s" / "uploads"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["port = 'x'", "port = 70000", "nonsense = [", "cert = '/a.pem'", "[uploads]\nmax_bytes = 0"],
+)
+def test_bad_configuration_is_a_clear_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError):
+        ServerConfig.load(path)
+
+
+def test_self_signed_certificate_is_created_once(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    first = cert.read_bytes()
+    assert self_signed(tmp_path) == (cert, key) and cert.read_bytes() == first
+    assert key.stat().st_mode & 0o077 == 0
+    assert ServerConfig(state_dir=tmp_path).ssl_context() is not None
+    assert ServerConfig(state_dir=tmp_path, tls=False).ssl_context() is None
