@@ -217,7 +217,10 @@ class ForwardedTrack(MediaStreamTrack):
             return
         if self._need_keyframe:
             if not keyframe:
+                # Keep asking (rate-limited): a PLI can be lost or suppressed,
+                # and VP8 senders send no periodic keyframes.
                 self.counters.dropped += 1
+                self._forwarder.request_keyframe()
                 return
             self._need_keyframe = False
         if self._queue.full():
