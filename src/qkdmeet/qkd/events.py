@@ -442,6 +442,12 @@ class PulseTrain:
         """Time the device's clock needed for the pulses so far."""
         return self._next_pulse / self.params.clock_hz
 
+    def skip(self, n_pulses: int) -> None:
+        """Let ``n_pulses`` pass unrecorded (the device sent them while nobody listened)."""
+        if isinstance(n_pulses, bool) or not isinstance(n_pulses, int) or n_pulses < 0:
+            raise ValueError(f"n_pulses must be an integer >= 0, got {n_pulses!r}")
+        self._next_pulse += n_pulses
+
     def next_chunk(self, n_pulses: int | None = None) -> DetectionRecord:
         n = self.chunk_pulses if n_pulses is None else n_pulses
         record = sample_detections(

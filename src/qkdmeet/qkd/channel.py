@@ -1,0 +1,182 @@
+"""The quantum channel: Alice's source, the fibre (with its eavesdropper) and Bob's detectors.
+
+:class:`QuantumChannel` samples the pulse train chunk by chunk
+(:class:`qkdmeet.qkd.events.PulseTrain`) and splits every record in two:
+
+- :class:`~qkdmeet.qkd.events.AliceEvents` stay with the transmitter (her
+  source's own record of what it sent: bit, basis, intensity);
+- a :class:`BobChunk` is what comes out of the fibre at the receiver: the
+  pulse range it covers and, per detection, the pulse index, Bob's basis,
+  his bit and the double-click flag. Nothing of Alice's choices is in it.
+
+Sampling only the detected pulses (see :mod:`qkdmeet.qkd.events`) means
+Alice's half holds records of detected pulses only: a simulation shortcut.
+The transmitter actor looks her records up only at the pulse indices Bob
+announces, as a device holding every pulse's record would.
+
+Run-time controls (the demo's eavesdropper and link-cut scenarios):
+:meth:`QuantumChannel.set_eve` and :meth:`QuantumChannel.set_cut`. A cut
+fibre lets no light through; Bob's detectors still fire dark counts and
+afterpulses, so blocks fill very slowly and yield no key.
+
+:func:`encode_bob_chunk` / :func:`decode_bob_chunk` carry Bob's half over the
+networked link's quantum stream.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from qkdmeet.qkd.eve import Eavesdropper, parse_eve
+from qkdmeet.qkd.events import (
+    AliceEvents,
+    BobEvents,
+    ChannelModel,
+    PulseClass,
+    PulseTrain,
+    empty_class,
+)
+from qkdmeet.qkd.params import LinkParams
+
+
+class ChannelError(ValueError):
+    """A malformed quantum-channel frame."""
+
+
+@dataclass(frozen=True, slots=True)
+class CutFibre:
+    """A cut fibre: no light reaches Bob (only his dark counts and afterpulses)."""
+
+    def pulse_classes(self, params: LinkParams) -> list[PulseClass]:
+        return [empty_class(p, k) for k, p in enumerate(params.p_mu)]
+
+    def __str__(self) -> str:
+        return "cut"
+
+
+@dataclass(frozen=True, slots=True)
+class BobChunk:
+    """Bob's view of pulses ``first_pulse .. first_pulse + n_pulses - 1``: his detections."""
+
+    first_pulse: int
+    n_pulses: int
+    events: BobEvents
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+class QuantumChannel:
+    """Source, fibre and detectors of one link; see the module docstring.
+
+    ``emit(n)`` samples the next ``n`` pulses; ``skip(n)`` lets ``n`` pulses
+    pass unrecorded (the device ran while its post-processing was full).
+    """
+
+    def __init__(
+        self,
+        params: LinkParams,
+        rng: np.random.Generator,
+        eve: Eavesdropper | None = None,
+        *,
+        chunk_pulses: int = 10_000_000,
+    ) -> None:
+        self.params = params
+        self._eve: Eavesdropper | None = eve
+        self._cut = False
+        self._train = PulseTrain(params, rng, eve, chunk_pulses=chunk_pulses)
+
+    # -- controls ---------------------------------------------------------
+    @property
+    def eve(self) -> Eavesdropper | None:
+        return self._eve
+
+    @property
+    def cut(self) -> bool:
+        return self._cut
+
+    def set_eve(self, eve: Eavesdropper | str | None) -> None:
+        """Start or stop an eavesdropper (an object, a spec such as ``"pns"``, or None)."""
+        self._eve = parse_eve(eve) if isinstance(eve, str) else eve
+        self._apply()
+
+    def set_cut(self, cut: bool) -> None:
+        """Cut (True) or restore (False) the fibre."""
+        self._cut = bool(cut)
+        self._apply()
+
+    def _apply(self) -> None:
+        model: ChannelModel | None = CutFibre() if self._cut else self._eve
+        self._train.eve = model
+
+    # -- the pulse train --------------------------------------------------
+    @property
+    def next_pulse(self) -> int:
+        return self._train.pulses_sent
+
+    def skip(self, n_pulses: int) -> None:
+        self._train.skip(int(n_pulses))
+
+    def emit(self, n_pulses: int) -> tuple[AliceEvents, BobChunk]:
+        """Sample the next ``n_pulses``: Alice's records and what reaches Bob."""
+        record = self._train.next_chunk(int(n_pulses))
+        return record.alice, BobChunk(record.first_pulse, record.n_pulses, record.bob)
+
+
+# -- Bob's half on the wire --------------------------------------------------------------
+
+_HEAD = struct.Struct("<QQIB")
+_DTYPES: tuple[type[np.unsignedinteger], ...] = (np.uint8, np.uint16, np.uint32, np.uint64)
+
+
+def _packed(bits: npt.NDArray[np.uint8] | npt.NDArray[np.bool_]) -> bytes:
+    return np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes()
+
+
+def encode_bob_chunk(chunk: BobChunk) -> bytes:
+    """Bob's chunk as bytes: header, delta-coded pulse indices, packed basis/bit/double bits."""
+    ev = chunk.events
+    n = len(ev)
+    deltas = np.diff(ev.pulse_index, prepend=np.int64(chunk.first_pulse))
+    top = int(deltas.max()) if n else 0
+    code = next(i for i, t in enumerate(_DTYPES) if top <= np.iinfo(t).max)
+    body = deltas.astype(f"<{np.dtype(_DTYPES[code]).str[1:]}").tobytes()
+    return (
+        _HEAD.pack(chunk.first_pulse, chunk.n_pulses, n, code)
+        + body
+        + _packed(ev.basis)
+        + _packed(ev.bit)
+        + _packed(ev.double_click)
+    )
+
+
+def decode_bob_chunk(data: bytes) -> BobChunk:
+    """Inverse of :func:`encode_bob_chunk`; :class:`ChannelError` on a malformed frame."""
+    if len(data) < _HEAD.size:
+        raise ChannelError("short quantum-channel frame")
+    first, n_pulses, n, code = _HEAD.unpack_from(data)
+    if code >= len(_DTYPES):
+        raise ChannelError(f"unknown index coding {code}")
+    dt = np.dtype(_DTYPES[code]).newbyteorder("<")
+    nb = (n + 7) // 8
+    if len(data) != _HEAD.size + n * dt.itemsize + 3 * nb:
+        raise ChannelError("quantum-channel frame length does not match its count")
+    off = _HEAD.size
+    deltas = np.frombuffer(data, dtype=dt, count=n, offset=off).astype(np.int64)
+    off += n * dt.itemsize
+    index = np.cumsum(deltas) + first
+    if n and (index[-1] >= first + n_pulses or (n > 1 and np.any(deltas[1:] == 0))):
+        raise ChannelError("detections outside the chunk's pulse range or repeated")
+
+    def bits(i: int) -> npt.NDArray[np.uint8]:
+        raw = np.frombuffer(data, dtype=np.uint8, count=nb, offset=off + i * nb)
+        return np.ascontiguousarray(np.unpackbits(raw)[:n])
+
+    events = BobEvents(
+        np.ascontiguousarray(index), bits(0), bits(1), bits(2).astype(np.bool_)
+    )
+    return BobChunk(int(first), int(n_pulses), events)

@@ -1,0 +1,357 @@
+"""The authenticated classical channel between the two ends of the link.
+
+Frame (every classical message)::
+
+    seq u64 | length u32 | payload (length bytes) | tag (32 bytes)
+
+``tag`` is the Wegman-Carter tag (:class:`qkdmeet.crypto.WegmanCarterMac`) of
+``seq | length | payload`` under the two ends' shared hash key and a fresh
+32-byte mask. Masks are indexed by ``seq``: the n-th message of a direction
+is masked with the n-th mask of that direction's pool, so a mask never
+serves two messages, and a lost message costs its mask at both ends.
+
+The receiver accepts only ``seq`` at or above the next expected one:
+
+- ``seq`` below it: :class:`ReplayError` (a replayed or duplicated frame);
+- a wrong tag: :class:`AuthenticationError` (the mask is spent);
+- a malformed frame: :class:`AuthenticationError`.
+
+Key (:class:`AuthKeys`): a pre-shared secret bootstraps the link: its first
+32 bytes are the hash key, the rest is split in two halves of masks, the
+first for transmitter -> receiver, the second for receiver -> transmitter.
+After every completed block both ends refill each direction's pool from the
+distilled key to :attr:`AuthKeys.target_masks` unused masks
+(:meth:`AuthKeys.refill`), in the same way, so the refill is simply
+subtracted from the key they deliver. ``spent_bits`` counts the key used on
+authentication (masks and the hash key), ``refilled_bits`` the link key
+kept back for it.
+
+Transports carry frames: :func:`memory_pair` (asyncio queues, with an
+optional tamper hook for tests) and :class:`StreamTransport` (asyncio
+streams over TCP, multiplexing the classical channel with the networked
+link's quantum-channel stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from qkdmeet.crypto.wegman_carter import HASH_KEY_BYTES, MASK_BYTES, TAG_BYTES, WegmanCarterMac
+
+log = logging.getLogger(__name__)
+
+_HEAD = struct.Struct("<QI")
+#: Largest classical payload accepted (a block's announcement of ~10^8 detections fits).
+MAX_PAYLOAD = 1 << 30
+
+
+class ClassicalChannelError(Exception):
+    """Base class of the classical channel's errors."""
+
+
+class AuthenticationError(ClassicalChannelError):
+    """A frame whose tag does not verify, or which is malformed."""
+
+
+class ReplayError(AuthenticationError):
+    """A frame whose sequence number was already used (replayed or duplicated)."""
+
+
+class AuthKeyExhausted(ClassicalChannelError):
+    """No unused mask left: the link needs a new pre-shared secret."""
+
+
+class ChannelClosed(ClassicalChannelError):
+    """The transport was closed."""
+
+
+# -- key -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pool:
+    """Masks of one direction: mask ``seq`` is at ``(seq - base) * MASK_BYTES``."""
+
+    data: bytearray
+    base: int = 0
+
+    @property
+    def end(self) -> int:
+        """One past the last seq with a mask."""
+        return self.base + len(self.data) // MASK_BYTES
+
+    def take(self, seq: int) -> bytes:
+        """The mask for ``seq``; every mask below it is discarded."""
+        if seq < self.base:
+            raise AuthKeyExhausted(f"mask {seq} was already used")
+        if seq >= self.end:
+            raise AuthKeyExhausted(
+                f"authentication key exhausted at message {seq} (masks up to {self.end})"
+            )
+        off = (seq - self.base) * MASK_BYTES
+        mask = bytes(self.data[off : off + MASK_BYTES])
+        del self.data[: off + MASK_BYTES]
+        self.base = seq + 1
+        return mask
+
+    def unused(self, next_seq: int) -> int:
+        return max(self.end - max(next_seq, self.base), 0)
+
+
+@dataclass
+class AuthKeys:
+    """The hash key and both directions' mask pools of one end (see the module docstring)."""
+
+    hash_key: bytes
+    outgoing: _Pool
+    incoming: _Pool
+    target_masks: int
+    spent_bits: int = HASH_KEY_BYTES * 8
+    refilled_bits: int = 0
+    _sent_masks: int = field(default=0, repr=False)
+
+    @classmethod
+    def from_secret(
+        cls, secret: bytes, *, transmitter: bool, target_masks: int | None = None
+    ) -> AuthKeys:
+        """Split a pre-shared secret: hash key, then transmitter's masks, then receiver's."""
+        per_direction = (len(secret) - HASH_KEY_BYTES) // (2 * MASK_BYTES)
+        if per_direction < 8:
+            raise ValueError(
+                f"pre-shared secret of {len(secret)} bytes is too short: it needs "
+                f"{HASH_KEY_BYTES} bytes of hash key and at least 8 masks of {MASK_BYTES} bytes "
+                "per direction (use at least 64 KiB for real blocks)"
+            )
+        body = secret[HASH_KEY_BYTES:]
+        half = per_direction * MASK_BYTES
+        a_to_b, b_to_a = bytearray(body[:half]), bytearray(body[half : 2 * half])
+        out, inc = (a_to_b, b_to_a) if transmitter else (b_to_a, a_to_b)
+        target = per_direction if target_masks is None else target_masks
+        return cls(bytes(secret[:HASH_KEY_BYTES]), _Pool(out), _Pool(inc), target)
+
+    def refill_bytes(self, next_out: int, next_in: int) -> tuple[int, int]:
+        """Bytes of key each direction needs (outgoing, incoming) to get back to the target."""
+        need_out = max(self.target_masks - self.outgoing.unused(next_out), 0) * MASK_BYTES
+        need_in = max(self.target_masks - self.incoming.unused(next_in), 0) * MASK_BYTES
+        return need_out, need_in
+
+    def refill(self, key: bytes, next_out: int, next_in: int, *, transmitter: bool) -> int:
+        """Top both pools up from ``key`` (the transmitter's direction first); bytes taken.
+
+        Both ends call this with the same key and sequence numbers, so both
+        pools stay equal at the two ends.
+        """
+        need_out, need_in = self.refill_bytes(next_out, next_in)
+        need_ab, need_ba = (need_out, need_in) if transmitter else (need_in, need_out)
+        need_ab = min(need_ab, len(key) // MASK_BYTES * MASK_BYTES)
+        need_ba = min(need_ba, (len(key) - need_ab) // MASK_BYTES * MASK_BYTES)
+        ab, ba = key[:need_ab], key[need_ab : need_ab + need_ba]
+        out, inc = (ab, ba) if transmitter else (ba, ab)
+        self.outgoing.data += out
+        self.incoming.data += inc
+        taken = need_ab + need_ba
+        self.refilled_bits += taken * 8
+        return taken
+
+
+# -- transports ------------------------------------------------------------------------
+
+
+class FrameTransport(Protocol):
+    """Carries whole classical frames, in order."""
+
+    async def send(self, frame: bytes) -> None: ...
+
+    async def recv(self) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
+Tamper = Callable[[bytes], list[bytes]]
+
+
+class MemoryTransport:
+    """One end of an in-memory frame pipe (see :func:`memory_pair`)."""
+
+    def __init__(
+        self,
+        inbox: asyncio.Queue[bytes | None],
+        outbox: asyncio.Queue[bytes | None],
+        tamper: Tamper | None = None,
+    ) -> None:
+        self._inbox = inbox
+        self._outbox = outbox
+        #: Man in the middle on this end's outgoing frames: returns the frames to deliver.
+        self.tamper = tamper
+        self._closed = False
+
+    async def send(self, frame: bytes) -> None:
+        if self._closed:
+            raise ChannelClosed("transport closed")
+        for f in self.tamper(frame) if self.tamper else [frame]:
+            self._outbox.put_nowait(f)
+
+    async def recv(self) -> bytes:
+        frame = await self._inbox.get()
+        if frame is None:
+            self._inbox.put_nowait(None)
+            raise ChannelClosed("transport closed")
+        return frame
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._outbox.put_nowait(None)
+            self._inbox.put_nowait(None)
+
+
+def memory_pair() -> tuple[MemoryTransport, MemoryTransport]:
+    """Two connected in-memory transports (transmitter's end, receiver's end)."""
+    ab: asyncio.Queue[bytes | None] = asyncio.Queue()
+    ba: asyncio.Queue[bytes | None] = asyncio.Queue()
+    return MemoryTransport(ba, ab), MemoryTransport(ab, ba)
+
+
+#: Stream kinds multiplexed on one TCP connection.
+KIND_CLASSICAL = 0
+KIND_QUANTUM = 1
+_MUX = struct.Struct("<BI")
+
+
+class StreamTransport:
+    """Frames over an asyncio stream, classical and quantum-channel frames multiplexed.
+
+    ``recv()`` returns classical frames; quantum-channel frames go to
+    ``quantum`` (a queue, ``None`` once the connection ends). A reader task
+    (started by :meth:`start`, stopped by :meth:`close`) demultiplexes.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._classical: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.quantum: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.dropped = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._read_loop(), name="qkd-stream-reader")
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                head = await self._reader.readexactly(_MUX.size)
+                kind, length = _MUX.unpack(head)
+                if length > MAX_PAYLOAD + 64:
+                    log.warning("dropping connection: frame of %d bytes", length)
+                    break
+                body = await self._reader.readexactly(length)
+                if kind == KIND_CLASSICAL:
+                    self._classical.put_nowait(body)
+                elif kind == KIND_QUANTUM:
+                    self.quantum.put_nowait(body)
+                else:
+                    self.dropped += 1
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            self._classical.put_nowait(None)
+            self.quantum.put_nowait(None)
+
+    async def _write(self, kind: int, frame: bytes) -> None:
+        if self._writer.is_closing():
+            raise ChannelClosed("connection closed")
+        async with self._lock:
+            try:
+                self._writer.write(_MUX.pack(kind, len(frame)))
+                self._writer.write(frame)
+                await self._writer.drain()
+            except (ConnectionError, OSError) as exc:
+                raise ChannelClosed(f"connection lost: {exc}") from exc
+
+    async def send(self, frame: bytes) -> None:
+        await self._write(KIND_CLASSICAL, frame)
+
+    async def send_quantum(self, frame: bytes) -> None:
+        await self._write(KIND_QUANTUM, frame)
+
+    async def recv(self) -> bytes:
+        frame = await self._classical.get()
+        if frame is None:
+            self._classical.put_nowait(None)
+            raise ChannelClosed("connection closed")
+        return frame
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._writer.wait_closed()
+
+
+# -- the authenticated channel ---------------------------------------------------------
+
+
+class AuthenticatedChannel:
+    """Sequence-numbered, Wegman-Carter-authenticated messages over a :class:`FrameTransport`."""
+
+    def __init__(self, transport: FrameTransport, keys: AuthKeys) -> None:
+        self.transport = transport
+        self.keys = keys
+        self._mac = WegmanCarterMac(keys.hash_key)
+        self.next_send = keys.outgoing.base
+        self.next_recv = keys.incoming.base
+        self.sent = 0
+        self.received = 0
+        self.rejected = 0
+        self.replayed = 0
+
+    async def send(self, payload: bytes) -> None:
+        if len(payload) > MAX_PAYLOAD:
+            raise ValueError(f"classical message of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+        seq = self.next_send
+        mask = self.keys.outgoing.take(seq)
+        self.next_send = seq + 1
+        self.keys.spent_bits += MASK_BYTES * 8
+        head = _HEAD.pack(seq, len(payload))
+        tag = self._mac.tag(head + payload, mask)
+        await self.transport.send(b"".join((head, payload, tag)))
+        self.sent += 1
+
+    async def recv(self) -> bytes:
+        """The next authentic message, or :class:`AuthenticationError` / :class:`ReplayError`."""
+        frame = await self.transport.recv()
+        if len(frame) < _HEAD.size + TAG_BYTES:
+            self.rejected += 1
+            raise AuthenticationError(f"malformed classical frame of {len(frame)} bytes")
+        seq, length = _HEAD.unpack_from(frame)
+        if length != len(frame) - _HEAD.size - TAG_BYTES:
+            self.rejected += 1
+            raise AuthenticationError("classical frame length does not match its header")
+        if seq < self.next_recv:
+            self.rejected += 1
+            self.replayed += 1
+            raise ReplayError(
+                f"replayed classical message (seq {seq}, expected >= {self.next_recv})"
+            )
+        mask = self.keys.incoming.take(seq)
+        self.keys.spent_bits += MASK_BYTES * 8 * (seq + 1 - self.next_recv)  # lost ones too
+        self.next_recv = seq + 1
+        body = frame[: len(frame) - TAG_BYTES]
+        if not self._mac.verify(body, mask, frame[len(frame) - TAG_BYTES :]):
+            self.rejected += 1
+            raise AuthenticationError(f"classical message {seq} failed authentication")
+        self.received += 1
+        return frame[_HEAD.size : len(frame) - TAG_BYTES]

@@ -1,0 +1,598 @@
+"""The real-time link: the device's pulse train in wall-clock time, distilled block by block.
+
+:class:`QkdLink` runs both ends in this process (the CLI's ``simulate``, the
+benchmark, ``qkdmeet kme pair --link qkd``); :class:`TransmitterNode` and
+:class:`ReceiverNode` run one end each, talking over TCP (``qkdmeet qkd
+transmitter|receiver``, a KME's ``[qkd]`` table). Each is started with
+``start()`` and stopped with ``stop()``, which cancels and awaits every task
+it owns.
+
+The source (:class:`PulseSource`) samples chunks of pulses as the device's
+clock produces them: pulse ``k`` is due ``k / clock_hz`` seconds after the
+start. When the post-processing cannot keep up (the transmitter holds more
+than ``backlog_blocks`` blocks' worth of unannounced detections) the source
+waits, and the pulses the device sent meanwhile are skipped, never sampled
+(``pulses_skipped``): the rates reported are per wall-clock second, honestly
+below the device's when the CPU falls behind. With ``realtime=False`` the
+source runs as fast as the CPU allows (the benchmark's throughput mode).
+
+Live figures: :meth:`QkdLink.stats` (and the nodes' ``stats()``) return a
+JSON-ready dict; see :func:`end_stats` for the fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+
+from qkdmeet.qkd import finite_key as fk
+from qkdmeet.qkd import optics
+from qkdmeet.qkd.channel import (
+    BobChunk,
+    ChannelError,
+    QuantumChannel,
+    decode_bob_chunk,
+    encode_bob_chunk,
+)
+from qkdmeet.qkd.classical import (
+    AuthenticatedChannel,
+    AuthKeys,
+    ChannelClosed,
+    ClassicalChannelError,
+    StreamTransport,
+    memory_pair,
+)
+from qkdmeet.qkd.eve import Eavesdropper, parse_eve
+from qkdmeet.qkd.params import LinkParams, get_preset
+from qkdmeet.qkd.protocol import ProtocolConfig, Receiver, Transmitter, _End
+from qkdmeet.qkd.sink import KeySink, ListSink
+
+log = logging.getLogger(__name__)
+
+#: Sifted X bits per real-time block (chosen by measurement, see qkd/bench.py).
+DEFAULT_BLOCK_BITS = 4_000_000
+#: Pulses sampled per chunk (10 ms of a 1 GHz clock).
+DEFAULT_CHUNK_PULSES = 10_000_000
+
+
+def link_params(
+    preset: str = "toshiba",
+    *,
+    loss_db: float | None = None,
+    distance_km: float | None = None,
+    block_bits: int = DEFAULT_BLOCK_BITS,
+    optimise: bool = True,
+) -> LinkParams:
+    """A preset at a channel loss, with intensities optimised for blocks of ``block_bits``."""
+    p = get_preset(preset)
+    if loss_db is not None and distance_km is not None:
+        raise ValueError("give the channel as a loss in dB or a distance in km, not both")
+    if loss_db is not None:
+        p = p.with_loss_db(loss_db)
+    elif distance_km is not None:
+        p = p.with_distance_km(distance_km)
+    p = dataclasses.replace(p, n_x=max(int(block_bits), 100), eps_sec_per_bit=None)
+    return fk.optimise_intensities(p) if optimise else p
+
+
+def bootstrap_secret(nbytes: int = 32 + 2 * 4096 * 32) -> bytes:
+    """A fresh pre-shared secret (hash key and 4096 masks per direction by default)."""
+    return os.urandom(nbytes)
+
+
+def _model_figures(params: LinkParams) -> dict[str, float]:
+    return {
+        "model_secure_key_rate_bps": fk.model_secure_key_rate_bps(params),
+        "asymptotic_key_rate_bps": fk.asymptotic_key_rate_bps(params),
+        "model_qber": optics.average_qber(params),
+        "model_sifted_rate_bps": optics.sifted_x_rate_hz(params),
+    }
+
+
+def end_stats(end: _End, elapsed: float) -> dict[str, Any]:
+    """One end's live figures.
+
+    ``blocks`` / ``aborted_blocks``; ``secure_bits`` delivered to the sink and
+    ``secure_key_rate_bps`` (per wall-clock second since the start);
+    ``sifted_bits``/``sifted_rate_bps``; ``qber``, ``phase_error_bound``,
+    ``ec_efficiency`` (of the last block with key; qber falls back to the Z
+    estimate); ``auth_key_spent_bits`` (masks and hash key used),
+    ``auth_key_refilled_bits`` (distilled key kept back for authentication);
+    ``stage_seconds`` (busy time per post-processing stage) and
+    ``abort_reasons``.
+    """
+    s = end.stats
+    good = [r for r in s.reports if r.ok and r.secure_bits + r.auth_bits > 0]
+    last_ok = good[-1] if good else None
+    last = s.last
+    effs = [r.ec_efficiency for r in good if math.isfinite(r.ec_efficiency)]
+    qber = math.nan
+    if last_ok is not None and math.isfinite(last_ok.qber_x):
+        qber = last_ok.qber_x
+    elif last is not None:
+        qber = last.qber_z
+    keys = end.channel.keys
+    return {
+        "blocks": s.blocks,
+        "aborted_blocks": s.aborted_blocks,
+        "secure_bits": s.secure_bits,
+        "secure_key_rate_bps": s.secure_bits / elapsed if elapsed > 0 else 0.0,
+        "sifted_bits": s.sifted_bits,
+        "sifted_rate_bps": s.sifted_bits / elapsed if elapsed > 0 else 0.0,
+        "qber": qber,
+        "phase_error_bound": last.phase_error_bound if last is not None else math.nan,
+        "ec_efficiency": sum(effs) / len(effs) if effs else math.nan,
+        "ec_leaked_bits": s.leaked_bits,
+        "auth_key_spent_bits": keys.spent_bits,
+        "auth_key_refilled_bits": keys.refilled_bits,
+        "auth_masks_left": keys.outgoing.unused(end.channel.next_send)
+        + keys.incoming.unused(end.channel.next_recv),
+        "stale_messages": s.stale_messages,
+        "rejected_messages": end.channel.rejected,
+        "abort_reasons": dict(s.abort_reasons),
+        "stage_seconds": dict(s.stage_seconds),
+        "last_block": last.as_dict() if last is not None else None,
+    }
+
+
+class PulseSource:
+    """Samples the quantum channel in (at most) real time; see the module docstring."""
+
+    def __init__(
+        self,
+        channel: QuantumChannel,
+        transmitter: Transmitter,
+        deliver: Callable[[BobChunk], Awaitable[None]],
+        *,
+        block_bits: int,
+        realtime: bool = True,
+        backlog_blocks: float = 2.0,
+        chunk_pulses: int = DEFAULT_CHUNK_PULSES,
+    ) -> None:
+        self.channel = channel
+        self.transmitter = transmitter
+        self.deliver = deliver
+        self.realtime = realtime
+        self.chunk_pulses = chunk_pulses
+        p = channel.params
+        det_per_x = 1.0 / max(p.q_x**2, 1e-9)
+        self.backlog_detections = int(backlog_blocks * block_bits * det_per_x) + chunk_pulses // 8
+        self.pulses_skipped = 0
+        self.sampling_seconds = 0.0
+        self.started = 0.0
+
+    @property
+    def pulses_sent(self) -> int:
+        return self.channel.next_pulse
+
+    async def run(self) -> None:
+        clock = self.channel.params.clock_hz
+        self.started = time.perf_counter()
+        max_lag = self.chunk_pulses * 4
+        while True:
+            if self.transmitter.buffered_detections > self.backlog_detections:
+                await asyncio.sleep(0.005)
+                continue
+            n = self.chunk_pulses
+            if self.realtime:
+                due = (time.perf_counter() - self.started) * clock
+                ahead = self.channel.next_pulse + n - due
+                if ahead > 0:
+                    await asyncio.sleep(min(ahead / clock, 0.05))
+                    continue
+                lag = int(-ahead)
+                if lag > max_lag:
+                    self.channel.skip(lag)
+                    self.pulses_skipped += lag
+            t0 = time.perf_counter()
+            alice, bob = await asyncio.to_thread(self.channel.emit, n)
+            self.sampling_seconds += time.perf_counter() - t0
+            self.transmitter.feed(alice)
+            await self.deliver(bob)
+
+    def stats(self) -> dict[str, Any]:
+        p = self.channel.params
+        return {
+            "pulses_sent": self.pulses_sent,
+            "pulses_skipped": self.pulses_skipped,
+            "device_seconds": self.pulses_sent / p.clock_hz,
+            "sampled_device_seconds": (self.pulses_sent - self.pulses_skipped) / p.clock_hz,
+            "sampling_seconds": self.sampling_seconds,
+            "eve": str(self.channel.eve) if self.channel.eve is not None else None,
+            "cut": self.channel.cut,
+        }
+
+
+async def _cancel(task: asyncio.Task[Any] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _log_task_end(task: asyncio.Task[Any]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None and not isinstance(exc, ChannelClosed):
+        log.error("QKD link task %s stopped: %s", task.get_name(), exc, exc_info=exc)
+
+
+class QkdLink:
+    """Both ends of the link in this process, with an in-memory authenticated channel.
+
+    ``sinks``: (Alice's, Bob's) key sinks (default: two :class:`ListSink`).
+    ``seed`` makes the run reproducible (source, seeds, Cascade); None draws
+    from the OS. ``secret``: the pre-shared bootstrap secret (default: fresh).
+    """
+
+    def __init__(
+        self,
+        params: LinkParams,
+        *,
+        config: ProtocolConfig | None = None,
+        sinks: tuple[KeySink, KeySink] | None = None,
+        secret: bytes | None = None,
+        seed: int | None = None,
+        eve: Eavesdropper | str | None = None,
+        realtime: bool = True,
+        backlog_blocks: float = 2.0,
+        chunk_pulses: int = DEFAULT_CHUNK_PULSES,
+        first_block: int = 0,
+    ) -> None:
+        self.params = params
+        self.config = config or ProtocolConfig(block_bits=DEFAULT_BLOCK_BITS)
+        self.sinks: tuple[KeySink, KeySink] = sinks or (ListSink(), ListSink())
+        seeds = np.random.SeedSequence(seed).spawn(3)
+        secret = secret if secret is not None else bootstrap_secret()
+        ta, tb = memory_pair()
+        self.transports = (ta, tb)
+        self.alice = Transmitter(
+            params,
+            AuthenticatedChannel(ta, AuthKeys.from_secret(secret, transmitter=True)),
+            self.sinks[0],
+            self.config,
+            first_block=first_block,
+            rng=np.random.default_rng(seeds[0]),
+        )
+        self.bob = Receiver(
+            params,
+            AuthenticatedChannel(tb, AuthKeys.from_secret(secret, transmitter=False)),
+            self.sinks[1],
+            self.config,
+            first_block=first_block,
+            seed=int(seeds[1].generate_state(1)[0]),
+        )
+        self.channel = QuantumChannel(
+            params,
+            np.random.default_rng(seeds[2]),
+            parse_eve(eve) if isinstance(eve, str) else eve,
+            chunk_pulses=chunk_pulses,
+        )
+
+        async def to_bob(chunk: BobChunk) -> None:
+            self.bob.feed(chunk)
+
+        self.source = PulseSource(
+            self.channel,
+            self.alice,
+            to_bob,
+            block_bits=self.config.block_bits,
+            realtime=realtime,
+            backlog_blocks=backlog_blocks,
+            chunk_pulses=chunk_pulses,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = 0.0
+        self._model = _model_figures(params)
+
+    async def start(self) -> None:
+        if self._tasks:
+            raise RuntimeError("QKD link already started")
+        self._started = time.perf_counter()
+        for name, coro in (
+            ("qkd-alice", self.alice.run()),
+            ("qkd-bob", self.bob.run()),
+            ("qkd-source", self.source.run()),
+        ):
+            task = asyncio.create_task(coro, name=name)
+            task.add_done_callback(_log_task_end)
+            self._tasks.append(task)
+
+    async def stop(self) -> None:
+        for task in reversed(self._tasks):
+            await _cancel(task)
+        self._tasks = []
+        for t in self.transports:
+            await t.close()
+
+    async def __aenter__(self) -> QkdLink:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def failed(self) -> BaseException | None:
+        """The exception that stopped one of the link's tasks, if any."""
+        for t in self._tasks:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                return t.exception()
+        return None
+
+    def set_eve(self, eve: Eavesdropper | str | None) -> None:
+        self.channel.set_eve(eve)
+
+    def set_cut(self, cut: bool) -> None:
+        self.channel.set_cut(cut)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._started if self._started else 0.0
+
+    async def wait_blocks(self, count: int, *, include_aborted: bool = True) -> None:
+        """Wait until Bob has finished ``count`` blocks (raises if a task failed)."""
+        while True:
+            s = self.bob.stats
+            done = s.blocks + (s.aborted_blocks if include_aborted else 0)
+            a = self.alice.stats
+            if done >= count and a.blocks + a.aborted_blocks >= done:
+                return
+            if self.failed is not None:
+                raise RuntimeError(f"QKD link stopped: {self.failed}") from self.failed
+            await asyncio.sleep(0.01)
+
+    def stats(self) -> dict[str, Any]:
+        """Receiver-side figures (Bob's), the source's, the model's, both ends' stage times."""
+        elapsed = self.elapsed()
+        out = end_stats(self.bob, elapsed)
+        out["elapsed_s"] = elapsed
+        out.update(self.source.stats())
+        out.update(self._model)
+        out["stage_seconds"] = {
+            "sampling": self.source.sampling_seconds,
+            "alice": dict(self.alice.stats.stage_seconds),
+            "bob": dict(self.bob.stats.stage_seconds),
+        }
+        out["alice_secure_bits"] = self.alice.stats.secure_bits
+        out["block_bits"] = self.config.block_bits
+        out["loss_db"] = self.params.loss_db
+        return out
+
+
+# -- networked ends ---------------------------------------------------------------------
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too); ValueError naming the problem otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"address must be HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+class TransmitterNode:
+    """Alice's site: the source and the transmitter, listening for the receiver on TCP.
+
+    One receiver connection at a time; when it drops, the transmitter waits
+    for the next and goes on with the same authentication key state and
+    block numbering.
+    """
+
+    def __init__(
+        self,
+        params: LinkParams,
+        listen: str,
+        sink: KeySink,
+        secret: bytes,
+        *,
+        config: ProtocolConfig | None = None,
+        seed: int | None = None,
+        eve: Eavesdropper | str | None = None,
+        first_block: int = 0,
+        realtime: bool = True,
+        chunk_pulses: int = DEFAULT_CHUNK_PULSES,
+    ) -> None:
+        self.params = params
+        self.host, self.port = parse_address(listen)
+        self.sink = sink
+        self.config = config or ProtocolConfig(block_bits=DEFAULT_BLOCK_BITS)
+        seeds = np.random.SeedSequence(seed).spawn(2)
+        self.keys = AuthKeys.from_secret(secret, transmitter=True)
+        self._rng = np.random.default_rng(seeds[0])
+        self.channel = QuantumChannel(
+            params,
+            np.random.default_rng(seeds[1]),
+            parse_eve(eve) if isinstance(eve, str) else eve,
+            chunk_pulses=chunk_pulses,
+        )
+        self.next_block = first_block
+        self.realtime = realtime
+        self.chunk_pulses = chunk_pulses
+        self.actor: Transmitter | None = None
+        self.source: PulseSource | None = None
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._session: asyncio.Task[None] | None = None
+        self._started = 0.0
+        self._model = _model_figures(params)
+
+    async def start(self) -> None:
+        self._started = time.perf_counter()
+        self._server = await asyncio.start_server(self._on_connect, self.host, self.port)
+        if self.port == 0:
+            self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._session is not None and not self._session.done():
+            writer.close()  # one receiver at a time
+            return
+        self._session = asyncio.current_task()  # type: ignore[assignment]
+        self.connections += 1
+        transport = StreamTransport(reader, writer)
+        transport.start()
+        actor = Transmitter(
+            self.params,
+            AuthenticatedChannel(transport, self.keys),
+            self.sink,
+            self.config,
+            first_block=self.next_block,
+            rng=self._rng,
+        )
+        if self.actor is not None:
+            actor.stats = self.actor.stats
+        self.actor = actor
+
+        async def send(chunk: BobChunk) -> None:
+            await transport.send_quantum(encode_bob_chunk(chunk))
+
+        self.source = PulseSource(
+            self.channel, actor, send, block_bits=self.config.block_bits,
+            realtime=self.realtime, chunk_pulses=self.chunk_pulses,
+        )  # fmt: skip
+        source = asyncio.create_task(self.source.run(), name="qkd-source")
+        try:
+            await actor.run()
+        except (ClassicalChannelError, ConnectionError) as exc:
+            log.warning("QKD transmitter: receiver connection ended: %s", exc)
+        finally:
+            self.next_block = actor.next_block
+            await _cancel(source)
+            await transport.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        await _cancel(self._session)
+        self._session = None
+
+    def set_eve(self, eve: Eavesdropper | str | None) -> None:
+        self.channel.set_eve(eve)
+
+    def set_cut(self, cut: bool) -> None:
+        self.channel.set_cut(cut)
+
+    def stats(self) -> dict[str, Any]:
+        elapsed = time.perf_counter() - self._started if self._started else 0.0
+        out: dict[str, Any] = {"role": "transmitter", "elapsed_s": elapsed,
+                               "connections": self.connections}  # fmt: skip
+        if self.actor is not None:
+            out.update(end_stats(self.actor, elapsed))
+        if self.source is not None:
+            out.update(self.source.stats())
+            out["stage_seconds"] = {
+                "sampling": self.source.sampling_seconds,
+                **out.get("stage_seconds", {}),
+            }
+        out["eve"] = str(self.channel.eve) if self.channel.eve is not None else None
+        out["cut"] = self.channel.cut
+        out.update(self._model)
+        return out
+
+
+class ReceiverNode:
+    """Bob's site: connects to the transmitter (retrying) and runs the receiver."""
+
+    def __init__(
+        self,
+        params: LinkParams,
+        connect: str,
+        sink: KeySink,
+        secret: bytes,
+        *,
+        config: ProtocolConfig | None = None,
+        seed: int | None = None,
+        first_block: int = 0,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self.params = params
+        self.host, self.port = parse_address(connect)
+        self.sink = sink
+        self.config = config or ProtocolConfig(block_bits=DEFAULT_BLOCK_BITS)
+        self.keys = AuthKeys.from_secret(secret, transmitter=False)
+        self._seed = seed
+        self.next_block = first_block
+        self.retry_seconds = retry_seconds
+        self.actor: Receiver | None = None
+        self.connections = 0
+        self.bad_frames = 0
+        self._task: asyncio.Task[None] | None = None
+        self._started = 0.0
+        self._model = _model_figures(params)
+
+    async def start(self) -> None:
+        self._started = time.perf_counter()
+        self._task = asyncio.create_task(self._run(), name="qkd-receiver")
+        self._task.add_done_callback(_log_task_end)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+            except OSError as exc:
+                log.info("QKD receiver: cannot reach %s:%d (%s)", self.host, self.port, exc)
+                await asyncio.sleep(self.retry_seconds)
+                continue
+            await self._session(reader, writer)
+            await asyncio.sleep(self.retry_seconds)
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        transport = StreamTransport(reader, writer)
+        transport.start()
+        actor = Receiver(
+            self.params,
+            AuthenticatedChannel(transport, self.keys),
+            self.sink,
+            self.config,
+            first_block=self.next_block,
+            seed=self._seed,
+        )
+        if self.actor is not None:
+            actor.stats = self.actor.stats
+        self.actor = actor
+
+        async def fibre() -> None:
+            while (frame := await transport.quantum.get()) is not None:
+                try:
+                    actor.feed(decode_bob_chunk(frame))
+                except ChannelError as exc:
+                    self.bad_frames += 1
+                    log.debug("dropping quantum-channel frame: %s", exc)
+
+        feed = asyncio.create_task(fibre(), name="qkd-fibre")
+        try:
+            await actor.run()
+        except (ClassicalChannelError, ConnectionError) as exc:
+            log.warning("QKD receiver: transmitter connection ended: %s", exc)
+        finally:
+            self.next_block = actor.next_block
+            await _cancel(feed)
+            await transport.close()
+
+    async def stop(self) -> None:
+        await _cancel(self._task)
+        self._task = None
+
+    def stats(self) -> dict[str, Any]:
+        elapsed = time.perf_counter() - self._started if self._started else 0.0
+        out: dict[str, Any] = {"role": "receiver", "elapsed_s": elapsed,
+                               "connections": self.connections}  # fmt: skip
+        if self.actor is not None:
+            out.update(end_stats(self.actor, elapsed))
+            out["detections"] = self.actor.detections_received
+        out["bad_quantum_frames"] = self.bad_frames
+        out.update(self._model)
+        return out

@@ -1,0 +1,715 @@
+"""The two ends of the link, actors that share nothing: :class:`Transmitter`, :class:`Receiver`.
+
+Each holds only its own half of the quantum channel's output (Alice: her
+source's records; Bob: his detections, :class:`~qkdmeet.qkd.channel.BobChunk`)
+and talks to the other only through an
+:class:`~qkdmeet.qkd.classical.AuthenticatedChannel`.
+
+One block (messages in :mod:`qkdmeet.qkd.messages`):
+
+1. Bob collects detections until about ``block_bits`` sifted X bits are
+   expected, and ANNOUNCEs the block: its pulse range, his detections' pulse
+   indices and bases.
+2. Alice answers (SIFT_REPLY) with her basis and intensity for every
+   announced detection and her Z-basis bits; both now hold the sifted X and
+   Z sets (:mod:`qkdmeet.qkd.kernels.sifting`).
+3. Bob sends his Z bits (ESTIMATE). Both count the Z errors per intensity and
+   compute the decoy-state bounds of Lim et al. 2014
+   (:func:`qkdmeet.qkd.finite_key.estimate`) from the block's own counts;
+   the block is aborted when the phase-error bound reaches the tolerance or
+   the single-photon bound collapses. Otherwise ESTIMATE also carries
+   Cascade's INIT request.
+4. Cascade (EC_REQUEST / EC_REPLY ... EC_DONE); both count the disclosed
+   parity bits, lambda_EC.
+5. Alice computes l = secret_key_length(estimate, lambda_EC) and sends
+   VERIFY: l, a verification seed and her tag, and the privacy-amplification
+   seed. Bob checks l, compares tags and answers VERDICT (with both
+   directions' sequence numbers, which must agree).
+6. Both hash to l bits (rounded down to bytes), top up the authentication
+   key pools from the result (:meth:`qkdmeet.qkd.classical.AuthKeys.refill`)
+   and hand the rest to their :class:`~qkdmeet.qkd.sink.KeySink` as block
+   ``block_id``.
+
+A block that fails anywhere (bounds, verification, an unauthentic or
+unexpected message, a peer's ABORT) gives no key at either end and is
+reported; the link goes on with the next block. Only a closed channel or an
+exhausted authentication key stops an actor.
+
+Numeric work runs in worker threads (the kernels release the GIL), so the
+event loop stays responsive and the two ends use two cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from qkdmeet.qkd import finite_key as fk
+from qkdmeet.qkd import messages as m
+from qkdmeet.qkd.channel import BobChunk
+from qkdmeet.qkd.classical import (
+    AuthenticatedChannel,
+    AuthenticationError,
+)
+from qkdmeet.qkd.events import AliceEvents, BobEvents
+from qkdmeet.qkd.kernels import (
+    ReconcilerAlice,
+    ReconcilerBob,
+    ReconciliationError,
+    SiftingError,
+    SiftResult,
+    VerificationError,
+    alice_sift,
+    amplification_seed_bits,
+    amplify,
+    bob_sift,
+    pack_bits,
+    unpack_bits,
+    verification_seed_bits,
+    verification_tag,
+    verification_tag_bits,
+    z_errors_per_intensity,
+)
+from qkdmeet.qkd.kernels.privacy import PrivacyAmplificationError
+from qkdmeet.qkd.kernels.sifting import UNKNOWN_BASIS
+from qkdmeet.qkd.params import LinkParams
+from qkdmeet.qkd.sink import KeyBlock, KeySink
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Floor and ceiling of the QBER estimate that sizes Cascade's first blocks.
+_QBER_FLOOR, _QBER_CEIL = 0.005, 0.25
+_BLOCK_ERRORS = (
+    AuthenticationError,
+    m.ProtocolError,
+    SiftingError,
+    ReconciliationError,
+    VerificationError,
+    PrivacyAmplificationError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolConfig:
+    """What both ends must agree on (checked in HELLO through :meth:`fingerprint`).
+
+    ``block_bits``: target sifted X bits per block; ``pa_family``: the
+    privacy-amplification hash family; ``link_id``: names the link in key blocks.
+    """
+
+    block_bits: int = 1_000_000
+    pa_family: str = "multiply-add-shift"
+    link_id: str = "link-ab"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.block_bits, int) or self.block_bits < 1000:
+            raise ValueError(f"block_bits must be an integer >= 1000, got {self.block_bits!r}")
+        if self.pa_family not in ("toeplitz", "multiply-add-shift"):
+            raise ValueError(f"unknown privacy amplification family {self.pa_family!r}")
+
+    def fingerprint(self, params: LinkParams) -> bytes:
+        public = (
+            params.mu, params.p_mu, params.q_x, params.eps_sec, params.eps_cor,
+            self.block_bits, self.pa_family, self.link_id, m.PROTOCOL_VERSION,
+        )  # fmt: skip
+        return hashlib.sha256(repr(public).encode()).digest()[:16]
+
+
+@dataclass
+class BlockReport:
+    """What one block gave (the same at both ends for the shared fields)."""
+
+    block_id: int
+    ok: bool
+    reason: str = ""
+    pulses: int = 0
+    detections: int = 0
+    n_x: int = 0
+    n_z: int = 0
+    counts: fk.DecoyCounts | None = None
+    qber_z: float = math.nan
+    qber_x: float = math.nan
+    phase_error_bound: float = math.nan
+    s_x1: float = math.nan
+    leaked_bits: int = 0
+    key_length: int = 0  # l from eq. 1 (bits)
+    auth_bits: int = 0  # kept back for authentication
+    secure_bits: int = 0  # delivered to the sink
+    ec_efficiency: float = math.nan
+    ec_rounds: int = 0
+    finished_at: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "counts"}
+        if self.counts is not None:
+            out["counts"] = {"n_x": self.counts.n_x, "n_z": self.counts.n_z, "m_z": self.counts.m_z}
+        return out
+
+
+@dataclass
+class EndStats:
+    """Counters of one end."""
+
+    blocks: int = 0
+    aborted_blocks: int = 0
+    secure_bits: int = 0
+    auth_bits: int = 0
+    sifted_bits: int = 0
+    leaked_bits: int = 0
+    stale_messages: int = 0
+    abort_reasons: dict[str, int] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    last: BlockReport | None = None
+    reports: list[BlockReport] = field(default_factory=list)
+
+
+class PeerAbort(Exception):
+    """The other end aborted the block."""
+
+
+def _decision(counts: fk.DecoyCounts, params: LinkParams) -> tuple[fk.DecoyEstimate, str]:
+    """The estimate and the abort reason ('' to go on): the same function at both ends."""
+    est = fk.estimate(counts, params)
+    if counts.total_x == 0 or counts.total_z == 0:
+        return est, "no sifted detections"
+    if not est.s_x1 > 0.0:
+        return est, "single-photon bound collapsed (s_X1 = 0)"
+    if est.aborted:
+        return est, f"phase-error bound {est.phi_x:.3g} at or above tolerance"
+    return est, ""
+
+
+class _End:
+    """What both actors share: messaging, timing, reporting."""
+
+    transmitter: bool
+
+    def __init__(
+        self,
+        params: LinkParams,
+        channel: AuthenticatedChannel,
+        sink: KeySink,
+        config: ProtocolConfig,
+        *,
+        first_block: int = 0,
+    ) -> None:
+        self.params = params
+        self.channel = channel
+        self.sink = sink
+        self.config = config
+        self.next_block = first_block
+        self.stats = EndStats()
+        self._keep_reports = 1000
+        self.on_block: Callable[[BlockReport], None] | None = None
+        #: Seconds to wait for the peer's next message inside a block before aborting it.
+        self.recv_timeout = 120.0
+
+    async def _timed(self, stage: str, fn: Callable[..., T], *args: Any) -> T:
+        t0 = time.perf_counter()
+        try:
+            return await asyncio.to_thread(fn, *args)
+        finally:
+            d = self.stats.stage_seconds
+            d[stage] = d.get(stage, 0.0) + time.perf_counter() - t0
+
+    def _inline(self, stage: str, t0: float) -> None:
+        d = self.stats.stage_seconds
+        d[stage] = d.get(stage, 0.0) + time.perf_counter() - t0
+
+    async def _send(self, kind: int, block_id: int, *parts: bytes) -> None:
+        await self.channel.send(m.encode(kind, block_id, *parts))
+
+    async def _recv(self, block_id: int, *kinds: int) -> m.Message:
+        """The next message of this block (stale messages of earlier blocks are dropped)."""
+        while True:
+            try:
+                payload = await asyncio.wait_for(self.channel.recv(), self.recv_timeout)
+            except TimeoutError:
+                raise m.ProtocolError(
+                    f"no answer in {self.recv_timeout:g} s (block {block_id})"
+                ) from None
+            msg = m.decode(payload)
+            if msg.block_id < block_id and msg.kind != m.HELLO:
+                self.stats.stale_messages += 1
+                continue
+            if msg.kind == m.ABORT and msg.block_id == block_id:
+                raise PeerAbort(msg.body.decode("utf-8", "replace")[:200])
+            if msg.kind not in kinds or msg.block_id != block_id:
+                raise m.ProtocolError(
+                    f"expected {'/'.join(m.NAMES[k] for k in kinds)} for block {block_id}, "
+                    f"got {msg.name} for block {msg.block_id}"
+                )
+            return msg
+
+    async def _hello(self, first: bool) -> None:
+        """Agree on the link, its parameters and the next block id (the larger of the two)."""
+        body = (
+            m.u8(m.PROTOCOL_VERSION)
+            + m.blob(self.config.link_id.encode())
+            + m.u64(self.next_block)
+            + m.blob(self.config.fingerprint(self.params))
+        )
+        if first:
+            await self._send(m.HELLO, 0, body)
+        msg = m.decode(await self.channel.recv())
+        if msg.kind != m.HELLO:
+            raise m.ProtocolError(f"expected HELLO, got {msg.name}")
+        r = m.Reader(msg.body)
+        version, link_id, their_next, fp = r.u8(), r.blob(), r.u64(), r.blob()
+        r.end()
+        if version != m.PROTOCOL_VERSION or link_id != self.config.link_id.encode():
+            raise m.ProtocolError(f"peer speaks version {version} for link {link_id!r}")
+        if fp != self.config.fingerprint(self.params):
+            raise m.ProtocolError("peer uses other link parameters (preset, block size, eps)")
+        if not first:
+            await self._send(m.HELLO, 0, body)
+        self.next_block = max(self.next_block, their_next)
+
+    def _record(self, report: BlockReport) -> None:
+        s = self.stats
+        report.finished_at = time.time()
+        if report.ok:
+            s.blocks += 1
+            s.secure_bits += report.secure_bits
+            s.auth_bits += report.auth_bits
+            s.leaked_bits += report.leaked_bits
+        else:
+            s.aborted_blocks += 1
+            key = report.reason.split(" (")[0][:60]
+            s.abort_reasons[key] = s.abort_reasons.get(key, 0) + 1
+        s.sifted_bits += report.n_x
+        s.last = report
+        s.reports.append(report)
+        del s.reports[: -self._keep_reports]
+        if self.on_block is not None:
+            self.on_block(report)
+        log.info(
+            "%s block %d: %s%s", "Alice" if self.transmitter else "Bob", report.block_id,
+            f"{report.secure_bits} secure bits" if report.ok else "aborted: ", report.reason,
+        )  # fmt: skip
+
+    async def _fail(self, report: BlockReport, exc: BaseException, tell_peer: bool) -> None:
+        report.ok = False
+        report.reason = str(exc) or type(exc).__name__
+        if tell_peer:
+            await self._send(m.ABORT, report.block_id, report.reason.encode()[:200])
+        self._record(report)
+
+    async def _deliver(
+        self, report: BlockReport, bits: npt.NDArray[np.uint8], est: fk.DecoyEstimate
+    ) -> None:
+        key = pack_bits(bits) if bits.size else b""
+        taken = self.channel.keys.refill(
+            key, self.channel.next_send, self.channel.next_recv, transmitter=self.transmitter
+        )
+        rest = key[taken:]
+        report.auth_bits = taken * 8
+        report.secure_bits = len(rest) * 8
+        if rest:
+            await self.sink.put(
+                KeyBlock(
+                    self.config.link_id,
+                    report.block_id,
+                    rest,
+                    qber=report.qber_x,
+                    phase_error_bound=est.phi_x,
+                    created_at=time.time(),
+                )
+            )
+        self._record(report)
+
+    def _fill_estimate(self, report: BlockReport, counts: fk.DecoyCounts) -> None:
+        report.counts = counts
+        report.n_x, report.n_z = counts.total_x, counts.total_z
+        report.qber_z = counts.qber_z
+
+
+def _pack_codes(sift: SiftResult) -> bytes:
+    basis = np.where(sift.reply_basis == UNKNOWN_BASIS, 3, sift.reply_basis).astype(np.uint8)
+    codes = basis | (sift.reply_intensity.astype(np.uint8) << np.uint8(2))
+    return m.blob(np.asarray(codes, dtype=np.uint8).tobytes())
+
+
+def _unpack_codes(raw: bytes, n: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    codes = np.frombuffer(raw, dtype=np.uint8)
+    if codes.size != n:
+        raise m.ProtocolError(f"sifting reply for {codes.size} detections, announced {n}")
+    basis = (codes & 3).astype(np.uint8)
+    basis[basis == 3] = UNKNOWN_BASIS
+    return np.ascontiguousarray(basis), np.ascontiguousarray(codes >> 2)
+
+
+def _ec_figures(report: BlockReport, errors: int, n: int, leaked: int) -> None:
+    """QBER of the X key (errors Cascade corrected) and the efficiency f = leaked / (n h)."""
+    report.qber_x = errors / n if n else math.nan
+    h = fk.binary_entropy(report.qber_x) if n else 0.0
+    report.ec_efficiency = leaked / (n * h) if h > 0 else math.nan
+
+
+def _cascade_qber(counts: fk.DecoyCounts) -> float:
+    q = counts.qber_z if counts.total_z else _QBER_FLOOR
+    return min(max(q, _QBER_FLOOR), _QBER_CEIL)
+
+
+class Transmitter(_End):
+    """Alice: answers Bob's announcements from her source's records and runs her half."""
+
+    transmitter = True
+
+    def __init__(
+        self,
+        params: LinkParams,
+        channel: AuthenticatedChannel,
+        sink: KeySink,
+        config: ProtocolConfig,
+        *,
+        first_block: int = 0,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        super().__init__(params, channel, sink, config, first_block=first_block)
+        self._rng = rng if rng is not None else np.random.default_rng()
+        self._records: list[AliceEvents] = []
+        self._buffered = 0
+
+    @property
+    def buffered_detections(self) -> int:
+        """Records held for pulses Bob has not announced yet (flow control of the source)."""
+        return self._buffered
+
+    def feed(self, records: AliceEvents) -> None:
+        """Her source's records of the next chunk of pulses."""
+        if len(records):
+            self._records.append(records)
+            self._buffered += len(records)
+
+    def _take_records(self, first: int, end: int) -> AliceEvents:
+        keep: list[AliceEvents] = []
+        parts: list[AliceEvents] = []
+        for r in self._records:
+            lo, hi = int(r.pulse_index[0]), int(r.pulse_index[-1])
+            if hi < first:
+                continue  # pulses Bob skipped (never announced)
+            if lo >= end:
+                keep.append(r)
+                continue
+            a, b = np.searchsorted(r.pulse_index, [first, end])
+            parts.append(
+                AliceEvents(r.pulse_index[a:b], r.bit[a:b], r.basis[a:b], r.intensity[a:b])
+            )
+            if b < len(r):
+                keep.append(
+                    AliceEvents(r.pulse_index[b:], r.bit[b:], r.basis[b:], r.intensity[b:])
+                )
+        self._records = keep
+        self._buffered = sum(len(r) for r in keep)
+        if not parts:
+            empty8 = np.zeros(0, np.uint8)
+            return AliceEvents(np.zeros(0, np.int64), empty8, empty8, empty8)
+        return AliceEvents(
+            np.concatenate([p.pulse_index for p in parts]),
+            np.concatenate([p.bit for p in parts]),
+            np.concatenate([p.basis for p in parts]),
+            np.concatenate([p.intensity for p in parts]),
+        )
+
+    async def run(self) -> None:
+        """HELLO, then one block per ANNOUNCE until the channel closes."""
+        await self._hello(first=False)
+        while True:
+            try:
+                msg = m.decode(await self.channel.recv())
+            except (AuthenticationError, m.ProtocolError) as exc:
+                # Bob waits for the answer to an announcement we could not read: abort it.
+                report = BlockReport(self.next_block, ok=False)
+                await self._fail(report, exc, tell_peer=True)
+                self.next_block += 1
+                continue
+            if msg.kind != m.ANNOUNCE or msg.block_id < self.next_block:
+                self.stats.stale_messages += 1
+                continue
+            await self._block(msg)
+            self.next_block = msg.block_id + 1
+
+    async def _block(self, announce: m.Message) -> None:
+        report = BlockReport(announce.block_id, ok=False)
+        try:
+            await self._run_block(announce, report)
+        except PeerAbort as exc:
+            await self._fail(report, exc, tell_peer=False)
+        except _BLOCK_ERRORS as exc:
+            await self._fail(report, exc, tell_peer=True)
+
+    async def _run_block(self, announce: m.Message, report: BlockReport) -> None:
+        bid = announce.block_id
+        r = m.Reader(announce.body)
+        first, end = r.u64(), r.u64()
+        index = m.decode_indices(r, first, end)
+        bob_basis = r.bits()
+        r.end()
+        if bob_basis.size != index.size:
+            raise m.ProtocolError("announced bases and pulse indices differ in number")
+        report.pulses, report.detections = end - first, int(index.size)
+        records = self._take_records(first, end)
+        sift = await self._timed("sifting", alice_sift, records, index, bob_basis)
+        await self._send(m.SIFT_REPLY, bid, _pack_codes(sift), m.bits(sift.z_bits))
+
+        msg = await self._recv(bid, m.ESTIMATE)
+        t0 = time.perf_counter()
+        r = m.Reader(msg.body)
+        bob_abort, bob_z, init = r.u8(), r.bits(), r.blob()
+        r.end()
+        if bob_z.size != sift.z_bits.size:
+            raise m.ProtocolError("Bob's Z bits do not match the sifted Z set")
+        m_z = z_errors_per_intensity(sift.z_bits, bob_z, sift.z_intensity)
+        counts = fk.DecoyCounts.from_arrays(sift.n_x, sift.n_z, m_z)
+        self._fill_estimate(report, counts)
+        est, reason = _decision(counts, self.params)
+        report.phase_error_bound, report.s_x1 = est.phi_x, est.s_x1
+        self._inline("estimation", t0)
+        if bool(reason) != bool(bob_abort):
+            raise m.ProtocolError("the ends disagree on aborting the block")
+        if reason:
+            report.reason = reason
+            self._record(report)
+            return
+
+        alice = ReconcilerAlice(sift.x_bits)
+        reply = await self._timed("error_correction", alice.answer, init)
+        await self._send(m.EC_REPLY, bid, reply)
+        while True:
+            msg = await self._recv(bid, m.EC_REQUEST, m.EC_DONE)
+            if msg.kind == m.EC_DONE:
+                r = m.Reader(msg.body)
+                _ec_figures(report, r.u64(), sift.x_bits.size, alice.leaked_bits)
+                r.end()
+                break
+            t0 = time.perf_counter()
+            reply = alice.answer(msg.body)
+            self._inline("error_correction", t0)
+            await self._send(m.EC_REPLY, bid, reply)
+        report.leaked_bits, report.ec_rounds = alice.leaked_bits, alice.rounds
+
+        length = fk.secret_key_length(est, alice.leaked_bits, self.params)
+        report.key_length = length
+        out_bits = length // 8 * 8
+        n = sift.x_bits.size
+        t = verification_tag_bits(self.params.eps_cor)
+        t0 = time.perf_counter()
+        v_seed = unpack_bits(self._rng.bytes((verification_seed_bits(n, t) + 7) // 8))
+        v_seed = v_seed[: verification_seed_bits(n, t)]
+        pa_len = amplification_seed_bits(self.config.pa_family, n, out_bits) if out_bits else 0
+        pa_seed = unpack_bits(self._rng.bytes((pa_len + 7) // 8), pa_len)
+        self._inline("verification", t0)
+        tag = await self._timed("verification", verification_tag, sift.x_bits, v_seed, t)
+        await self._send(
+            m.VERIFY, bid, m.u64(length), m.u32(t), m.bits(v_seed), m.blob(tag), m.bits(pa_seed)
+        )
+        msg = await self._recv(bid, m.VERDICT)
+        r = m.Reader(msg.body)
+        ok, their_recv, their_send = r.u8(), r.u64(), r.u64()
+        r.end()
+        if not ok:
+            raise PeerAbort("error verification failed")
+        if (their_recv, their_send) != (self.channel.next_send, self.channel.next_recv):
+            raise m.ProtocolError("the ends disagree on the classical channel's sequence numbers")
+        key = (
+            await self._timed("privacy_amplification", amplify, sift.x_bits, pa_seed, out_bits,
+                              self.config.pa_family)
+            if out_bits
+            else np.zeros(0, np.uint8)
+        )  # fmt: skip
+        report.ok = True
+        await self._deliver(report, key, est)
+
+
+@dataclass
+class _Pending:
+    first: int
+    end: int
+    events: BobEvents
+
+
+class Receiver(_End):
+    """Bob: collects his detections into blocks and drives the protocol."""
+
+    transmitter = False
+
+    def __init__(
+        self,
+        params: LinkParams,
+        channel: AuthenticatedChannel,
+        sink: KeySink,
+        config: ProtocolConfig,
+        *,
+        first_block: int = 0,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(params, channel, sink, config, first_block=first_block)
+        self._chunks: list[BobChunk] = []
+        self._x_count = 0
+        self._first_pulse: int | None = None
+        self._wake = asyncio.Event()
+        self._cascade_rng = np.random.default_rng(seed)
+        self.detections_received = 0
+        self.pulses_received = 0
+
+    @property
+    def x_needed(self) -> int:
+        """Bob's X-basis detections that give ``block_bits`` sifted X bits on average."""
+        return math.ceil(self.config.block_bits / self.params.q_x)
+
+    @property
+    def buffered_detections(self) -> int:
+        return sum(len(c) for c in self._chunks)
+
+    def feed(self, chunk: BobChunk) -> None:
+        """What the fibre delivered for the next chunk of pulses."""
+        if self._first_pulse is None:
+            self._first_pulse = chunk.first_pulse
+        self.detections_received += len(chunk)
+        self.pulses_received += chunk.n_pulses
+        self._chunks.append(chunk)
+        self._x_count += int(np.count_nonzero(chunk.events.basis == 0))
+        self._wake.set()
+
+    async def _next_block_events(self) -> _Pending:
+        while self._x_count < self.x_needed:
+            self._wake.clear()
+            await self._wake.wait()
+        first = self._chunks[0].first_pulse if self._first_pulse is None else self._first_pulse
+        need = self.x_needed
+        parts: list[BobEvents] = []
+        while self._chunks:
+            c = self._chunks[0]
+            xs = np.flatnonzero(c.events.basis == 0)
+            if xs.size < need:
+                parts.append(c.events)
+                need -= xs.size
+                self._x_count -= xs.size
+                self._chunks.pop(0)
+                end = c.first_pulse + c.n_pulses
+                continue
+            cut = int(xs[need - 1]) + 1
+            ev = c.events
+            parts.append(BobEvents(ev.pulse_index[:cut], ev.basis[:cut], ev.bit[:cut],
+                                   ev.double_click[:cut]))  # fmt: skip
+            end = int(ev.pulse_index[cut - 1]) + 1
+            rest = BobEvents(ev.pulse_index[cut:], ev.basis[cut:], ev.bit[cut:],
+                             ev.double_click[cut:])  # fmt: skip
+            self._x_count -= need
+            self._chunks[0] = BobChunk(end, c.first_pulse + c.n_pulses - end, rest)
+            break
+        self._first_pulse = end
+        events = BobEvents(
+            np.concatenate([p.pulse_index for p in parts]),
+            np.concatenate([p.basis for p in parts]),
+            np.concatenate([p.bit for p in parts]),
+            np.concatenate([p.double_click for p in parts]),
+        )
+        return _Pending(first, end, events)
+
+    async def run(self) -> None:
+        """HELLO, then blocks for as long as detections arrive and the channel is open."""
+        await self._hello(first=True)
+        while True:
+            pending = await self._next_block_events()
+            bid = self.next_block
+            self.next_block += 1
+            report = BlockReport(bid, ok=False)
+            try:
+                await self._run_block(bid, pending, report)
+            except PeerAbort as exc:
+                await self._fail(report, exc, tell_peer=False)
+            except _BLOCK_ERRORS as exc:
+                await self._fail(report, exc, tell_peer=True)
+
+    async def _run_block(self, bid: int, p: _Pending, report: BlockReport) -> None:
+        ev = p.events
+        report.pulses, report.detections = p.end - p.first, len(ev)
+        await self._send(
+            m.ANNOUNCE, bid, m.u64(p.first), m.u64(p.end),
+            m.encode_indices(ev.pulse_index, p.first), m.bits(ev.basis),
+        )  # fmt: skip
+        msg = await self._recv(bid, m.SIFT_REPLY)
+        r = m.Reader(msg.body)
+        a_basis, a_int = _unpack_codes(r.blob(), len(ev))
+        alice_z = r.bits()
+        r.end()
+        sift = await self._timed("sifting", bob_sift, ev, a_basis, a_int)
+        t0 = time.perf_counter()
+        if alice_z.size != sift.z_bits.size:
+            raise m.ProtocolError("Alice's Z bits do not match the sifted Z set")
+        m_z = z_errors_per_intensity(sift.z_bits, alice_z, sift.z_intensity)
+        counts = fk.DecoyCounts.from_arrays(sift.n_x, sift.n_z, m_z)
+        self._fill_estimate(report, counts)
+        est, reason = _decision(counts, self.params)
+        report.phase_error_bound, report.s_x1 = est.phi_x, est.s_x1
+        self._inline("estimation", t0)
+        if reason:
+            await self._send(m.ESTIMATE, bid, m.u8(1), m.bits(sift.z_bits), m.blob(b""))
+            report.reason = reason
+            self._record(report)
+            return
+
+        bob = ReconcilerBob(
+            sift.x_bits, _cascade_qber(counts), seed=int(self._cascade_rng.integers(1 << 62))
+        )
+        init = bob.next_request()
+        assert init is not None
+        await self._send(m.ESTIMATE, bid, m.u8(0), m.bits(sift.z_bits), m.blob(init))
+        await self._timed("error_correction", bob.precompute)
+        msg = await self._recv(bid, m.EC_REPLY)
+        t0 = time.perf_counter()
+        bob.handle_reply(msg.body)
+        while (request := bob.next_request()) is not None:
+            self._inline("error_correction", t0)
+            await self._send(m.EC_REQUEST, bid, request)
+            msg = await self._recv(bid, m.EC_REPLY)
+            t0 = time.perf_counter()
+            bob.handle_reply(msg.body)
+        self._inline("error_correction", t0)
+        await self._send(m.EC_DONE, bid, m.u64(bob.flipped_bits))
+        report.leaked_bits, report.ec_rounds = bob.leaked_bits, bob.rounds
+        corrected = bob.corrected_bits
+        _ec_figures(report, bob.flipped_bits, corrected.size, bob.leaked_bits)
+
+        msg = await self._recv(bid, m.VERIFY)
+        r = m.Reader(msg.body)
+        length, t, v_seed, tag, pa_seed = r.u64(), r.u32(), r.bits(), r.blob(), r.bits()
+        r.end()
+        mine = fk.secret_key_length(est, bob.leaked_bits, self.params)
+        report.key_length = mine
+        if length != mine or t != verification_tag_bits(self.params.eps_cor):
+            raise m.ProtocolError(f"Alice's key length {length} differs from Bob's {mine}")
+        ok = await self._timed("verification", verification_tag, corrected, v_seed, t) == tag
+        await self._send(
+            m.VERDICT, bid, m.u8(int(ok)), m.u64(self.channel.next_recv),
+            m.u64(self.channel.next_send + 1),
+        )  # fmt: skip
+        if not ok:
+            raise PeerAbort("error verification failed")
+        out_bits = length // 8 * 8
+        if pa_seed.size != (
+            amplification_seed_bits(self.config.pa_family, corrected.size, out_bits)
+            if out_bits
+            else 0
+        ):
+            raise m.ProtocolError("privacy-amplification seed of the wrong length")
+        key = (
+            await self._timed("privacy_amplification", amplify, corrected, pa_seed, out_bits,
+                              self.config.pa_family)
+            if out_bits
+            else np.zeros(0, np.uint8)
+        )  # fmt: skip
+        report.ok = True
+        await self._deliver(report, key, est)
