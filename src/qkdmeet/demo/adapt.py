@@ -1,11 +1,10 @@
 """Key-aware adaptation: the conference's video cap follows the gateways' key budget.
 
-Each gateway publishes, for its outbound direction, the payload bit rate its
-key supply sustains (``GET /budget``: ``sustainable_payload_bps``, from the
-KME's production rate) and the key it holds. :func:`choose_cap` turns both
-directions' budgets into one room-wide video cap so that every direction's
-media (its video streams at the cap plus audio, with headroom) fits the key
-it gets; audio is never capped. :class:`Adapter` applies it with
+Both directions' key comes from one QKD link. :func:`choose_cap` turns the
+link's key rate (as payload bit rate) and the gateways' key pools
+(``GET /budget``: key buffered, consumption) into one room-wide video cap so
+that the media of both directions together (video streams at the cap plus
+audio, with headroom) fits the key produced; audio is never capped. :class:`Adapter` applies it with
 ``POST /api/rooms/{room}/cap`` when it changes by more than a step, and lifts
 the cap (``null``) when key is plentiful again. The gateways fail closed on
 their own: the cap only avoids spending key on packets that would be dropped.
@@ -27,7 +26,8 @@ HEADROOM = 0.7
 MIN_VIDEO_BPS = 30_000
 #: Default per-stream video rate; a cap at or above it is lifted.
 DEFAULT_VIDEO_BPS = 1_000_000
-AUDIO_BPS = 40_000
+#: Audio on the wire: Opus plus RTP/SRTP/UDP/IP headers at 50 packets/s.
+AUDIO_BPS = 64_000
 #: Seconds of buffered key under which the pool counts as draining.
 LOW_POOL_SECONDS = 3.0
 #: Relative change that triggers a new cap.
@@ -43,29 +43,29 @@ class DirectionLoad:
 
 
 def choose_cap(
-    budgets: Mapping[str, Mapping[str, Any] | None],
+    link_payload_bps: float,
     loads: Mapping[str, DirectionLoad],
+    pool_seconds: Mapping[str, float | None] | None = None,
     *,
     default_bps: int = DEFAULT_VIDEO_BPS,
 ) -> int | None:
-    """The room-wide video cap (bit/s) that fits every direction, or None (no cap).
+    """The room-wide video cap (bit/s) that fits the key supply, or None (no cap).
 
-    ``budgets`` maps a direction to its sending gateway's ``/budget`` answer
-    (None: unknown, that direction does not constrain); ``loads`` says how
-    many streams cross it.
+    Both directions draw their key from the same QKD link, so the media of
+    every direction together (``loads``: video streams at the cap, audio
+    uncapped) must fit ``HEADROOM`` of the payload rate the link's key
+    carries (``link_payload_bps``: key rate times payload per key byte).
+    ``pool_seconds`` (each sending gateway's buffered key in seconds of its
+    consumption) tightens the cap while a pool drains.
     """
-    cap = float(default_bps)
-    for name, load in loads.items():
-        b = budgets.get(name)
-        if not b or load.video_streams <= 0:
-            continue
-        sustainable = float(b.get("sustainable_payload_bps") or 0.0)
-        secs = b.get("seconds_of_key_at_consumption")
-        if secs is not None and float(secs) < LOW_POOL_SECONDS:
-            # the pool drains: fit what arrives, not what is still buffered
-            sustainable *= 0.8
-        room = HEADROOM * sustainable - load.audio_streams * AUDIO_BPS
-        cap = min(cap, room / load.video_streams)
+    video = sum(load.video_streams for load in loads.values())
+    audio = sum(load.audio_streams for load in loads.values())
+    if video <= 0:
+        return None
+    budget = HEADROOM * max(0.0, link_payload_bps)
+    if any(s is not None and s < LOW_POOL_SECONDS for s in (pool_seconds or {}).values()):
+        budget *= 0.8  # the pool drains: fit what arrives, not what is still buffered
+    cap = (budget - audio * AUDIO_BPS) / video
     if cap >= default_bps:
         return None
     return max(MIN_VIDEO_BPS, int(cap))
@@ -87,8 +87,9 @@ class Adapter:
     history: list[dict[str, Any]] = field(default_factory=list)
     t0: float = field(default_factory=time.time)
 
-    async def update(self, budgets: Mapping[str, Mapping[str, Any] | None]) -> int | None:
-        cap = choose_cap(budgets, self.loads)
+    async def update(self, link_payload_bps: float,
+                     pool_seconds: Mapping[str, float | None] | None = None) -> int | None:
+        cap = choose_cap(link_payload_bps, self.loads, pool_seconds)
         if not changed(self.current, cap):
             return self.current
         try:

@@ -147,10 +147,12 @@ def last_json(text: str) -> dict[str, Any] | None:
 def participant_summary(name: str, site: str, result: dict[str, Any] | None) -> dict[str, Any]:
     """A participant's row of the report from its bot's ``--json`` result."""
     r = result or {}
+    raw_totals = r.get("totals")
+    totals: dict[str, Any] = raw_totals if isinstance(raw_totals, dict) else {}
 
     def count(*keys: str) -> int:
         for k in keys:
-            v = r.get(k)
+            v = totals.get(k, r.get(k))
             if isinstance(v, int | float) and not isinstance(v, bool):
                 return int(v)
         return 0
@@ -160,7 +162,10 @@ def participant_summary(name: str, site: str, result: dict[str, Any] | None) -> 
         "site": site,
         "video_frames_received": count("video_frames_received"),
         "audio_frames_received": count("audio_frames_received"),
-        "fps": r.get("fps"),
-        "latency_ms": r.get("latency_ms") or r.get("latency"),
+        "video_frames_sent": count("video_frames_sent"),
+        "audio_frames_sent": count("audio_frames_sent"),
+        "bitrate_bps": totals.get("bitrate_bps"),
+        "latency_ms_p50": totals.get("latency_ms_p50"),
+        "latency_ms_p95": totals.get("latency_ms_p95"),
         "result": r,
     }

@@ -48,6 +48,8 @@ from qkdmeet.demo.progress import Progress
 from qkdmeet.demo.sites import SAE, DemoPlan, SiteFiles, write_sites
 from qkdmeet.report.accounting import Recorder, RunReport
 from qkdmeet.report.identity import final_metrics_from_log, site_identity
+from qkdmeet.vpn.constants import REFERENCE_PACKET_BYTES
+from qkdmeet.vpn.gateway import payload_per_key_byte
 
 log = logging.getLogger(__name__)
 
@@ -266,12 +268,13 @@ class DemoRunner:
 
             self.adapter = Adapter(post_cap, {
                 "A->B": DirectionLoad(video_streams=1, audio_streams=1),
-                "B->A": DirectionLoad(video_streams=2, audio_streams=1),
+                "B->A": DirectionLoad(video_streams=2, audio_streams=1),  # camera + screen
             })
         self._recorder = recorder
         self._t_start = time.time()
         self.monitor._t0 = self._t_start
         await self.monitor.sample()
+        await self._adapt(self.plan.link_rate_bps)  # the first cap from the link's model rate
         self._start_participants(seconds)
         self.monitor.start()
         scenario = asyncio.create_task(self._scenario(seconds), name="demo-scenario")
@@ -288,13 +291,19 @@ class DemoRunner:
                 await scenario
         self._duration = time.time() - self._t_start
 
-    async def _adapt(self) -> None:
+    async def _adapt(self, link_bps: float | None = None) -> None:
+        """Fit the video cap to the key supply; push the link status to the browsers."""
         mon = self.monitor
         if mon is None or not mon.latest:
             return
         budgets = mon.latest.get("budgets", {})
         if self.adapter is not None:
-            cap = await self.adapter.update({"A->B": budgets.get("a"), "B->A": budgets.get("b")})
+            rate = link_bps if link_bps is not None else float(
+                mon.latest.get("qkd", {}).get("rate_bps") or 0.0)
+            eff = payload_per_key_byte(REFERENCE_PACKET_BYTES, self.plan.key_bytes)
+            pools = {name: (budgets.get(side) or {}).get("seconds_of_key_at_consumption")
+                     for name, (side, _) in DIRECTIONS.items()}
+            cap = await self.adapter.update(rate * eff, pools)
             mon.latest["cap_bps"] = cap
         coro = mon.conference_post("/api/link", self._link_status())
         if coro is not None:

@@ -1,0 +1,217 @@
+"""Pure parts of the demo: planning, config files, adaptation, identity, monitor, progress."""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qkdmeet.demo import adapt, media, sites
+from qkdmeet.demo.monitor import direction_sample, qkd_from_admin
+from qkdmeet.demo.progress import format_line
+from qkdmeet.kme.config import load as load_kme
+from qkdmeet.report.identity import final_metrics_from_log, site_identity
+
+
+def gw_metrics(out_key: int, out_buf: int, in_key: int, in_buf: int,
+               drops: dict[str, int] | None = None) -> dict[str, Any]:
+    def d(key: int, buf: int) -> dict[str, Any]:
+        return {"key_bytes": key, "key_buffered_bytes": buf, "payload_bytes": key // 2,
+                "packets": key // 100, "drops": dict(drops or {})}
+    return {"gateway": "x", "outbound": d(out_key, out_buf), "inbound": d(in_key, in_buf)}
+
+
+# --- planning ------------------------------------------------------------------------
+@pytest.mark.parametrize("rate", [1e3, 4.4e5, 1e6, 1.4e7, 1e9])
+def test_key_sizing_is_a_power_of_two_within_bounds(rate: float) -> None:
+    bits, prefetch = sites.key_sizing(rate)
+    key = bits // 8
+    assert sites.MIN_KEY_BYTES <= key <= sites.MAX_KEY_BYTES
+    assert key & (key - 1) == 0
+    assert prefetch >= 2 * key and prefetch % key == 0
+
+
+def test_key_sizing_grows_with_the_link() -> None:
+    slow, fast = sites.key_sizing(4.4e5), sites.key_sizing(1.4e7)
+    assert slow[0] < fast[0] and slow[1] < fast[1]
+
+
+@pytest.mark.parametrize("rate", [0.0, -1.0, math.nan, math.inf])
+def test_key_sizing_rejects_bad_rates(rate: float) -> None:
+    with pytest.raises(sites.PlanError):
+        sites.key_sizing(rate)
+
+
+def test_plan_follows_the_model_and_rejects_bad_distances() -> None:
+    near, far = sites.plan(distance_km=7), sites.plan(distance_km=80)
+    assert near.link_rate_bps > 10 * far.link_rate_bps > 0
+    assert 0 < near.model_qber < 0.11
+    for bad in (-1.0, 500.0, math.nan):
+        with pytest.raises(sites.PlanError):
+            sites.plan(distance_km=bad)
+
+
+def test_sites_write_loadable_kme_configs(tmp_path: Path) -> None:
+    p = sites.plan(distance_km=7)
+    files = sites.write_sites(p, tmp_path, use_qkd=False)
+    assert files.link_kind == "seeded"
+    a, b = load_kme(files.kme_configs["a"]), load_kme(files.kme_configs["b"])
+    assert a.authority and not b.authority
+    assert a.peer_url == f"https://{p.fiber_b}:{sites.KME_PORT}"
+    assert b.peer_url == f"https://{p.fiber_a}:{sites.KME_PORT}"
+    assert a.local_saes == (sites.SAE["a"],) and a.remote_saes == (sites.SAE["b"],)
+    assert a.max_key_size >= p.key_size_bits and a.key_size == p.key_size_bits
+    assert a.link is not None and b.link is not None
+    assert a.link.seed == b.link.seed and a.link.bits_per_second == p.link_rate_bps
+    etsi = files.etsi("b", p)
+    assert etsi["sae_id"] == "SAE-B" and etsi["peer_sae_id"] == "SAE-A"
+    assert Path(etsi["cert_file"]).exists() and Path(etsi["ca_file"]).exists()
+
+
+def test_kme_certificates_name_the_fiber_addresses(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    p = sites.plan()
+    sites.write_sites(p, tmp_path, use_qkd=False)
+    for side, ip in (("a", p.fiber_a), ("b", p.fiber_b)):
+        cert = x509.load_pem_x509_certificate((tmp_path / f"kme-{side}.pem").read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert ip in [str(a) for a in san.get_values_for_type(x509.IPAddress)]
+
+
+def test_qkd_table_for_the_real_time_link() -> None:
+    p = sites.plan(distance_km=20)
+    a = tomllib.loads(sites.link_table(p, "a", use_qkd=True, seed=b"x", epoch=0))["qkd"]
+    b = tomllib.loads(sites.link_table(p, "b", use_qkd=True, seed=b"x", epoch=0))["qkd"]
+    assert (a["role"], b["role"]) == ("transmitter", "receiver")
+    assert a["listen"] == b["connect"] == f"{p.fiber_a}:{sites.QKD_PORT}"
+    assert a["distance_km"] == 20
+
+
+# --- adaptation ----------------------------------------------------------------------
+LOADS = {"A->B": adapt.DirectionLoad(1, 1), "B->A": adapt.DirectionLoad(2, 1)}
+
+
+def test_no_cap_when_key_is_plentiful() -> None:
+    assert adapt.choose_cap(14e6, LOADS) is None
+
+
+def test_cap_fits_the_media_into_the_key_supply() -> None:
+    rate = 450e3
+    cap = adapt.choose_cap(rate, LOADS)
+    assert cap is not None
+    demand = 3 * cap + 2 * adapt.AUDIO_BPS
+    assert demand <= adapt.HEADROOM * rate
+    draining = adapt.choose_cap(rate, LOADS, {"A->B": 1.0, "B->A": None})
+    assert draining is not None and draining < cap
+
+
+def test_cap_floor_when_no_key_arrives() -> None:
+    assert adapt.choose_cap(0.0, LOADS) == adapt.MIN_VIDEO_BPS
+    assert adapt.choose_cap(0.0, {"A->B": adapt.DirectionLoad(0, 1)}) is None
+
+
+async def test_adapter_posts_only_real_changes_and_recovers() -> None:
+    posted: list[int | None] = []
+
+    async def post(cap: int | None) -> None:
+        posted.append(cap)
+
+    a = adapt.Adapter(post, LOADS)
+    await a.update(14e6)
+    assert posted == []  # no cap to lift
+    await a.update(450e3)
+    await a.update(455e3)  # within a step: unchanged
+    await a.update(0.0)
+    await a.update(14e6)
+    assert posted[0] is not None and posted[1] == adapt.MIN_VIDEO_BPS and posted[2] is None
+    assert len(posted) == 3 and [h["cap_bps"] for h in a.history] == posted
+
+
+async def test_adapter_survives_a_failing_server() -> None:
+    async def post(cap: int | None) -> None:
+        raise OSError("connection refused")
+
+    a = adapt.Adapter(post, LOADS)
+    assert await a.update(0.0) is None and a.history == []
+
+
+# --- accounting identity -----------------------------------------------------------
+def test_identity_closes_to_the_byte_and_reports_a_gap() -> None:
+    live = gw_metrics(1000, 300, 700, 48)
+    kme = {"delivered_bits_per_sae": {"SAE-A": 8 * (1000 + 300 + 700 + 48)}}
+    ident = site_identity("a", "SAE-A", kme, live)
+    assert ident.closes and ident.difference_bytes == 0
+    off = site_identity("a", "SAE-A", {"delivered_bits_per_sae": {"SAE-A": 8 * 2049}}, live)
+    assert not off.closes and off.difference_bytes == 1
+
+
+def test_identity_counts_earlier_runs_from_the_log(tmp_path: Path) -> None:
+    log = tmp_path / "gateway-b.log"
+    first = gw_metrics(5000, 0, 3000, 0)
+    log.write_text('{"gateway": "SAE-B", "tun": "t", "ready": true}\nnoise {\n'
+                   + json.dumps(first) + "\n{not json\n")
+    earlier = final_metrics_from_log(log)
+    assert earlier == [first]
+    live = gw_metrics(100, 50, 10, 5)
+    kme = {"delivered_bits_per_sae": {"SAE-B": 8 * (8000 + 165)}}
+    ident = site_identity("b", "SAE-B", kme, live, earlier)
+    assert ident.closes and ident.earlier_runs == 1
+    assert final_metrics_from_log(tmp_path / "missing.log") == []
+
+
+# --- monitor and progress ------------------------------------------------------------
+def test_direction_sample_prefixes_sender_and_receiver_drops() -> None:
+    a = gw_metrics(1000, 10, 0, 0, {"no_key": 3})
+    b = gw_metrics(0, 0, 900, 5, {"bad_tag": 2})
+    d = direction_sample(a, b)
+    assert d["key_bytes"] == 1000 and d["key_buffered_bytes"] == 10
+    assert d["drops"] == {"tx:no_key": 3, "rx:bad_tag": 2}
+
+
+def test_qkd_admin_view_is_tolerant() -> None:
+    v = qkd_from_admin({"generated_bits": 800, "qber": 0.25, "eve": "intercept-resend:1.0",
+                        "cut": False})
+    assert v.generated_bytes == 100 and v.qber == 0.25 and v.eve == "intercept-resend:1.0"
+    empty = qkd_from_admin({"qber": "high"})
+    assert empty.generated_bytes == 0 and math.isnan(empty.qber)
+
+
+def test_progress_line() -> None:
+    prev = {"t": 0.0, "directions": {"A->B": {"key_bytes": 0}}}
+    snap = {"t": 2.0, "qkd": {"rate_bps": 14e6, "qber": 0.029},
+            "directions": {"A->B": {"key_bytes": 250_000, "key_buffered_bytes": 3_000_000,
+                                    "drops": {"tx:no_key": 2}}},
+            "room": {"participants": [{}, {}]}, "active_alarms": ["qber"], "cap_bps": 100e3}
+    line = format_line(snap, prev)
+    for part in ("QKD 14.00Mb/s", "QBER 2.9%", "A->B key 1.00Mb/s", "pool 3.00MB",
+                 "no_key 2", "2 participants", "video cap 100kb/s", "ALARM qber"):
+        assert part in line, line
+
+
+# --- media -------------------------------------------------------------------------
+def test_documents_carry_the_marker(tmp_path: Path) -> None:
+    docs = media.write_documents(tmp_path, "QKDMEET-MARKER-abc123")
+    for p in (docs.patient_case, docs.genomic_report):
+        assert b"QKDMEET-MARKER-abc123" in p.read_bytes()
+    with pytest.raises(ValueError):
+        media.write_documents(tmp_path, "<script>")
+
+
+def test_participant_summary_reads_bot_totals() -> None:
+    text = "log line\n" + json.dumps({"name": "x", "totals": {
+        "video_frames_received": 446, "audio_frames_received": 1488, "bitrate_bps": 5e5}})
+    row = media.participant_summary("TUH", "b", media.last_json(text))
+    assert row["video_frames_received"] == 446 and row["audio_frames_received"] == 1488
+    assert media.participant_summary("x", "a", None)["video_frames_received"] == 0
+
+
+def test_bot_argv_has_the_field_test_roles(tmp_path: Path) -> None:
+    argv = media.bot_argv("https://10.1.0.2:8443", "r", "TUH", 30, screen=True,
+                          upload=tmp_path / "d.html")
+    assert "--screen" in argv and argv[argv.index("--upload") + 1] == str(tmp_path / "d.html")
+    assert "--insecure" in argv and "--json" in argv and "30" in argv
