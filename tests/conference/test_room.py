@@ -13,6 +13,9 @@ def test_caps_combine_by_minimum() -> None:
     assert room.effective_bitrate(a.id, "camera") == 300_000
     assert room.effective_bitrate(b.id, "screen") == 500_000
     assert room.effective_bitrate(b.id, "audio") == DEFAULT_BITRATES["audio"]
+    room.set_room_cap(MIN_BITRATE)
+    assert room.effective_bitrate(b.id, "camera") == MIN_BITRATE
+    assert room.effective_bitrate(b.id, "audio") == DEFAULT_BITRATES["audio"]  # audio kept
     room.set_room_cap(None)
     assert room.effective_bitrate(b.id, "screen") == DEFAULT_BITRATES["screen"]
 

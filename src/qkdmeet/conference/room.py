@@ -2,7 +2,8 @@
 
 A participant's effective video cap is the smallest of its stream type's default,
 its own cap and the room-wide cap (set by the server's HTTP API, e.g. from the
-QKD-VPN key budget).
+QKD-VPN key budget). Caps apply to video (camera and screen) only: audio keeps
+its default, so a conference squeezed by a short key supply stays audible.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class Room:
             raise RoomError(f"unknown stream type {stream!r}")
         caps = [DEFAULT_BITRATES[stream]]
         p = self.get(participant_id)
+        if stream == "audio":
+            return caps[0]
         caps += [c for c in (p.cap, self.cap) if c is not None]
         return min(caps)
 
