@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -153,9 +154,16 @@ def room_name() -> str:
 
 
 async def wait_until(
-    probe: Callable[[], Awaitable[Any]], what: str, within_s: float = TIMEOUT_MS / 1000
+    probe: Callable[[], Awaitable[Any]],
+    what: str,
+    within_s: float = TIMEOUT_MS / 1000,
+    page: Page | None = None,
 ) -> Any:
-    """Poll ``probe`` until it returns a truthy value; fail with ``what`` on timeout."""
+    """Poll ``probe`` until it returns a truthy value; fail with ``what`` on timeout.
+
+    With ``page``, the failure message carries that page's streams and RTP counters,
+    and the server's view of the page's room (forwarding counters).
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
     while True:
@@ -163,7 +171,23 @@ async def wait_until(
         if value:
             return value
         if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what} (last value {value!r})")
+            detail = ""
+            if page is not None:
+                page_state = await state(page)
+                server_url = page.url.split("/?")[0]
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.get(f"{server_url}/api/rooms/{page_state['room']}", ssl=False) as resp,
+                ):
+                    room = await resp.text()
+                detail = json.dumps(
+                    {
+                        "state": page_state,
+                        "stats": await page.evaluate("qkdmeet.stats()"),
+                        "server_room": room,
+                    }
+                )
+            pytest.fail(f"timed out waiting for {what} (last value {value!r}) {detail}")
         await asyncio.sleep(0.25)
 
 
@@ -195,9 +219,11 @@ async def assert_flowing(page: Page, sender_id: str, stream_kind: str) -> None:
     async def decoded() -> int:
         return (await received(page, sender_id, stream_kind, "video"))["framesDecoded"]
 
-    first = await wait_until(decoded, f"first decoded frames of {what}")
+    first = await wait_until(decoded, f"first decoded frames of {what}", page=page)
     await wait_until(
-        lambda: _more_than(decoded, first + FRAMES_MORE), f"{what} to keep decoding past {first}"
+        lambda: _more_than(decoded, first + FRAMES_MORE),
+        f"{what} to keep decoding past {first}",
+        page=page,
     )
 
 
@@ -205,8 +231,10 @@ async def assert_audio_flowing(page: Page, sender_id: str) -> None:
     async def packets() -> int:
         return (await received(page, sender_id, "camera", "audio"))["packetsReceived"]
 
-    first = await wait_until(packets, f"audio packets from {sender_id}")
-    await wait_until(lambda: _more_than(packets, first + 20), f"audio from {sender_id} to continue")
+    first = await wait_until(packets, f"audio packets from {sender_id}", page=page)
+    await wait_until(
+        lambda: _more_than(packets, first + 20), f"audio from {sender_id} to continue", page=page
+    )
 
 
 async def _more_than(probe: Callable[[], Awaitable[int]], threshold: int) -> bool:
