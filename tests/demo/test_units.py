@@ -215,3 +215,18 @@ def test_bot_argv_has_the_field_test_roles(tmp_path: Path) -> None:
                           upload=tmp_path / "d.html")
     assert "--screen" in argv and argv[argv.index("--upload") + 1] == str(tmp_path / "d.html")
     assert "--insecure" in argv and "--json" in argv and "30" in argv
+
+
+# --- deploy/ examples ----------------------------------------------------------------
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+@pytest.mark.parametrize("side", ["a", "b"])
+def test_deploy_examples_load(side: str) -> None:
+    from qkdmeet.vpn.config import load_config
+
+    gw = load_config(DEPLOY / f"site-{side}" / "gateway.toml")
+    kme = load_kme(DEPLOY / f"site-{side}" / "kme.toml")
+    assert gw.keys.source == "etsi" and gw.keys.sae_id in kme.local_saes
+    assert gw.keys.peer_sae_id in kme.remote_saes
+    assert kme.authority == (side == "a")

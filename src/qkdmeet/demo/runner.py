@@ -258,6 +258,7 @@ class DemoRunner:
         self.monitor = Monitor(endpoints_for(self.topology, self.plan.room, self.conference_url),
                                recorder, self.files, model_qber=self.plan.model_qber,
                                interval=self.options.interval)
+        self.monitor.on_sample.append(self._annotate)
         self.monitor.on_sample.append(self.progress)
         if self.traffic == "conference" and self.options.adapt:
             mon = self.monitor
@@ -290,6 +291,9 @@ class DemoRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await scenario
         self._duration = time.time() - self._t_start
+
+    def _annotate(self, snap: dict[str, Any]) -> None:
+        snap["cap_bps"] = self.adapter.current if self.adapter is not None else None
 
     async def _adapt(self, link_bps: float | None = None) -> None:
         """Fit the video cap to the key supply; push the link status to the browsers."""
