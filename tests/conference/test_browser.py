@@ -111,10 +111,12 @@ Join = Callable[..., Awaitable[Page]]
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def join(browser: Browser, server: Any) -> AsyncIterator[Join]:
-    """``await join(room, name, media=True)``: a page that has joined ``room``."""
+    """``await join(room, name)``: a page that has joined ``room`` (unless ``refused``)."""
     contexts: list[BrowserContext] = []
 
-    async def _join(room: str, name: str, *, media: bool = True, form: bool = False) -> Page:
+    async def _join(
+        room: str, name: str, *, media: bool = True, form: bool = False, refused: bool = False
+    ) -> Page:
         context = await browser.new_context(
             ignore_https_errors=True, viewport={"width": 1280, "height": 800}
         )
@@ -136,7 +138,8 @@ async def join(browser: Browser, server: Any) -> AsyncIterator[Join]:
             " || (window.qkdmeet?.state.phase === 'idle' && window.qkdmeet.state.errors.length)"
         )
         joined = await state(page)
-        assert joined["phase"] == "joined", f"{name} could not join: {joined['errors']}"
+        if not refused:
+            assert joined["phase"] == "joined", f"{name} could not join: {joined['errors']}"
         return page
 
     try:
@@ -410,6 +413,17 @@ async def test_refused_upload_is_reported_in_the_status_bar(join: Join) -> None:
     await expect(alice.locator("#docs li")).to_have_count(0)
 
 
+async def test_refused_join_is_reported_and_the_form_comes_back(join: Join) -> None:
+    page = await join(room_name(), "x" * 65, media=False, refused=True)  # server limit: 64
+    status = page.locator("#status")
+    await expect(status).to_have_attribute("data-level", "error")
+    await expect(status).to_contain_text("Cannot join")
+    await expect(status).to_contain_text("64")
+    await expect(page.get_by_role("button", name="Join")).to_be_enabled()
+    await expect(page.locator("#call-view")).to_be_hidden()
+    assert (await state(page))["phase"] == "idle"
+
+
 async def test_link_indicator_shows_posted_protection_status(join: Join, server: Any) -> None:
     room = room_name()
     alice = await join(room, "Alice", media=False)
@@ -479,3 +493,60 @@ async def test_bitrate_cap_from_the_server_reaches_the_senders(join: Join, serve
 
 async def _equals(probe: Callable[[], Awaitable[Any]], expected: Any) -> bool:
     return bool(await probe() == expected)
+
+
+async def test_browser_and_headless_bot_exchange_media_and_chat(join: Join, server: Any) -> None:
+    """The Python bot's aiortc VP8 plays in Chromium, and Chromium's VP8 reaches the bot."""
+    from qkdmeet.conference.bot import BotOptions, ConferenceBot
+
+    room = room_name()
+    options = BotOptions(
+        width=320,
+        height=240,
+        fps=10,
+        screen=True,
+        screen_width=640,
+        screen_height=360,
+        screen_fps=5,
+        decode_limit=0,  # count the browser's frames from RTP, no decoding in Python
+        verify_tls=False,
+    )
+    bot = ConferenceBot(server.url, room, "Slide bot", options)
+    await bot.start()
+    try:
+        page = await join(room, "Browser")
+        page_id = (await state(page))["id"]
+
+        await assert_flowing(page, bot.id, "camera")
+        await assert_flowing(page, bot.id, "screen")
+        await expect(page.locator("#stage")).to_contain_text("Slide bot is presenting")
+        await assert_audio_flowing(page, bot.id)
+
+        def bot_frames() -> int:
+            rec = bot.received.get(f"{page_id}:camera:video")
+            return rec.stats.frames if rec is not None else 0
+
+        first = await wait_until(_now(bot_frames), "the bot to receive the browser's camera")
+        await wait_until(
+            _now(lambda: bot_frames() > first + FRAMES_MORE), "the browser's camera to keep coming"
+        )
+
+        await page.get_by_label("Message").fill("hello bot")
+        await page.get_by_role("button", name="Send").click()
+        message = await bot.wait_for("chat", text="hello bot")
+        assert message["from"] == page_id and message["name"] == "Browser"
+        await bot.chat("hello browser")
+        await expect(page.locator("#chat-log li").last).to_contain_text("hello browser")
+    finally:
+        await bot.stop()
+    await expect(page.locator(f'#grid figure[data-participant="{bot.id}"]')).to_have_count(0)
+    await expect(page.locator("#stage")).to_be_hidden()
+
+
+def _now(value: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
+    """A synchronous probe as the coroutine :func:`wait_until` polls."""
+
+    async def probe() -> Any:
+        return value()
+
+    return probe

@@ -137,6 +137,7 @@ async function handle(msg) {
     case "link":
       return renderLink(msg.link);
     case "error":
+      if (state.phase === "joining") return joinRefused(msg.reason);
       return setStatus(`Server: ${msg.reason}`, "error");
     default:
       console.debug("qkdmeet: ignoring message", msg.type);
@@ -211,6 +212,14 @@ async function onJoined(msg) {
     self.video.srcObject = localStream;
     await publish("camera", localStream);
   }
+}
+
+/** The server refused our `join` (e.g. a full room): back to the form, reason shown. */
+function joinRefused(reason) {
+  leaving = true;
+  teardown();
+  state.phase = "idle";
+  setStatus(`Cannot join: ${reason}`, "error");
 }
 
 function leave() {
