@@ -7,19 +7,34 @@ large black/white blocks holding the frame counter, the send time (ms, mod
 recovers counter and send time from a decoded frame and the receiver measures
 loss and latency (``stats.py``). A frame whose check word does not match is
 reported as unreadable rather than guessed.
+
+For load tests the camera can instead be a :class:`ReplayVideoTrack`: a loop
+of test-pattern frames VP8-encoded once at start-up (:func:`encode_clip`) and
+replayed as encoded packets, so the sending bot spends no CPU on encoding.
+Replayed frames carry a replay code (loop length and index, no send time).
 """
 
 from __future__ import annotations
 
 import asyncio
 import fractions
+import json
 import math
+import os
+import struct
+import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
+
+from qkdmeet.conference.forwarding import is_vp8_keyframe
 
 VIDEO_CLOCK = 90000
 AUDIO_RATE = 48000
@@ -242,3 +257,245 @@ class ToneTrack(MediaStreamTrack):
         frame.time_base = self._time_base
         self.frames_sent += 1
         return frame
+
+
+# Pre-encoded camera ------------------------------------------------------------
+#
+# A load test of the server should not spend the machine's cores on the
+# *senders'* encoders: real participants encode on their own machines. A
+# :class:`ReplayVideoTrack` therefore replays a short loop of VP8 frames that
+# was encoded once (:func:`encode_clip`), as ``av.Packet``s that aiortc's
+# sender only packetises. Each replayed frame carries a *replay code* in place
+# of the frame counter: a flag, the loop length and the index in the loop, and
+# no send time (a replayed timestamp would be stale). Receivers unwrap the
+# index into a continuous counter (``stats.Unwrapper``), so a loop wrap is not
+# a loss, and they measure no latency from replayed frames.
+
+#: Bit 31 of the counter word marks a replayed frame (a live counter would
+#: need 4.5 years at 15 fps to reach it).
+REPLAY_FLAG = 0x8000_0000
+MAX_CLIP_FRAMES = 0x7FFF
+_CLIP_MAGIC = b"QKDCLIP1"
+
+
+def replay_counter(index: int, period: int) -> int:
+    """The counter word of frame ``index`` of a replayed loop of ``period`` frames."""
+    if not 0 < period <= MAX_CLIP_FRAMES or not 0 <= index < period:
+        raise ValueError(f"bad replay index {index} of {period}")
+    return REPLAY_FLAG | period << 16 | index
+
+
+def split_replay_counter(counter: int) -> tuple[int, int] | None:
+    """(index, period) of a replay counter word; None for a live frame counter."""
+    if not counter & REPLAY_FLAG:
+        return None
+    period, index = (counter >> 16) & MAX_CLIP_FRAMES, counter & 0xFFFF
+    if period == 0 or index >= period:
+        return None
+    return index, period
+
+
+@dataclass(frozen=True)
+class EncodedClip:
+    """A loop of VP8 frames (``frames[0]`` is a keyframe) and how it was made."""
+
+    width: int
+    height: int
+    fps: float
+    bitrate: int
+    keyframe_interval: int  # frames
+    frames: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.frames) <= MAX_CLIP_FRAMES:
+            raise ValueError(f"a clip holds 1..{MAX_CLIP_FRAMES} frames")
+        if not is_vp8_keyframe(self.frames[0]):
+            raise ValueError("a clip must start with a VP8 keyframe")
+
+    @property
+    def keyframes(self) -> list[int]:
+        return [i for i, data in enumerate(self.frames) if is_vp8_keyframe(data)]
+
+    def bitrate_bps(self) -> float:
+        """The clip's mean bitrate when replayed at its frame rate."""
+        return 8 * sum(len(f) for f in self.frames) * self.fps / len(self.frames)
+
+    def save(self, path: Path) -> None:
+        """Write the clip (atomically: a temporary file renamed into place)."""
+        header = json.dumps(
+            {
+                "width": self.width,
+                "height": self.height,
+                "fps": self.fps,
+                "bitrate": self.bitrate,
+                "keyframe_interval": self.keyframe_interval,
+                "frames": len(self.frames),
+            }
+        ).encode()
+        parts = [_CLIP_MAGIC, struct.pack(">I", len(header)), header]
+        for data in self.frames:
+            parts += [struct.pack(">I", len(data)), data]
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(b"".join(parts))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> EncodedClip:
+        raw = path.read_bytes()
+        if not raw.startswith(_CLIP_MAGIC):
+            raise ValueError(f"{path}: not a qkdmeet clip")
+        pos = len(_CLIP_MAGIC)
+
+        def take(n: int) -> bytes:
+            nonlocal pos
+            if pos + n > len(raw):
+                raise ValueError(f"{path}: truncated clip")
+            chunk = raw[pos : pos + n]
+            pos += n
+            return chunk
+
+        header = json.loads(take(struct.unpack(">I", take(4))[0]))
+        frames = tuple(take(struct.unpack(">I", take(4))[0]) for _ in range(int(header["frames"])))
+        return cls(
+            width=int(header["width"]),
+            height=int(header["height"]),
+            fps=float(header["fps"]),
+            bitrate=int(header["bitrate"]),
+            keyframe_interval=int(header["keyframe_interval"]),
+            frames=frames,
+        )
+
+
+def encode_clip(
+    width: int = 640,
+    height: int = 480,
+    fps: float = 15.0,
+    frames: int = 150,
+    keyframe_interval: int = 30,
+    bitrate: int = 800_000,
+) -> EncodedClip:
+    """Encode ``frames`` frames of the test pattern to VP8, once.
+
+    The encoder settings are aiortc's (realtime CBR at ``bitrate``), with a
+    forced keyframe every ``keyframe_interval`` frames (frame 0 included), so a
+    late subscriber, or one whose PLI a replay cannot answer at once, waits at
+    most ``keyframe_interval / fps`` seconds. Each frame carries its replay
+    code (:func:`replay_counter`).
+    """
+    if not 2 <= frames <= MAX_CLIP_FRAMES or keyframe_interval <= 0:
+        raise ValueError("bad clip length or keyframe interval")
+    pattern = TestPatternTrack(width, height, fps)
+    ticks = round(VIDEO_CLOCK / fps)
+    codec: Any = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.bit_rate = bitrate
+    codec.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+    codec.framerate = fractions.Fraction(fps).limit_denominator(1000)
+    codec.gop_size = 3000  # keyframes only where forced
+    codec.qmin, codec.qmax = 2, 56
+    codec.options = {
+        "bufsize": str(bitrate),
+        "cpu-used": "-6",
+        "deadline": "realtime",
+        "lag-in-frames": "0",
+        "minrate": str(bitrate),
+        "maxrate": str(bitrate),
+        "noise-sensitivity": "4",
+        "overshoot-pct": "15",
+        "partitions": "0",
+        "static-thresh": "1",
+        "undershoot-pct": "100",
+    }
+    codec.thread_count = min(2, os.cpu_count() or 1)
+    out: list[bytes] = []
+    for n in range(frames):
+        y, uv = pattern._planes(n)
+        y = y.copy()
+        write_frame_code(y, replay_counter(n, frames), 0)
+        frame = VideoFrame.from_ndarray(np.concatenate([y, uv]), format="yuv420p")
+        frame.pts = n * ticks
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        if n % keyframe_interval == 0:
+            frame.pict_type = av.video.frame.PictureType.I
+        out += [bytes(p) for p in codec.encode(frame)]
+    out += [bytes(p) for p in codec.encode(None)]
+    if len(out) != frames:
+        raise RuntimeError(f"VP8 encoder returned {len(out)} frames for {frames}")
+    return EncodedClip(width, height, fps, bitrate, keyframe_interval, tuple(out))
+
+
+_clip_lock = threading.Lock()
+_clip_cache: dict[tuple[Any, ...], EncodedClip] = {}
+
+
+def cached_clip(path: Path | None = None, **params: Any) -> EncodedClip:
+    """:func:`encode_clip` once per process (and per ``path``, if given).
+
+    With ``path``, a clip already stored there with the same parameters is
+    loaded instead of encoded, and a new one is stored there.
+    """
+    key = (str(path), *sorted(params.items()))
+    with _clip_lock:
+        clip = _clip_cache.get(key)
+        if clip is not None:
+            return clip
+        if path is not None and path.exists():
+            clip = EncodedClip.load(path)
+            made = {
+                "width": clip.width,
+                "height": clip.height,
+                "fps": clip.fps,
+                "frames": len(clip.frames),
+                "keyframe_interval": clip.keyframe_interval,
+                "bitrate": clip.bitrate,
+            }
+            if any(made[k] != v for k, v in params.items()):
+                clip = None
+        if clip is None:
+            clip = encode_clip(**params)
+            if path is not None:
+                clip.save(path)
+        _clip_cache[key] = clip
+        return clip
+
+
+class ReplayVideoTrack(MediaStreamTrack):
+    """A camera that replays a pre-encoded clip: ``recv()`` yields VP8 ``av.Packet``s.
+
+    Frames leave at the clip's frame rate with continuous pts (90 kHz), the
+    clip looping forever; aiortc's sender only packetises them (give it a
+    pack-only encoder). A replay cannot make a keyframe on demand:
+    :meth:`request_keyframe` (wire it to the sender's PLI/FIR handler) is
+    counted and served by the clip's next periodic keyframe.
+    """
+
+    kind = "video"
+
+    def __init__(self, clip: EncodedClip) -> None:
+        super().__init__()
+        self.clip = clip
+        self.width, self.height, self.fps = clip.width, clip.height, clip.fps
+        self.frames_sent = 0
+        self.keyframe_requests = 0
+        self._start: float | None = None
+        self._time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self._ticks = round(VIDEO_CLOCK / clip.fps)
+
+    def request_keyframe(self) -> None:
+        self.keyframe_requests += 1
+
+    async def recv(self) -> av.Packet[Any]:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        n = self.frames_sent
+        delay = self._start + n / self.fps - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        packet = av.Packet(self.clip.frames[n % len(self.clip.frames)])
+        packet.pts = n * self._ticks
+        packet.time_base = self._time_base
+        self.frames_sent += 1
+        return packet

@@ -2,6 +2,8 @@
 
 Frames carry a sender frame counter and send timestamp (see the test pattern);
 loss is counted from counter gaps and latency from the embedded timestamp.
+:class:`Unwrapper` turns wrapping counters (RTP timestamps, the frame index of
+a replayed clip) into continuous ones, so a wrap is not counted as loss.
 """
 
 from __future__ import annotations
@@ -69,3 +71,33 @@ class StreamStats:
         if not self.latencies:
             return float("nan")
         return float(np.percentile(np.asarray(self.latencies), q))
+
+
+class Unwrapper:
+    """Extends a counter that wraps modulo ``modulus`` to an unbounded one.
+
+    Used for RTP timestamps (modulo 2**32) and for the frame index of a
+    replayed clip (modulo its length): a step forward of less than half the
+    modulus is progress (across a wrap too), a larger one is read as an older,
+    reordered value and returned below the last (without moving the reference),
+    so :class:`StreamStats` counts it as reordered, not as a burst of loss.
+    """
+
+    def __init__(self, modulus: int) -> None:
+        if modulus < 2:
+            raise ValueError("modulus must be at least 2")
+        self.modulus = modulus
+        self._raw: int | None = None
+        self._value = 0
+
+    def __call__(self, value: int) -> int:
+        raw = value % self.modulus
+        if self._raw is None:
+            self._raw, self._value = raw, raw
+            return raw
+        delta = (raw - self._raw) % self.modulus
+        if delta >= (self.modulus + 1) // 2:
+            return self._value + delta - self.modulus  # older than the last
+        self._raw = raw
+        self._value += delta
+        return self._value
