@@ -12,6 +12,17 @@ frame loss and latency, ``stats.py``); audio, and video beyond
 The bot follows the server's ``bitrate`` caps: its senders use
 :class:`CappedVp8Encoder` / :class:`CappedOpusEncoder`, whose target is the
 smaller of the cap and the congestion controller's estimate (REMB).
+
+With ``pre_encoded`` (``--pre-encoded``) the camera is a
+:class:`~qkdmeet.conference.media.ReplayVideoTrack`: a loop of test-pattern
+frames encoded once at start-up (or loaded from ``clip_path``) and replayed as
+VP8 packets through a pack-only encoder, so a load test's senders cost almost
+no CPU (real participants encode on their own machines). A replay cannot
+follow bitrate caps or make a keyframe on request: the clip is encoded at the
+camera's default bitrate with periodic keyframes, which serve PLIs. Replayed
+frames carry a replay code (loop length, index) instead of a counter and send
+time: receivers unwrap the index (a loop wrap is no loss) and measure no
+latency from them.
 """
 
 from __future__ import annotations
@@ -34,19 +45,24 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.mediastreams import MediaStreamError
 from av import CodecContext, VideoFrame
 
-from qkdmeet.conference.forwarding import tap_receiver
+from qkdmeet.conference.forwarding import PackOnlyEncoder, tap_receiver
 from qkdmeet.conference.media import (
     AUDIO_SAMPLES,
     VIDEO_CLOCK,
+    ReplayVideoTrack,
     SlidesTrack,
     TestPatternTrack,
     ToneTrack,
+    cached_clip,
     luma,
     read_frame_code,
+    split_replay_counter,
 )
 from qkdmeet.conference.room import DEFAULT_BITRATES, MIN_BITRATE
 from qkdmeet.conference.server import codec_preferences, rtc_configuration
-from qkdmeet.conference.stats import StreamStats
+from qkdmeet.conference.stats import StreamStats, Unwrapper
+
+RTP_TIMESTAMP_MODULUS = 1 << 32
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +139,10 @@ class BotOptions:
     screen_fps: float = 5.0
     decode_limit: int | None = None  # video streams decoded; the rest only counted
     verify_tls: bool = True
+    pre_encoded: bool = False  # camera replays a VP8 clip encoded once at start-up
+    clip_seconds: float = 10.0  # length of that clip's loop
+    keyframe_interval_s: float = 2.0  # its keyframe spacing
+    clip_path: Path | None = None  # load the clip from here (or store it here)
 
 
 @dataclass
@@ -136,6 +156,32 @@ class _Received:
     unreadable: int = 0
     pending_bytes: int = 0
     origin: int | None = None
+    replayed: int = 0
+    timestamps: Unwrapper = field(default_factory=lambda: Unwrapper(RTP_TIMESTAMP_MODULUS))
+    replay_index: Unwrapper | None = None
+
+    def record_encoded(self, timestamp: int, ticks: float, arrived: float, size: int) -> None:
+        """Count a frame from its RTP timestamp (``ticks`` per frame), undecoded."""
+        unwrapped = self.timestamps(timestamp)
+        if self.origin is None:
+            self.origin = unwrapped
+        self.stats.record(round((unwrapped - self.origin) / ticks), None, arrived, size)
+
+    def record_code(self, counter: int, sent_ms: int, arrived: float, size: int) -> None:
+        """Count a decoded frame from its frame code (live or replayed)."""
+        replay = split_replay_counter(counter)
+        if replay is None:
+            latency_ms = (int(arrived * 1000) - sent_ms) % (1 << 32)
+            self.stats.record(counter, arrived - latency_ms / 1000, arrived, size)
+            return
+        index, period = replay
+        if period < 2:
+            self.unreadable += 1
+            return
+        if self.replay_index is None or self.replay_index.modulus != period:
+            self.replay_index = Unwrapper(period)
+        self.replayed += 1
+        self.stats.record(self.replay_index(index), None, arrived, size)
 
     def report(self) -> dict[str, Any]:
         s = self.stats
@@ -152,6 +198,8 @@ class _Received:
             "loss_ratio": round(s.loss_ratio(), 4),
             "unreadable": self.unreadable,
         }
+        if self.replayed:
+            out["replayed"] = self.replayed
         if s.latencies:
             out["latency_ms_p50"] = round(1000 * s.latency_percentile(50), 1)
             out["latency_ms_p95"] = round(1000 * s.latency_percentile(95), 1)
@@ -173,7 +221,7 @@ class ConferenceBot:
         self.errors: list[str] = []
         self.documents: list[dict[str, Any]] = []
         self.received: dict[str, _Received] = {}
-        self.camera: TestPatternTrack | None = None
+        self.camera: TestPatternTrack | ReplayVideoTrack | None = None
         self.screen: SlidesTrack | None = None
         self.tone: ToneTrack | None = None
         self.video_encoders: dict[str, CappedVp8Encoder] = {}
@@ -187,6 +235,7 @@ class ConferenceBot:
         self._joined: asyncio.Future[dict[str, Any]] | None = None
         self._message_event = asyncio.Event()
         self._decoding = 0
+        self.packers: dict[str, PackOnlyEncoder] = {}
 
     # lifecycle -----------------------------------------------------------------
 
@@ -209,7 +258,26 @@ class ConferenceBot:
             await self.stop()
             raise
 
+    async def _make_camera(self) -> TestPatternTrack | ReplayVideoTrack:
+        o = self.options
+        if not o.pre_encoded:
+            return TestPatternTrack(o.width, o.height, o.fps)
+        frames = max(2, round(o.clip_seconds * o.fps))
+        clip = await asyncio.to_thread(
+            cached_clip,
+            o.clip_path,
+            width=o.width,
+            height=o.height,
+            fps=o.fps,
+            frames=frames,
+            keyframe_interval=max(1, round(o.keyframe_interval_s * o.fps)),
+            bitrate=DEFAULT_BITRATES["camera"],
+        )
+        return ReplayVideoTrack(clip)
+
     async def _start(self, wait_s: float) -> None:
+        # 0. the camera first: a pre-encoded clip is encoded (or loaded) before joining
+        self.camera = await self._make_camera()
         # 1. connect the signalling socket and join
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl()))
         ws_url = self.url.replace("https://", "wss://").replace("http://", "ws://") + "/ws"
@@ -228,7 +296,6 @@ class ConferenceBot:
         self.documents = list(joined.get("documents", []))
         self.state = BotState.JOINED
         # 2. publish the camera (and screen)
-        self.camera = TestPatternTrack(self.options.width, self.options.height, self.options.fps)
         tracks: list[MediaStreamTrack] = [self.camera]
         if self.options.audio:
             self.tone = ToneTrack()
@@ -282,6 +349,7 @@ class ConferenceBot:
         for rec in self.received.values():
             rec.stats = StreamStats()
             rec.unreadable = 0
+            rec.replayed = 0
             rec.origin = None
 
     # signalling ----------------------------------------------------------------
@@ -387,7 +455,10 @@ class ConferenceBot:
         for track in tracks:
             transceiver = pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences(codec_preferences(track.kind))
-            self._install_encoder(transceiver.sender, kind)
+            if isinstance(track, ReplayVideoTrack):
+                self._install_packer(transceiver.sender, kind, track)
+            else:
+                self._install_encoder(transceiver.sender, kind)
         await pc.setLocalDescription(await pc.createOffer())
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._pending[pc_name] = fut
@@ -407,6 +478,12 @@ class ConferenceBot:
         else:
             encoder = self.audio_encoder = CappedOpusEncoder(self.bitrates["audio"])
         sender._RTCRtpSender__encoder = encoder  # type: ignore[attr-defined]
+
+    def _install_packer(self, sender: RTCRtpSender, kind: str, track: ReplayVideoTrack) -> None:
+        """The sender only packetises the replayed VP8 frames; PLI/FIR go to the track."""
+        packer = self.packers[kind] = PackOnlyEncoder("video")
+        sender._RTCRtpSender__encoder = packer  # type: ignore[attr-defined]
+        sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
 
     def _apply_bitrates(self, data: dict[str, Any]) -> None:
         for key in DEFAULT_BITRATES:
@@ -456,11 +533,7 @@ class ConferenceBot:
             ticks = VIDEO_CLOCK / self.options.screen_fps
 
         def count(data: bytes, timestamp: int) -> None:
-            if rec.origin is None:
-                rec.origin = timestamp
-            counter = round((timestamp - rec.origin) / ticks)
-            now = time.time()
-            rec.stats.record(counter, None, now, len(data))
+            rec.record_encoded(timestamp, ticks, time.time(), len(data))
 
         return count
 
@@ -476,9 +549,7 @@ class ConferenceBot:
                 if code is None:
                     rec.unreadable += 1
                     continue
-                counter, sent_ms = code
-                latency_ms = (int(arrived * 1000) - sent_ms) % (1 << 32)
-                rec.stats.record(counter, arrived - latency_ms / 1000, arrived, size)
+                rec.record_code(*code, arrived, size)
 
     # documents -----------------------------------------------------------------
 
@@ -536,6 +607,7 @@ class ConferenceBot:
             "id": self.id,
             "name": self.name,
             "room": self.room,
+            "camera": "pre-encoded VP8 replay" if self.options.pre_encoded else "live VP8",
             "bitrates": self.bitrates,
             "streams": streams,
             "totals": totals,

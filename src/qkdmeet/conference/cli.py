@@ -44,6 +44,12 @@ def register(subparsers: Any) -> None:
     bot.add_argument("--screen-fps", type=float, default=5.0)
     bot.add_argument("--upload", type=Path, help="upload this document after joining")
     bot.add_argument("--decode-limit", type=int, help="decode at most N video streams")
+    bot.add_argument(
+        "--pre-encoded",
+        action="store_true",
+        help="replay a VP8 clip encoded once at start-up as the camera (load tests)",
+    )
+    bot.add_argument("--clip", type=Path, help="with --pre-encoded: load/store the clip here")
     bot.add_argument("--json", action="store_true", help="print the report as JSON")
     bot.add_argument("--insecure", action="store_true", help="accept any TLS certificate")
     bot.set_defaults(func=_bot)
@@ -91,6 +97,8 @@ async def _bot(args: argparse.Namespace) -> int:
         screen_fps=args.screen_fps,
         decode_limit=args.decode_limit,
         verify_tls=not args.insecure,
+        pre_encoded=args.pre_encoded,
+        clip_path=args.clip,
     )
     try:
         bot = ConferenceBot(args.url, args.room, args.name, options)
