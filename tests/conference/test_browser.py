@@ -460,8 +460,23 @@ async def test_link_indicator_shows_posted_protection_status(join: Join, server:
     await expect(alice.locator("#link-alarm")).to_have_text(alarm)
     await expect(bob.locator("#link-indicator")).to_have_attribute("data-level", "red")
 
+    # A VPN gateway's budget as it is (vpn/gateway.py): little key left at this rate.
+    budget = {
+        "gateway": "a",
+        "key_buffered_bytes": 2_000_000,
+        "sustainable_payload_bps": 950_000.0,
+        "seconds_of_key_at_consumption": 20.0,
+        "drops_no_key": 0,
+    }
+    await post_json(server, "/api/link", budget)
+    await expect(indicator).to_have_attribute("data-level", "amber")
+    await expect(indicator).to_contain_text("sustainable 950 kb/s")
+    await expect(indicator).to_contain_text("20 s of key left")
+    await expect(alice.locator("#link-alarm")).to_be_hidden()
+
     await post_json(server, "/api/link", {"protected": False, "alarm": "no key: link down"})
     await expect(indicator).to_contain_text("NOT QKD-protected")
+    await expect(indicator).to_have_attribute("data-level", "red")
 
 
 async def test_bitrate_cap_from_the_server_reaches_the_senders(join: Join, server: Any) -> None:

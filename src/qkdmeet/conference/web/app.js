@@ -850,13 +850,25 @@ function closeViewer() {
 
 // ---------------------------------------------------------------- link protection indicator
 
+// The `link` object is free-form (PROTOCOL.md). Fields understood: protected, mode,
+// key_buffered_bytes, qber (fraction or %), sustainable_bps, alarm, level (override);
+// and from a VPN gateway's budget (vpn/gateway.py): sustainable_payload_bps,
+// seconds_of_key_at_consumption, drops_no_key.
+const LOW_KEY_SECONDS = 60; // amber below this much key at the current consumption
+const LOW_KEY_BYTES = 1024 * 1024; // amber below this buffer when no rate is known
+const HIGH_QBER_PERCENT = 5; // amber above this QBER (BB84 aborts near 11 %)
+
 function linkLevel(link) {
   if (!link) return "unknown";
   if (["green", "amber", "red"].includes(link.level)) return link.level;
   if (link.alarm || link.protected === false) return "red";
+  if (link.key_buffered_bytes === 0 && link.drops_no_key > 0) return "red";
   const qber = qberPercent(link.qber);
-  if (qber !== null && qber > 5) return "amber";
-  if (Number.isFinite(link.key_buffered_bytes) && link.key_buffered_bytes < 1024 * 1024) {
+  if (qber !== null && qber > HIGH_QBER_PERCENT) return "amber";
+  const seconds = link.seconds_of_key_at_consumption;
+  if (Number.isFinite(seconds)) {
+    if (seconds < LOW_KEY_SECONDS) return "amber";
+  } else if (Number.isFinite(link.key_buffered_bytes) && link.key_buffered_bytes < LOW_KEY_BYTES) {
     return "amber";
   }
   return "green";
@@ -892,9 +904,11 @@ function renderLink(link) {
     }
     const qber = qberPercent(link.qber);
     if (qber !== null) parts.push(`QBER ${qber.toFixed(1)} %`);
-    if (Number.isFinite(link.sustainable_bps)) {
-      parts.push(`sustainable ${formatBps(link.sustainable_bps)}`);
-    }
+    const sustainable = link.sustainable_bps ?? link.sustainable_payload_bps;
+    if (Number.isFinite(sustainable)) parts.push(`sustainable ${formatBps(sustainable)}`);
+    const seconds = link.seconds_of_key_at_consumption;
+    if (Number.isFinite(seconds)) parts.push(`${Math.round(seconds)} s of key left`);
+    if (link.drops_no_key > 0) parts.push(`${link.drops_no_key} packets dropped for lack of key`);
     text = parts.join(" · ");
   }
   $("link-text").textContent = text;
