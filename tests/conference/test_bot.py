@@ -1,11 +1,24 @@
+import asyncio
 import fractions
+from dataclasses import replace
+from typing import Any
 
 import av
 import numpy as np
 import pytest
 
-from qkdmeet.conference.bot import BotError, CappedOpusEncoder, CappedVp8Encoder, ConferenceBot
+from qkdmeet.conference.bot import (
+    BotError,
+    CappedOpusEncoder,
+    CappedVp8Encoder,
+    ConferenceBot,
+    _Received,
+)
+from qkdmeet.conference.media import ReplayVideoTrack, replay_counter
 from qkdmeet.conference.room import MIN_BITRATE
+from qkdmeet.conference.server import ConferenceServer
+
+from .conftest import SMALL, MakeBot
 
 
 def test_vp8_target_is_min_of_cap_and_remb() -> None:
@@ -45,3 +58,62 @@ async def test_bot_refuses_unreachable_server() -> None:
     bot = ConferenceBot("https://127.0.0.1:1", "ward", "A")
     with pytest.raises(BotError):
         await bot.start()
+
+
+def test_replay_wrap_counts_no_loss_and_no_latency() -> None:
+    rec = _Received("p", "P", "camera", "video")
+    for n in range(3 * 150 + 7):  # three wraps of a 150-frame loop
+        rec.record_code(replay_counter(n % 150, 150), 0, 100.0 + n / 15, 1000)
+    assert rec.stats.frames == 457 and rec.stats.lost == 0 and rec.stats.reordered == 0
+    assert rec.stats.last_counter == 456 and rec.replayed == 457
+    assert rec.stats.latencies == []  # a replayed send time is stale: no latency
+    # frames missing at the wrap are those frames lost, not a loop's worth
+    rec = _Received("p", "P", "camera", "video")
+    for index in [*range(148), 149, 1, 2]:  # 148 and 0 lost
+        rec.record_code(replay_counter(index, 150), 0, 100.0 + index / 15, 1000)
+    assert rec.stats.lost == 2 and rec.stats.last_counter == 152
+
+
+def test_encoded_frame_counter_crosses_rtp_timestamp_wrap() -> None:
+    rec = _Received("p", "P", "camera", "video")
+    start = (1 << 32) - 5 * 6000  # the sender's random RTP origin, close to the wrap
+    for n in range(20):
+        rec.record_encoded((start + n * 6000) % (1 << 32), 6000, 100.0 + n / 15, 1000)
+    assert rec.stats.frames == 20 and rec.stats.lost == 0 and rec.stats.reordered == 0
+
+
+async def until(predicate: Any, wait_s: float = 20.0) -> None:
+    """Wait until predicate() holds (a deadline against hanging, not a timing check)."""
+    async with asyncio.timeout(wait_s):
+        while not predicate():  # noqa: ASYNC110 - polling media counters
+            await asyncio.sleep(0.05)
+
+
+async def test_three_pre_encoded_bots_receive_everyone(
+    server: ConferenceServer, make_bot: MakeBot
+) -> None:
+    options = replace(SMALL, pre_encoded=True, clip_seconds=2.0, keyframe_interval_s=1.0)
+    bots = [await make_bot(name, options=options) for name in ("Dr A", "Dr B", "Dr C")]
+
+    def rec(rx: ConferenceBot, tx: ConferenceBot) -> _Received | None:
+        return rx.received.get(f"{tx.id}:camera:video")
+
+    def frames(rx: ConferenceBot, tx: ConferenceBot) -> int:
+        r = rec(rx, tx)
+        return r.stats.frames if r else 0
+
+    pairs = [(rx, tx) for rx in bots for tx in bots if rx is not tx]
+    # 45 frames at 15 fps span more than one wrap of the 30-frame loop
+    await until(lambda: all(frames(rx, tx) >= 45 for rx, tx in pairs))
+    for rx, tx in pairs:
+        r = rec(rx, tx)
+        assert r is not None and r.decoded
+        assert r.replayed == r.stats.frames and r.unreadable == 0
+        assert r.stats.lost == 0 and r.stats.reordered == 0  # the wrap is no loss
+        assert r.stats.latencies == []
+    for bot in bots:
+        assert isinstance(bot.camera, ReplayVideoTrack)
+        assert bot.video_encoders == {}  # nothing is encoded for the camera
+        assert bot.packers["camera"].encode_attempts == 0
+        assert bot.packers["camera"].packed_frames > 45
+        assert bot.report()["camera"] == "pre-encoded VP8 replay"

@@ -1,16 +1,28 @@
+import fractions
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
 from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
+from aiortc.mediastreams import MediaStreamError
 
+from qkdmeet.conference.forwarding import is_vp8_keyframe
 from qkdmeet.conference.media import (
     AUDIO_SAMPLES,
+    MAX_CLIP_FRAMES,
+    EncodedClip,
+    ReplayVideoTrack,
     SlidesTrack,
     TestPatternTrack,
     ToneTrack,
+    cached_clip,
+    encode_clip,
     luma,
     read_frame_code,
     render_slides,
+    replay_counter,
+    split_replay_counter,
     write_frame_code,
 )
 
@@ -57,3 +69,61 @@ async def test_tone_and_slides() -> None:
     assert (
         f0.to_ndarray(format="gray")[100:].tobytes() != f1.to_ndarray(format="gray")[100:].tobytes()
     )
+
+
+def test_replay_counter_round_trip_and_live_counters_untouched() -> None:
+    assert split_replay_counter(replay_counter(0, 150)) == (0, 150)
+    assert split_replay_counter(replay_counter(149, 150)) == (149, 150)
+    assert split_replay_counter(123456) is None  # a live frame counter
+    with pytest.raises(ValueError):
+        replay_counter(150, 150)
+    with pytest.raises(ValueError):
+        replay_counter(0, MAX_CLIP_FRAMES + 1)
+
+
+async def test_replay_track_yields_vp8_packets_keyframe_first_pts_increasing(
+    tmp_path: Path,
+) -> None:
+    clip = encode_clip(320, 240, fps=15.0, frames=20, keyframe_interval=10, bitrate=300_000)
+    assert len(clip.frames) == 20 and clip.keyframes == [0, 10]
+    path = tmp_path / "clip.bin"
+    clip.save(path)
+    assert EncodedClip.load(path) == clip
+    assert (
+        cached_clip(
+            path, width=320, height=240, fps=15.0, frames=20, keyframe_interval=10, bitrate=300_000
+        )
+        == clip
+    )
+
+    track = ReplayVideoTrack(clip)
+    track.fps = 1000.0  # pace fast: this test checks content, not timing
+    dec = av.CodecContext.create("libvpx", "r")
+    packets = [await track.recv() for _ in range(45)]  # more than two loops
+    assert all(isinstance(p, av.Packet) for p in packets)
+    assert is_vp8_keyframe(bytes(packets[0]))
+    pts = [int(p.pts or 0) for p in packets]
+    assert pts == [n * 6000 for n in range(45)]  # 90 kHz, 15 fps, continuous across loops
+    assert all(p.time_base == fractions.Fraction(1, 90000) for p in packets)
+    codes = []
+    for p in packets:
+        for frame in dec.decode(p):
+            code = read_frame_code(luma(frame))
+            assert code is not None
+            codes.append(code)
+    assert [split_replay_counter(c) for c, _ in codes] == [(n % 20, 20) for n in range(45)]
+    assert all(sent_ms == 0 for _, sent_ms in codes)  # no (stale) send time
+    track.stop()
+    with pytest.raises(MediaStreamError):
+        await track.recv()
+
+
+def test_clip_rejects_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        encode_clip(320, 240, frames=1)
+    with pytest.raises(ValueError):
+        EncodedClip(320, 240, 15.0, 300_000, 10, (b"\x01" * 20,))  # not a keyframe
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"not a clip")
+    with pytest.raises(ValueError):
+        EncodedClip.load(bad)

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from qkdmeet.conference.stats import StreamStats
+from qkdmeet.conference.stats import StreamStats, Unwrapper
 
 
 def test_gaps_count_as_loss_and_rates_follow_arrivals() -> None:
@@ -22,3 +22,17 @@ def test_empty_stream_and_bad_size() -> None:
     assert math.isnan(s.latency_percentile(95))
     with pytest.raises(ValueError):
         s.record(0, 0.0, 0.0, -1)
+
+
+def test_unwrapper_crosses_wraps_and_reads_old_values_as_older() -> None:
+    u = Unwrapper(150)
+    assert [u(i % 150) for i in range(140, 460)] == list(range(140, 460))
+    u = Unwrapper(1 << 32)
+    start = (1 << 32) - 12_000  # an RTP timestamp two frames before its wrap
+    assert [u((start + k * 6000) % (1 << 32)) for k in range(5)] == [
+        start + k * 6000 for k in range(5)
+    ]
+    u = Unwrapper(10)
+    assert (u(8), u(9), u(1), u(0), u(2)) == (8, 9, 11, 10, 12)  # 0 arrived late
+    with pytest.raises(ValueError):
+        Unwrapper(1)
