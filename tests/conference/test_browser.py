@@ -424,6 +424,34 @@ async def test_refused_join_is_reported_and_the_form_comes_back(join: Join) -> N
     assert (await state(page))["phase"] == "idle"
 
 
+async def test_a_dropped_signalling_connection_rejoins_and_media_resumes(
+    join: Join, server: Any
+) -> None:
+    room = room_name()
+    alice = await join(room, "Alice")
+    bob = await join(room, "Bob", media=False)
+    old_id = (await state(alice))["id"]
+    await assert_flowing(bob, old_id, "camera")
+    await alice.get_by_role("button", name="Mute microphone").click()
+
+    # The server loses Alice's socket (as when the VPN stalls or the server restarts).
+    await server.rooms[room].sessions[old_id].ws.close()
+
+    await alice.wait_for_function(
+        f"qkdmeet.state.phase === 'joined' && qkdmeet.state.id !== {old_id!r}"
+    )
+    new_id = (await state(alice))["id"]
+    await expect(bob.locator(f'#people li[data-participant="{old_id}"]')).to_have_count(0)
+    await expect(bob.locator("#people li")).to_have_count(2)
+    await assert_flowing(bob, new_id, "camera")
+    # Her camera and her mute state came back with her.
+    await expect(bob.locator(f'#people li[data-participant="{new_id}"]')).to_contain_text(
+        "microphone off"
+    )
+    await expect(alice.get_by_role("button", name="Unmute microphone")).to_be_visible()
+    assert (await state(alice))["phase"] == "joined"
+
+
 async def test_link_indicator_shows_posted_protection_status(join: Join, server: Any) -> None:
     room = room_name()
     alice = await join(room, "Alice", media=False)

@@ -18,12 +18,16 @@ const CAMERA_CONSTRAINTS = {
   frameRate: { ideal: 15, max: 30 },
 };
 const SCREEN_CONSTRAINTS = { frameRate: { ideal: 15, max: 15 } };
+// After an unexpected loss of the signalling socket (server restart, a link that
+// stalled for lack of key), join again after these delays, keeping camera and
+// screen; then give up and show the join form.
+const REJOIN_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 8000, 8000, 8000];
 
 // ---------------------------------------------------------------- state
 
 /** Plain, serialisable view of the client; tests read it through window.qkdmeet.state. */
 const state = {
-  phase: "idle", // idle | joining | joined | left | closed
+  phase: "idle", // idle | joining | joined | rejoining | left | closed
   id: null,
   room: null,
   name: null,
@@ -50,6 +54,8 @@ let ws = null;
 let localStream = null;
 let screenStream = null;
 let leaving = false;
+let rejoinAttempt = 0;
+let rejoinTimer = null;
 
 const $ = (id) => document.getElementById(id);
 
@@ -137,7 +143,9 @@ async function handle(msg) {
     case "link":
       return renderLink(msg.link);
     case "error":
-      if (state.phase === "joining") return joinRefused(msg.reason);
+      if (state.phase === "joining" || state.phase === "rejoining") {
+        return joinRefused(msg.reason);
+      }
       return setStatus(`Server: ${msg.reason}`, "error");
     default:
       console.debug("qkdmeet: ignoring message", msg.type);
@@ -147,7 +155,7 @@ async function handle(msg) {
 // ---------------------------------------------------------------- join / leave
 
 async function join(room, name, { camera = true, microphone = true } = {}) {
-  if (state.phase === "joining" || state.phase === "joined") return;
+  if (["joining", "joined", "rejoining"].includes(state.phase)) return;
   leaving = false;
   state.phase = "joining";
   state.errors = [];
@@ -175,11 +183,16 @@ async function join(room, name, { camera = true, microphone = true } = {}) {
     setStatus(`Cannot reach the conference server: ${errorText(err)}`, "error");
     return;
   }
-  ws.addEventListener("message", onMessage);
-  ws.addEventListener("close", onSocketClosed);
   state.room = room;
   state.name = name;
-  send({ type: "join", room, name });
+  rejoinAttempt = 0;
+  sendJoin();
+}
+
+function sendJoin() {
+  ws.addEventListener("message", onMessage);
+  ws.addEventListener("close", onSocketClosed);
+  send({ type: "join", room: state.room, name: state.name });
 }
 
 async function onJoined(msg) {
@@ -208,10 +221,17 @@ async function onJoined(msg) {
   history.replaceState(null, "", `?room=${encodeURIComponent(msg.room)}`);
   setStatus(`Joined room ${msg.room} as ${state.name}`, "ok");
   const self = people.get(msg.id);
+  self.muted = { ...state.muted };
+  const rejoined = rejoinAttempt > 0;
+  rejoinAttempt = 0;
   if (localStream) {
     self.video.srcObject = localStream;
     await publish("camera", localStream);
+    for (const kind of ["audio", "video"]) {
+      if (state.muted[kind]) send({ type: "mute", kind, muted: true });
+    }
   }
+  if (rejoined && screenStream) await publish("screen", screenStream);
 }
 
 /** The server refused our `join` (e.g. a full room): back to the form, reason shown. */
@@ -224,7 +244,7 @@ function joinRefused(reason) {
 
 function leave() {
   leaving = true;
-  send({ type: "leave" });
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "leave" }));
   teardown();
   setStatus("You left the conference");
   state.phase = "left";
@@ -232,12 +252,57 @@ function leave() {
 
 function onSocketClosed() {
   if (leaving) return;
+  ws = null;
+  if (state.phase === "joined" || state.phase === "rejoining") {
+    scheduleRejoin();
+    return;
+  }
   teardown();
   state.phase = "closed";
   setStatus("Connection to the conference server closed", "error");
 }
 
+/** Lost the server mid-call: drop every PeerConnection and join again, media kept. */
+function scheduleRejoin() {
+  for (const name of [...pcs.keys()]) closePc(name);
+  for (const person of [...people.values()]) {
+    if (!person.self) removePerson(person.id);
+  }
+  state.phase = "rejoining";
+  if (rejoinAttempt >= REJOIN_DELAYS_MS.length) {
+    teardown();
+    state.phase = "closed";
+    setStatus("Connection to the conference server lost; join again", "error");
+    return;
+  }
+  const delay = REJOIN_DELAYS_MS[rejoinAttempt];
+  rejoinAttempt += 1;
+  setStatus(`Connection to the server lost; rejoining in ${delay / 1000} s `
+    + `(attempt ${rejoinAttempt} of ${REJOIN_DELAYS_MS.length})`, "error");
+  rejoinTimer = setTimeout(rejoin, delay);
+}
+
+async function rejoin() {
+  rejoinTimer = null;
+  try {
+    ws = await openSocket();
+  } catch {
+    ws = null;
+    if (state.phase === "rejoining") scheduleRejoin();
+    return;
+  }
+  if (state.phase !== "rejoining") { // left meanwhile
+    ws.close();
+    ws = null;
+    return;
+  }
+  sendJoin();
+}
+
 function teardown() {
+  clearTimeout(rejoinTimer);
+  rejoinTimer = null;
+  rejoinAttempt = 0;
   if (ws) {
     ws.removeEventListener("close", onSocketClosed);
     ws.close();
@@ -972,7 +1037,7 @@ function init() {
     if (ev.key === "Escape" && !$("viewer").hidden) closeViewer();
   });
   window.addEventListener("pagehide", () => {
-    if (state.phase === "joined") leave();
+    if (state.phase === "joined" || state.phase === "rejoining") leave();
   });
 
   window.qkdmeet = {
