@@ -249,6 +249,7 @@ class QkdLink:
         backlog_blocks: float = 2.0,
         chunk_pulses: int = DEFAULT_CHUNK_PULSES,
         first_block: int = 0,
+        auth_target_masks: int | None = None,
     ) -> None:
         self.params = params
         self.config = config or ProtocolConfig(block_bits=DEFAULT_BLOCK_BITS)
@@ -259,7 +260,9 @@ class QkdLink:
         self.transports = (ta, tb)
         self.alice = Transmitter(
             params,
-            AuthenticatedChannel(ta, AuthKeys.from_secret(secret, transmitter=True)),
+            AuthenticatedChannel(
+                ta, AuthKeys.from_secret(secret, transmitter=True, target_masks=auth_target_masks)
+            ),
             self.sinks[0],
             self.config,
             first_block=first_block,
@@ -267,7 +270,9 @@ class QkdLink:
         )
         self.bob = Receiver(
             params,
-            AuthenticatedChannel(tb, AuthKeys.from_secret(secret, transmitter=False)),
+            AuthenticatedChannel(
+                tb, AuthKeys.from_secret(secret, transmitter=False, target_masks=auth_target_masks)
+            ),
             self.sinks[1],
             self.config,
             first_block=first_block,

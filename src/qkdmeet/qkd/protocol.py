@@ -110,8 +110,11 @@ class ProtocolConfig:
     block_bits: int = 1_000_000
     pa_family: str = "multiply-add-shift"
     link_id: str = "link-ab"
+    phase_error_tolerance: float = 0.15
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.phase_error_tolerance <= fk.PHASE_ERROR_TOLERANCE:
+            raise ValueError("phase_error_tolerance must be in (0, 0.5]")
         if not isinstance(self.block_bits, int) or self.block_bits < 1000:
             raise ValueError(f"block_bits must be an integer >= 1000, got {self.block_bits!r}")
         if self.pa_family not in ("toeplitz", "multiply-add-shift"):
@@ -120,7 +123,8 @@ class ProtocolConfig:
     def fingerprint(self, params: LinkParams) -> bytes:
         public = (
             params.mu, params.p_mu, params.q_x, params.eps_sec, params.eps_cor,
-            self.block_bits, self.pa_family, self.link_id, m.PROTOCOL_VERSION,
+            self.block_bits, self.pa_family, self.link_id, self.phase_error_tolerance,
+            m.PROTOCOL_VERSION,
         )  # fmt: skip
         return hashlib.sha256(repr(public).encode()).digest()[:16]
 
@@ -177,15 +181,25 @@ class PeerAbort(Exception):
     """The other end aborted the block."""
 
 
-def _decision(counts: fk.DecoyCounts, params: LinkParams) -> tuple[fk.DecoyEstimate, str]:
-    """The estimate and the abort reason ('' to go on): the same function at both ends."""
+def _decision(
+    counts: fk.DecoyCounts, params: LinkParams, tolerance: float
+) -> tuple[fk.DecoyEstimate, str]:
+    """The estimate and the abort reason ('' to go on): the same function at both ends.
+
+    Aborts when the single-photon bound collapses, when the phase-error bound
+    reaches ``tolerance``, or when no key could remain even if error
+    correction disclosed only the Shannon limit n_X h(QBER_Z).
+    """
     est = fk.estimate(counts, params)
     if counts.total_x == 0 or counts.total_z == 0:
         return est, "no sifted detections"
     if not est.s_x1 > 0.0:
         return est, "single-photon bound collapsed (s_X1 = 0)"
-    if est.aborted:
-        return est, f"phase-error bound {est.phi_x:.3g} at or above tolerance"
+    if est.aborted or not est.phi_x < tolerance:
+        return est, f"phase-error bound {est.phi_x:.3g} at or above tolerance {tolerance:g}"
+    shannon = counts.total_x * fk.binary_entropy(counts.qber_z)
+    if fk.key_length_bound(est, shannon, params) < 8:
+        return est, "finite-key length would be zero (too few single-photon detections)"
     return est, ""
 
 
@@ -328,6 +342,16 @@ class _End:
             )
         self._record(report)
 
+    async def _finish(
+        self, report: BlockReport, key: npt.NDArray[np.uint8], est: fk.DecoyEstimate
+    ) -> None:
+        if key.size == 0:
+            report.reason = "finite-key length is zero after error correction"
+            self._record(report)
+            return
+        report.ok = True
+        await self._deliver(report, key, est)
+
     def _fill_estimate(self, report: BlockReport, counts: fk.DecoyCounts) -> None:
         report.counts = counts
         report.n_x, report.n_z = counts.total_x, counts.total_z
@@ -407,9 +431,7 @@ class Transmitter(_End):
                 AliceEvents(r.pulse_index[a:b], r.bit[a:b], r.basis[a:b], r.intensity[a:b])
             )
             if b < len(r):
-                keep.append(
-                    AliceEvents(r.pulse_index[b:], r.bit[b:], r.basis[b:], r.intensity[b:])
-                )
+                keep.append(AliceEvents(r.pulse_index[b:], r.bit[b:], r.basis[b:], r.intensity[b:]))
         self._records = keep
         self._buffered = sum(len(r) for r in keep)
         if not parts:
@@ -473,7 +495,7 @@ class Transmitter(_End):
         m_z = z_errors_per_intensity(sift.z_bits, bob_z, sift.z_intensity)
         counts = fk.DecoyCounts.from_arrays(sift.n_x, sift.n_z, m_z)
         self._fill_estimate(report, counts)
-        est, reason = _decision(counts, self.params)
+        est, reason = _decision(counts, self.params, self.config.phase_error_tolerance)
         report.phase_error_bound, report.s_x1 = est.phi_x, est.s_x1
         self._inline("estimation", t0)
         if bool(reason) != bool(bob_abort):
@@ -528,8 +550,7 @@ class Transmitter(_End):
             if out_bits
             else np.zeros(0, np.uint8)
         )  # fmt: skip
-        report.ok = True
-        await self._deliver(report, key, est)
+        await self._finish(report, key, est)
 
 
 @dataclass
@@ -652,7 +673,7 @@ class Receiver(_End):
         m_z = z_errors_per_intensity(sift.z_bits, alice_z, sift.z_intensity)
         counts = fk.DecoyCounts.from_arrays(sift.n_x, sift.n_z, m_z)
         self._fill_estimate(report, counts)
-        est, reason = _decision(counts, self.params)
+        est, reason = _decision(counts, self.params, self.config.phase_error_tolerance)
         report.phase_error_bound, report.s_x1 = est.phi_x, est.s_x1
         self._inline("estimation", t0)
         if reason:
@@ -711,5 +732,4 @@ class Receiver(_End):
             if out_bits
             else np.zeros(0, np.uint8)
         )  # fmt: skip
-        report.ok = True
-        await self._deliver(report, key, est)
+        await self._finish(report, key, est)

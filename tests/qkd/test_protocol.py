@@ -1,0 +1,166 @@
+"""The two actors through the real-time link in one process: keys, bounds, attacks, tampering."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from qkdmeet.qkd import finite_key as fk
+from qkdmeet.qkd.classical import memory_pair
+from qkdmeet.qkd.link import QkdLink, link_params
+from qkdmeet.qkd.params import LinkParams
+from qkdmeet.qkd.protocol import BlockReport, ProtocolConfig
+from qkdmeet.qkd.sink import ListSink
+
+BLOCK = 100_000
+CONFIG = ProtocolConfig(block_bits=BLOCK)
+
+
+@pytest.fixture(scope="module")
+def params_2db() -> LinkParams:
+    return link_params("toshiba", loss_db=2.0, block_bits=BLOCK)
+
+
+def _link(params: LinkParams, seed: int, **kw: object) -> QkdLink:
+    return QkdLink(
+        params,
+        config=CONFIG,
+        seed=seed,
+        realtime=False,
+        chunk_pulses=2_000_000,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _sinks(link: QkdLink) -> tuple[ListSink, ListSink]:
+    a, b = link.sinks
+    assert isinstance(a, ListSink) and isinstance(b, ListSink)
+    return a, b
+
+
+def _bound(report: BlockReport, params: LinkParams) -> int:
+    assert report.counts is not None
+    est = fk.estimate(report.counts, params)
+    return fk.secret_key_length(est, report.leaked_bits, params)
+
+
+async def test_clean_link_gives_identical_keys_within_the_finite_key_bound(
+    params_2db: LinkParams,
+) -> None:
+    link = _link(params_2db, 11, auth_target_masks=0)  # all key delivered: auth from the secret
+    async with link:
+        await link.wait_blocks(3)
+    alice, bob = _sinks(link)
+    assert len(bob.blocks) >= 3
+    assert [b.block_id for b in alice.blocks[:3]] == [b.block_id for b in bob.blocks[:3]]
+    for x, y in zip(alice.blocks, bob.blocks, strict=False):
+        assert x.key == y.key and x.block_id == y.block_id and len(x.key) > 1000
+    for report in link.bob.stats.reports:
+        assert report.ok
+        l_bound = _bound(report, params_2db)
+        assert report.key_length == l_bound
+        assert report.secure_bits + report.auth_bits <= l_bound
+        assert 0.02 < report.qber_x < 0.04
+        assert 1.0 < report.ec_efficiency < 1.2
+    # randomness of the output key (NIST SP 800-22 monobit and runs tests)
+    bits = np.unpackbits(np.frombuffer(b"".join(b.key for b in bob.blocks), np.uint8))
+    n = bits.size
+    s = abs(int(bits.sum()) * 2 - n) / math.sqrt(n)
+    assert math.erfc(s / math.sqrt(2)) > 0.01
+    pi = bits.mean()
+    runs = 1 + int(np.count_nonzero(bits[1:] != bits[:-1]))
+    p_runs = math.erfc(abs(runs - 2 * n * pi * (1 - pi)) / (2 * math.sqrt(2 * n) * pi * (1 - pi)))
+    assert p_runs > 0.01
+
+
+async def test_intercept_resend_gives_no_key(params_2db: LinkParams) -> None:
+    link = _link(params_2db, 12, eve="intercept-resend:1.0")
+    async with link:
+        await link.wait_blocks(2)
+    alice, bob = _sinks(link)
+    assert alice.blocks == [] and bob.blocks == []
+    assert link.bob.stats.blocks == 0 and link.bob.stats.aborted_blocks >= 2
+    assert link.alice.stats.aborted_blocks >= 2
+    last = link.bob.stats.last
+    assert last is not None and last.qber_z > 0.2
+    assert "phase-error" in last.reason or "single-photon" in last.reason
+
+
+async def test_pns_gives_no_key_where_the_clean_link_does() -> None:
+    params = link_params("toshiba", loss_db=10.0, block_bits=BLOCK)
+    clean = _link(params, 13, auth_target_masks=0)
+    async with clean:
+        await clean.wait_blocks(1)
+    assert clean.bob.stats.blocks >= 1
+    attacked = _link(params, 13, eve="pns")
+    async with attacked:
+        await attacked.wait_blocks(2)
+    assert attacked.bob.stats.blocks == 0 and attacked.bob.stats.aborted_blocks >= 2
+    assert _sinks(attacked)[1].blocks == []
+
+
+async def test_eve_and_cut_switch_at_run_time(params_2db: LinkParams) -> None:
+    link = _link(params_2db, 14, auth_target_masks=0, backlog_blocks=0.5)
+    async with link:
+        await link.wait_blocks(1)
+        link.set_eve("intercept-resend:1.0")
+        done = link.bob.stats.blocks + link.bob.stats.aborted_blocks
+        await link.wait_blocks(done + 3)
+        assert link.bob.stats.aborted_blocks >= 1
+        link.set_eve(None)
+        link.set_cut(True)
+        assert link.stats()["cut"] is True
+        link.set_cut(False)
+        ok_before = link.bob.stats.blocks
+        await link.wait_blocks(ok_before + 1, include_aborted=False)  # key again once Eve left
+    alice, bob = _sinks(link)
+    assert [(b.block_id, b.key) for b in alice.blocks] == [(b.block_id, b.key) for b in bob.blocks]
+
+
+async def test_tampered_classical_message_aborts_only_that_block(params_2db: LinkParams) -> None:
+    link = _link(params_2db, 15, auth_target_masks=0)
+    ta, _ = link.transports
+    count = {"n": 0}
+
+    def flip_fifth(frame: bytes) -> list[bytes]:
+        count["n"] += 1
+        if count["n"] == 5:
+            return [frame[:-40] + bytes([frame[-40] ^ 1]) + frame[-39:]]
+        return [frame]
+
+    ta.tamper = flip_fifth  # Alice -> Bob, inside block 0's Cascade
+    async with link:
+        await link.wait_blocks(3)
+    alice, bob = _sinks(link)
+    reports = link.bob.stats.reports
+    assert not reports[0].ok and "authentication" in reports[0].reason
+    assert link.alice.stats.reports[0].ok is False
+    assert link.bob.channel.rejected == 1
+    assert any(r.ok for r in reports[1:])
+    assert [(b.block_id, b.key) for b in alice.blocks] == [(b.block_id, b.key) for b in bob.blocks]
+    assert all(b.block_id != 0 for b in bob.blocks)
+
+
+async def test_authentication_key_is_accounted_and_kept_back(params_2db: LinkParams) -> None:
+    big = link_params("toshiba", loss_db=0.0, block_bits=400_000)
+    link = QkdLink(big, config=ProtocolConfig(block_bits=400_000), seed=16, realtime=False,
+                   chunk_pulses=2_000_000)  # fmt: skip
+    async with link:
+        await link.wait_blocks(2)
+    a, b = link.alice.channel, link.bob.channel
+    messages = a.next_send + a.next_recv
+    assert a.keys.spent_bits == b.keys.spent_bits == (32 + 32 * messages) * 8
+    kept = sum(r.auth_bits for r in link.bob.stats.reports)
+    assert kept == b.keys.refilled_bits == a.keys.refilled_bits > 0
+    for r in link.bob.stats.reports:
+        assert r.secure_bits + r.auth_bits <= r.key_length
+    st = link.stats()
+    assert st["auth_key_spent_bits"] == b.keys.spent_bits
+    assert st["secure_bits"] == sum(len(x.key) * 8 for x in _sinks(link)[1].blocks)
+
+
+def test_memory_pair_is_symmetric() -> None:
+    ta, tb = memory_pair()
+    assert ta is not tb
