@@ -381,7 +381,7 @@ class QkdLink:
 def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` too); ValueError naming the problem otherwise."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"address must be HOST:PORT, got {text!r}")
     return host.strip("[]"), int(port)
 

@@ -1,0 +1,109 @@
+"""The networked ends over TCP on loopback, the quantum-channel wire format, and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import numpy as np
+import pytest
+
+from qkdmeet.cli import main as cli_main
+from qkdmeet.qkd.channel import (
+    ChannelError,
+    QuantumChannel,
+    decode_bob_chunk,
+    encode_bob_chunk,
+)
+from qkdmeet.qkd.link import ReceiverNode, TransmitterNode, link_params, parse_address
+from qkdmeet.qkd.protocol import ProtocolConfig
+from qkdmeet.qkd.sink import ListSink
+
+BLOCK = 100_000
+
+
+def test_bob_chunk_round_trips_and_bad_frames_are_refused() -> None:
+    params = link_params("toshiba", loss_db=2.0, block_bits=BLOCK, optimise=False)
+    ch = QuantumChannel(params, np.random.default_rng(1), chunk_pulses=100_000)
+    ch.skip(12345)
+    alice, bob = ch.emit(200_000)
+    assert bob.first_pulse == 12345 and len(bob) == len(alice) > 1000
+    back = decode_bob_chunk(encode_bob_chunk(bob))
+    assert back.first_pulse == bob.first_pulse and back.n_pulses == bob.n_pulses
+    for name in ("pulse_index", "basis", "bit", "double_click"):
+        assert np.array_equal(getattr(back.events, name), getattr(bob.events, name))
+    assert not hasattr(bob.events, "intensity")  # Bob never sees Alice's choices
+    frame = encode_bob_chunk(bob)
+    with pytest.raises(ChannelError):
+        decode_bob_chunk(frame[:-1])
+    with pytest.raises(ChannelError):
+        decode_bob_chunk(b"\x00" * 5)
+
+
+def test_cut_fibre_leaves_only_dark_counts() -> None:
+    params = link_params("toshiba", loss_db=2.0, block_bits=BLOCK, optimise=False)
+    ch = QuantumChannel(params, np.random.default_rng(2))
+    ch.set_cut(True)
+    _, dark = ch.emit(1_000_000)
+    ch.set_cut(False)
+    _, lit = ch.emit(1_000_000)
+    assert len(dark) < 20 < 10_000 < len(lit)
+
+
+def test_parse_address() -> None:
+    assert parse_address("127.0.0.1:5000") == ("127.0.0.1", 5000)
+    assert parse_address("[::1]:7") == ("::1", 7)
+    with pytest.raises(ValueError):
+        parse_address("localhost")
+
+
+async def test_transmitter_and_receiver_over_tcp_give_identical_blocks() -> None:
+    params = link_params("toshiba", loss_db=2.0, block_bits=BLOCK)
+    config = ProtocolConfig(block_bits=BLOCK)
+    secret = os.urandom(32 + 2 * 2048 * 32)
+    sink_a, sink_b = ListSink(), ListSink()
+    tx = TransmitterNode(params, "127.0.0.1:0", sink_a, secret, config=config, seed=21,
+                         realtime=False, chunk_pulses=2_000_000)  # fmt: skip
+    await tx.start()
+    rx = ReceiverNode(params, f"127.0.0.1:{tx.port}", sink_b, secret, config=config, seed=22,
+                      first_block=7)  # fmt: skip
+    await rx.start()
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                if len(sink_b.blocks) >= 2 and len(sink_a.blocks) >= 2:
+                    break
+                await asyncio.sleep(0.02)
+    finally:
+        await rx.stop()
+        await tx.stop()
+    pairs = list(zip(sink_a.blocks, sink_b.blocks, strict=False))
+    assert pairs and all(a.block_id == b.block_id and a.key == b.key for a, b in pairs)
+    assert sink_b.blocks[0].block_id == 7  # the larger of the two ends' next block ids
+    st_a, st_b = tx.stats(), rx.stats()
+    assert st_a["role"] == "transmitter" and st_b["role"] == "receiver"
+    assert st_b["blocks"] >= 2 and st_b["detections"] > 0
+
+
+def test_cli_simulate_json(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli_main(["qkd", "simulate", "--loss-db", "2", "--seconds", "2", "--block-bits",
+                   "1e5", "--seed", "3", "--json"])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    for field in (
+        "secure_key_rate_bps", "model_secure_key_rate_bps", "sifted_rate_bps", "qber",
+        "phase_error_bound", "ec_efficiency", "blocks", "aborted_blocks", "secure_bits",
+        "ceiling_fraction", "asymptotic_key_rate_bps",
+    ):  # fmt: skip
+        assert field in out
+    assert out["keys_identical"] is True
+    assert out["blocks"] >= 1 and out["sifted_rate_bps"] > 0
+    assert 0.01 < out["qber"] < 0.05
+
+
+def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["qkd", "simulate", "--eve", "nonsense", "--seconds", "1"]) == 2
+    assert "unknown eavesdropper" in capsys.readouterr().err
+    assert cli_main(["qkd", "receiver", "--connect", "127.0.0.1:1"]) == 2
+    assert "pre-shared secret" in capsys.readouterr().err
