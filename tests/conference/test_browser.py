@@ -74,6 +74,8 @@ CHROMIUM_ARGS = [
 ]
 
 TIMEOUT_MS = 30_000  # for any single condition: joining, ICE, first frames
+if HAVE_PLAYWRIGHT:
+    expect.set_options(timeout=TIMEOUT_MS)  # Playwright's default (5 s) is tight on 2 cores
 FRAMES_MORE = 10  # frames decoded between two samples to count as "still flowing"
 
 
