@@ -145,6 +145,18 @@ class BotOptions:
     clip_path: Path | None = None  # load the clip from here (or store it here)
 
 
+def clip_parameters(options: BotOptions) -> dict[str, Any]:
+    """The :func:`~qkdmeet.conference.media.encode_clip` arguments of a pre-encoded camera."""
+    return {
+        "width": options.width,
+        "height": options.height,
+        "fps": options.fps,
+        "frames": max(2, round(options.clip_seconds * options.fps)),
+        "keyframe_interval": max(1, round(options.keyframe_interval_s * options.fps)),
+        "bitrate": DEFAULT_BITRATES["camera"],
+    }
+
+
 @dataclass
 class _Received:
     publisher: str
@@ -262,17 +274,7 @@ class ConferenceBot:
         o = self.options
         if not o.pre_encoded:
             return TestPatternTrack(o.width, o.height, o.fps)
-        frames = max(2, round(o.clip_seconds * o.fps))
-        clip = await asyncio.to_thread(
-            cached_clip,
-            o.clip_path,
-            width=o.width,
-            height=o.height,
-            fps=o.fps,
-            frames=frames,
-            keyframe_interval=max(1, round(o.keyframe_interval_s * o.fps)),
-            bitrate=DEFAULT_BITRATES["camera"],
-        )
+        clip = await asyncio.to_thread(cached_clip, o.clip_path, **clip_parameters(o))
         return ReplayVideoTrack(clip)
 
     async def _start(self, wait_s: float) -> None:
