@@ -47,6 +47,24 @@ async def _serve(args: argparse.Namespace) -> int:
             first=store.next_block,
         )
         feed = asyncio.create_task(link.run(), name="simulated-link")
+    qkd: Any = None
+    if cfg.qkd is not None:
+        from qkdmeet.qkd.link import make_node
+
+        q = cfg.qkd
+        try:
+            qkd = make_node(
+                q.role, q.address, StoreSink(store), q.psk, preset=q.preset, loss_db=q.loss_db,
+                distance_km=q.distance_km, block_bits=q.block_bits, eve=q.eve, seed=q.seed,
+                first_block=store.next_block,
+            )  # fmt: skip
+            await qkd.start()
+        except (ValueError, OSError) as exc:
+            print(f"qkdmeet kme serve: [qkd]: {exc}", file=sys.stderr)
+            await server.stop()
+            store.close()
+            return 2
+        server.qkd = qkd
     print(
         f"{cfg.kme_id} serving ETSI 014 on https://{cfg.host}:{cfg.port}",
         file=sys.stderr,
@@ -59,6 +77,8 @@ async def _serve(args: argparse.Namespace) -> int:
             feed.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await feed
+        if qkd is not None:
+            await qkd.stop()
         await server.stop()
         store.close()
     return 0
@@ -87,8 +107,11 @@ async def _pair(args: argparse.Namespace) -> int:
     pair = KmePair(write_pair(args.dir))
     await pair.start()
     try:
-        await pair.fill(args.initial_blocks)
-        pair.feed(args.rate)
+        if args.link == "qkd":
+            await pair.feed_qkd(loss_db=args.loss_db, block_bits=int(args.block_bits))
+        else:
+            await pair.fill(args.initial_blocks)
+            pair.feed(args.rate)
         info: dict[str, Any] = pair.describe()
         if args.json:
             print(json.dumps(info), flush=True)
@@ -127,6 +150,14 @@ def register(subparsers: Any) -> None:
     pair.add_argument("--json", action="store_true")
     pair.add_argument("--rate", type=float, default=10e6, help="simulated link bits/s")
     pair.add_argument("--initial-blocks", type=int, default=64)
+    pair.add_argument(
+        "--link",
+        choices=("random", "qkd"),
+        default="random",
+        help="feed: random blocks at --rate (default) or the simulated QKD link",
+    )
+    pair.add_argument("--loss-db", type=float, default=2.0, help="QKD link loss (--link qkd)")
+    pair.add_argument("--block-bits", type=float, default=4e6, help="QKD block (--link qkd)")
     pair.set_defaults(func=_pair)
 
     p = subparsers.add_parser("pki", help="throwaway PKI for KMEs and SAEs")

@@ -1,9 +1,33 @@
-"""KME configuration, read from TOML (``qkdmeet kme serve --config FILE``)."""
+"""KME configuration, read from TOML (``qkdmeet kme serve --config FILE``).
+
+Key comes from one of two feeds:
+
+``[link]``
+    a seeded stand-in (:class:`qkdmeet.kme.simfeed.SeededLink`): not secret.
+``[qkd]``
+    the simulated QKD link (:mod:`qkdmeet.qkd.link`), one end per site::
+
+        [qkd]
+        role = "transmitter"          # site A; "receiver" at site B
+        listen = "127.0.0.1:7100"     # transmitter: where the receiver connects
+        # connect = "127.0.0.1:7100"  # receiver: the transmitter's address
+        preset = "toshiba"            # or "lim2014"
+        loss_db = 2.0                 # or distance_km = 10.0 (default: the preset's)
+        block_bits = 4000000          # sifted X bits per block (same at both ends)
+        psk_file = "qkd-psk.bin"      # pre-shared bootstrap secret, raw bytes
+        # psk = "a1b2..."             # ... or as hex
+        # eve = "intercept-resend:1.0" or "pns" (transmitter only)
+        # seed = 1                    # reproducible run (tests)
+
+    Both ends must use the same preset, loss, block size and secret. The
+    running link's stats and controls are at ``GET|POST /admin/qkd`` (see
+    :mod:`qkdmeet.kme.server`).
+"""
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +44,21 @@ class SimulatedLink:
     bits_per_second: float
     block_bytes: int
     epoch: float
+
+
+@dataclass(frozen=True, slots=True)
+class QkdFeed:
+    """``[qkd]`` table: this site's end of the simulated QKD link (see the module docstring)."""
+
+    role: str
+    address: str
+    psk: bytes = field(repr=False)
+    preset: str = "toshiba"
+    loss_db: float | None = None
+    distance_km: float | None = None
+    block_bits: int = 4_000_000
+    eve: str | None = None
+    seed: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +81,50 @@ class KmeConfig:
     min_key_size: int = 64
     max_key_count: int = 100_000
     link: SimulatedLink | None = None
+    qkd: QkdFeed | None = None
+
+
+def _qkd(table: dict[str, Any], base: Path) -> QkdFeed:
+    role = _get(table, "role", str)
+    if role not in ("transmitter", "receiver"):
+        raise ConfigError('qkd.role must be "transmitter" or "receiver"')
+    address = _get(table, "listen" if role == "transmitter" else "connect", str)
+    if "psk_file" in table:
+        try:
+            psk = (base / _get(table, "psk_file", str)).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"qkd.psk_file: {exc}") from exc
+    else:
+        try:
+            psk = bytes.fromhex(_get(table, "psk", str))
+        except ValueError as exc:
+            raise ConfigError("qkd.psk must be hex") from exc
+    loss, dist = table.get("loss_db"), table.get("distance_km")
+    for name, v in (("loss_db", loss), ("distance_km", dist)):
+        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v < 0):
+            raise ConfigError(f"qkd.{name} must be a number >= 0")
+    if loss is not None and dist is not None:
+        raise ConfigError("qkd: give loss_db or distance_km, not both")
+    block = table.get("block_bits", 4_000_000)
+    if not isinstance(block, int) or isinstance(block, bool) or block < 1000:
+        raise ConfigError("qkd.block_bits must be an integer >= 1000")
+    eve = table.get("eve")
+    seed = table.get("seed")
+    if eve is not None and not isinstance(eve, str):
+        raise ConfigError("qkd.eve must be a string")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ConfigError("qkd.seed must be an integer")
+    return QkdFeed(
+        role=role,
+        address=address,
+        psk=psk,
+        preset=str(table.get("preset", "toshiba")),
+        loss_db=None if loss is None else float(loss),
+        distance_km=None if dist is None else float(dist),
+        block_bits=block,
+        eve=eve,
+        seed=seed,
+    )
 
 
 def _get(data: dict[str, Any], name: str, kind: type) -> Any:
@@ -80,8 +163,10 @@ def parse(data: dict[str, Any], base: Path = Path(".")) -> KmeConfig:
             raise ConfigError("link.bits_per_second must be a positive number, link.epoch a number")
         block = int(table.get("block_bytes", 4096))
         link = SimulatedLink(seed, float(rate), block, float(epoch))
+    qkd = _qkd(_get(data, "qkd", dict), base) if "qkd" in data else None
     return KmeConfig(
         link=link,
+        qkd=qkd,
         kme_id=_get(data, "kme_id", str),
         host=data.get("host", "127.0.0.1"),
         port=_get(data, "port", int),

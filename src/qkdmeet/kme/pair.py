@@ -2,6 +2,10 @@
 
 ``write_pair(DIR)`` creates the PKI and ``kme-a.toml``/``kme-b.toml`` (KME-A is
 the allocation authority); :class:`KmePair` runs both servers in this process.
+With ``qkd={...}`` the configs get ``[qkd]`` tables (site a transmitter, site b
+receiver, a shared ``qkd-psk.bin``) so two ``qkdmeet kme serve`` processes are
+fed by the simulated QKD link; :meth:`KmePair.feed_qkd` runs that link
+in-process instead (``qkdmeet kme pair --link qkd``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from qkdmeet.kme.server import KmeServer
 from qkdmeet.kme.simfeed import feed_blocks, feed_forever
 from qkdmeet.kme.sink import StoreSink
 from qkdmeet.kme.store import KeyStore
+from qkdmeet.qkd.link import QkdLink, link_params
+from qkdmeet.qkd.protocol import ProtocolConfig
 
 
 def free_port() -> int:
@@ -41,6 +47,7 @@ def write_pair(
     ports: dict[str, int] | None = None,
     *,
     link_bits_per_second: float | None = None,
+    qkd: dict[str, Any] | None = None,
     **limits: int,
 ) -> PairFiles:
     """PKI and both configs; with ``link_bits_per_second`` a shared ``[link]`` table
@@ -55,6 +62,19 @@ def write_pair(
             f'[link]\nseed = "{os.urandom(32).hex()}"\nbits_per_second = {link_bits_per_second}\n'
             f"block_bytes = 4096\nepoch = {time.time()}\n"
         )
+    qkd_tables = {"a": "", "b": ""}
+    if qkd is not None:
+        (d / "qkd-psk.bin").write_bytes(os.urandom(32 + 2 * 4096 * 32))
+        qport = int(qkd.get("port") or free_port())
+        common = "".join(
+            f"{k} = {v!r}\n".replace("'", '"') for k, v in qkd.items() if k != "port"
+        )
+        qkd_tables = {
+            "a": f'[qkd]\nrole = "transmitter"\nlisten = "127.0.0.1:{qport}"\n',
+            "b": f'[qkd]\nrole = "receiver"\nconnect = "127.0.0.1:{qport}"\n',
+        }
+        for site in qkd_tables:
+            qkd_tables[site] += f'psk_file = "qkd-psk.bin"\n{common}'
     for site, other in (("a", "b"), ("b", "a")):
         extra = "".join(f"{k} = {v}\n" for k, v in limits.items())
         text = (
@@ -65,6 +85,7 @@ def write_pair(
             f'[saes]\nlocal = ["{pki.sae_id(site)}"]\nremote = ["{pki.sae_id(other)}"]\n'
             f'[peer]\nkme_id = "{pki.kme_id(other)}"\nurl = "https://127.0.0.1:{ports[other]}"\n'
             + link
+            + qkd_tables[site]
         )
         configs[site] = d / f"kme-{site}.toml"
         configs[site].write_text(text)
@@ -79,6 +100,7 @@ class KmePair:
         self.servers: dict[str, KmeServer] = {}
         self.sinks: list[StoreSink] = []
         self._feed: asyncio.Task[None] | None = None
+        self.qkd: QkdLink | None = None
         self.next_block = 0
 
     async def start(self) -> None:
@@ -99,7 +121,25 @@ class KmePair:
             feed_forever(self.sinks, bits_per_second, first=self.next_block)
         )
 
+    async def feed_qkd(
+        self, *, loss_db: float = 2.0, block_bits: int = 4_000_000, seed: int | None = None
+    ) -> QkdLink:
+        """Feed both KMEs from the simulated QKD link, both ends in this process."""
+        params = link_params("toshiba", loss_db=loss_db, block_bits=block_bits)
+        self.qkd = QkdLink(
+            params,
+            config=ProtocolConfig(block_bits=block_bits),
+            sinks=(self.sinks[0], self.sinks[1]),
+            seed=seed,
+            first_block=self.next_block,
+        )
+        await self.qkd.start()
+        return self.qkd
+
     async def stop(self) -> None:
+        if self.qkd is not None:
+            await self.qkd.stop()
+            self.qkd = None
         if self._feed is not None:
             self._feed.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -3,7 +3,18 @@
 Routes: ``GET /api/v1/keys/{slave}/status``, ``GET|POST /api/v1/keys/{slave}/enc_keys``,
 ``GET|POST /api/v1/keys/{master}/dec_keys``, ``GET /api/v1/openapi.json``,
 ``GET /metrics`` (Prometheus text), ``GET /api/v1/metrics`` (JSON), and
-``POST /peer/v1/reserve|hold`` (only for the peer KME's certificate).
+``POST /peer/v1/reserve|hold`` (only for the peer KME's certificate), and
+``GET|POST /admin/qkd`` (only for this KME's own certificate) when a ``[qkd]``
+link feeds the KME:
+
+- ``GET /admin/qkd``: the link end's live stats as JSON (role, blocks,
+  aborted_blocks, secure_bits, secure_key_rate_bps, sifted_rate_bps, qber,
+  phase_error_bound, ec_efficiency, auth_key_spent_bits, eve, cut, ...; see
+  :func:`qkdmeet.qkd.link.end_stats`);
+- ``POST /admin/qkd`` with ``{"eve": "intercept-resend:F" | "pns" | null,
+  "cut": true | false}`` (either key optional): start/stop the eavesdropper,
+  cut/restore the fibre. Only the transmitter's site holds the fibre model;
+  the receiver answers 409. Answers the stats after the change.
 """
 
 from __future__ import annotations
@@ -71,6 +82,9 @@ class KmeServer:
         r.add_get("/metrics", self.prometheus)
         r.add_post("/peer/v1/reserve", self.peer_reserve)
         r.add_post("/peer/v1/hold", self.peer_hold)
+        r.add_route("*", "/admin/qkd", self.admin_qkd)
+        #: The running QKD link end (qkdmeet.qkd.link.TransmitterNode/ReceiverNode), if any.
+        self.qkd: Any = None
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -272,6 +286,33 @@ class KmeServer:
         ]
         lines += [f"qkdmeet_kme_{k}_total {v}" for k, v in sorted(self.metrics.items())]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+    # -- QKD link administration -------------------------------------------------
+    async def admin_qkd(self, request: web.Request) -> web.Response:
+        if request[CALLER] != self.config.kme_id:
+            self.metrics["unauthorized"] += 1
+            return web.Response(status=401)
+        if self.qkd is None:
+            return error(404, "no QKD link feeds this KME")
+        if request.method == "POST":
+            body = await self._body(request)
+            if not hasattr(self.qkd, "set_eve"):
+                return error(409, "the eavesdropper and the fibre are set at the transmitter's KME")
+            try:
+                if "eve" in body:
+                    eve = body["eve"]
+                    if eve is not None and not isinstance(eve, str):
+                        raise ValueError("eve must be a string or null")
+                    self.qkd.set_eve(eve)
+                if "cut" in body:
+                    if not isinstance(body["cut"], bool):
+                        raise ValueError("cut must be true or false")
+                    self.qkd.set_cut(body["cut"])
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from exc
+        elif request.method != "GET":
+            return web.Response(status=405)
+        return web.json_response(self.qkd.stats(), dumps=lambda o: json.dumps(o, default=str))
 
     # -- peer ---------------------------------------------------------------
     async def peer_reserve(self, request: web.Request) -> web.Response:

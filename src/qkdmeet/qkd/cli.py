@@ -107,7 +107,7 @@ async def simulate(
                 print(
                     f"\r{s['elapsed_s']:6.1f} s  blocks {s['blocks']} (+{s['aborted_blocks']} "
                     f"aborted)  secure {s['secure_bits'] / 1e6:8.2f} Mbit  "
-                    f"{s['secure_key_rate_bps'] / 1e6:6.2f} Mb/s  QBER {s['qber']:.4f}",
+                    f"{s['secure_key_rate_bps'] / 1e6:6.2f} Mb/s  QBER {s['qber'] or math.nan:.4f}",
                     end="",
                     file=sys.stderr,
                     flush=True,

@@ -89,6 +89,17 @@ def bootstrap_secret(nbytes: int = 32 + 2 * 4096 * 32) -> bytes:
     return os.urandom(nbytes)
 
 
+def json_ready(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None (strict JSON)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_ready(v) for v in obj]
+    return obj
+
+
 def _model_figures(params: LinkParams) -> dict[str, float]:
     return {
         "model_secure_key_rate_bps": fk.model_secure_key_rate_bps(params),
@@ -372,7 +383,7 @@ class QkdLink:
         out["alice_secure_bits"] = self.alice.stats.secure_bits
         out["block_bits"] = self.config.block_bits
         out["loss_db"] = self.params.loss_db
-        return out
+        return json_ready(out)  # type: ignore[no-any-return]
 
 
 # -- networked ends ---------------------------------------------------------------------
@@ -504,7 +515,7 @@ class TransmitterNode:
         out["eve"] = str(self.channel.eve) if self.channel.eve is not None else None
         out["cut"] = self.channel.cut
         out.update(self._model)
-        return out
+        return json_ready(out)  # type: ignore[no-any-return]
 
 
 class ReceiverNode:
@@ -600,4 +611,32 @@ class ReceiverNode:
             out["detections"] = self.actor.detections_received
         out["bad_quantum_frames"] = self.bad_frames
         out.update(self._model)
-        return out
+        return json_ready(out)  # type: ignore[no-any-return]
+
+
+def make_node(
+    role: str,
+    address: str,
+    sink: KeySink,
+    secret: bytes,
+    *,
+    preset: str = "toshiba",
+    loss_db: float | None = None,
+    distance_km: float | None = None,
+    block_bits: int = DEFAULT_BLOCK_BITS,
+    eve: str | None = None,
+    seed: int | None = None,
+    first_block: int = 0,
+) -> TransmitterNode | ReceiverNode:
+    """One end of the networked link from plain settings (a KME's ``[qkd]`` table)."""
+    params = link_params(preset, loss_db=loss_db, distance_km=distance_km, block_bits=block_bits)
+    config = ProtocolConfig(block_bits=block_bits)
+    if role == "transmitter":
+        return TransmitterNode(params, address, sink, secret, config=config, seed=seed, eve=eve,
+                               first_block=first_block)  # fmt: skip
+    if role == "receiver":
+        if eve is not None:
+            raise ValueError("the eavesdropper sits on the fibre: set it at the transmitter")
+        return ReceiverNode(params, address, sink, secret, config=config, seed=seed,
+                            first_block=first_block)  # fmt: skip
+    raise ValueError(f"QKD role must be transmitter or receiver, got {role!r}")
