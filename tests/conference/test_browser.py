@@ -117,7 +117,13 @@ async def join(browser: Browser, server: Any) -> AsyncIterator[Join]:
     contexts: list[BrowserContext] = []
 
     async def _join(
-        room: str, name: str, *, media: bool = True, form: bool = False, refused: bool = False
+        room: str,
+        name: str,
+        *,
+        media: bool = True,
+        camera: bool = True,
+        form: bool = False,
+        refused: bool = False,
     ) -> Page:
         context = await browser.new_context(
             ignore_https_errors=True, viewport={"width": 1280, "height": 800}
@@ -128,6 +134,8 @@ async def join(browser: Browser, server: Any) -> AsyncIterator[Join]:
         params = {"room": room, "name": name}
         if not media:
             params |= {"camera": "0", "microphone": "0"}
+        elif not camera:
+            params |= {"camera": "0"}
         if form:  # through the join form, as a user does
             await page.goto(f"{server.url}/?{urlencode(params)}")
             await page.get_by_role("textbox", name="Room", exact=True).fill(room)
@@ -217,7 +225,9 @@ async def received(page: Page, sender_id: str, stream_kind: str, media: str) -> 
     return total
 
 
-async def assert_flowing(page: Page, sender_id: str, stream_kind: str) -> None:
+async def assert_flowing(
+    page: Page, sender_id: str, stream_kind: str, more: int = FRAMES_MORE
+) -> None:
     """Video frames of a sender's stream set are decoded, and more keep being decoded."""
     what = f"{stream_kind} video from {sender_id}"
 
@@ -226,7 +236,7 @@ async def assert_flowing(page: Page, sender_id: str, stream_kind: str) -> None:
 
     first = await wait_until(decoded, f"first decoded frames of {what}", page=page)
     await wait_until(
-        lambda: _more_than(decoded, first + FRAMES_MORE),
+        lambda: _more_than(decoded, first + more),
         f"{what} to keep decoding past {first}",
         page=page,
     )
@@ -333,6 +343,17 @@ async def test_camera_audio_and_screen_share_flow_between_two_browsers(join: Joi
     await expect(alice.locator(f'#grid figure[data-participant="{bob_id}"]')).to_have_count(0)
     carol = await join(room, "Dr. Carol", media=False)
     await assert_flowing(carol, alice_id, "camera")
+
+
+async def test_a_participant_without_camera_is_heard_and_shown_as_a_card(join: Join) -> None:
+    room = room_name()
+    alice = await join(room, "Alice Example", camera=False)  # microphone only
+    bob = await join(room, "Bob", media=False)
+    alice_id = (await state(alice))["id"]
+    await assert_audio_flowing(bob, alice_id)
+    await assert_flowing(bob, alice_id, "camera", more=2)  # the initials card, 2 frames/s
+    await expect(alice.get_by_role("button", name="Stop camera")).to_be_disabled()
+    await expect(alice.get_by_role("button", name="Mute microphone")).to_be_enabled()
 
 
 async def test_chat_message_reaches_the_other_participant(join: Join) -> None:

@@ -7,6 +7,9 @@
 //   offered by the server with `subscribe` and answered with `answer`.
 // ICE is not trickled: every SDP is sent once ICE gathering has completed.
 //
+// URL parameters (demo, tests, bookmarks): ?room=R&name=N fill the join form;
+// &autojoin=1 joins at once; &camera=0 / &microphone=0 join without them.
+//
 // window.qkdmeet is a small hook for tests and the demo: `state` (plain data, kept
 // current), `stats()` (per-PeerConnection inbound/outbound RTP counters from
 // getStats), and the actions the buttons trigger.
@@ -173,6 +176,11 @@ async function join(room, name, { camera = true, microphone = true } = {}) {
         "error");
     }
   }
+  if (localStream && !localStream.getVideoTracks().length) {
+    // A camera stream set carries video (PROTOCOL.md): a microphone alone goes out
+    // with a still card showing the speaker's initials.
+    localStream.addTrack(placeholderVideoTrack(name));
+  }
   setStatus("Connecting to the conference server…");
   try {
     ws = await openSocket();
@@ -226,6 +234,8 @@ async function onJoined(msg) {
   rejoinAttempt = 0;
   if (localStream) {
     self.video.srcObject = localStream;
+    const camera = localStream.getVideoTracks().some((t) => !t.placeholder);
+    self.tile.classList.toggle("tile-mirror", camera); // a mirror, as users expect
     await publish("camera", localStream);
     for (const kind of ["audio", "video"]) {
       if (state.muted[kind]) send({ type: "mute", kind, muted: true });
@@ -330,7 +340,42 @@ function teardown() {
 function stopLocalMedia() {
   if (localStream) localStream.getTracks().forEach((t) => t.stop());
   localStream = null;
+  clearInterval(placeholderTimer);
+  placeholderTimer = null;
   state.muted = { audio: false, video: false };
+}
+
+const PLACEHOLDER_FPS = 2;
+let placeholderTimer = null;
+
+/** A low-rate video track of a card with the participant's initials (no camera). */
+function placeholderVideoTrack(name) {
+  const canvas = document.createElement("canvas");
+  canvas.width = 320;
+  canvas.height = 240;
+  const ctx = canvas.getContext("2d");
+  const initials = name.split(/\s+/).filter(Boolean).slice(0, 2)
+    .map((w) => w[0].toUpperCase()).join("") || "?";
+  let tick = 0;
+  const draw = () => {
+    // Repainted every frame: a canvas only yields frames when it changes.
+    tick += 1;
+    ctx.fillStyle = "#1b2430";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.fillStyle = tick % 2 ? "#1b2431" : "#1b2430"; // invisible change
+    ctx.fillRect(0, 0, 1, 1);
+    ctx.fillStyle = "#e6ebf0";
+    ctx.font = "bold 96px system-ui, sans-serif";
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    ctx.fillText(initials, canvas.width / 2, canvas.height / 2);
+  };
+  draw();
+  clearInterval(placeholderTimer);
+  placeholderTimer = setInterval(draw, 1000 / PLACEHOLDER_FPS);
+  const track = canvas.captureStream(PLACEHOLDER_FPS).getVideoTracks()[0];
+  track.placeholder = true;
+  return track;
 }
 
 // ---------------------------------------------------------------- WebRTC
@@ -582,7 +627,7 @@ function stopScreenShare() {
   state.screenSharing = false;
   closePc("screen");
   removeFromStage("local-screen");
-  send({ type: "unpublish", pc: "screen" });
+  if (state.phase === "joined") send({ type: "unpublish", pc: "screen" });
   updateControls();
 }
 
@@ -598,7 +643,7 @@ function setMuted(kind, muted) {
   state.muted[kind] = muted;
   const self = people.get(state.id);
   if (self) self.muted[kind] = muted;
-  send({ type: "mute", kind, muted });
+  if (state.phase === "joined") send({ type: "mute", kind, muted }); // else sent on rejoin
   updateControls();
   renderPeople();
 }
@@ -612,7 +657,8 @@ function onRemoteMute(msg) {
 
 function updateControls() {
   const hasAudio = Boolean(localStream && localStream.getAudioTracks().length);
-  const hasVideo = Boolean(localStream && localStream.getVideoTracks().length);
+  const hasVideo = Boolean(localStream
+    && localStream.getVideoTracks().some((t) => !t.placeholder));
   const audio = $("btn-audio");
   audio.disabled = !hasAudio;
   audio.setAttribute("aria-pressed", String(state.muted.audio));
@@ -817,7 +863,10 @@ function addDocument(doc) {
 }
 
 async function uploadDocument(file) {
-  if (state.phase !== "joined") return null;
+  if (state.phase !== "joined") {
+    setStatus(`Cannot share ${file.name}: not in a conference`, "error");
+    return null;
+  }
   const form = new FormData();
   form.append("participant", state.id);
   form.append("file", file, file.name);
