@@ -108,7 +108,7 @@ async def browser() -> AsyncIterator[Browser]:
             await chromium.close()
 
 
-Join = Callable[..., Awaitable[Page]]
+Join = Callable[..., Awaitable["Page"]]
 
 
 @pytest_asyncio.fixture(loop_scope="module")
