@@ -96,12 +96,14 @@ async def simulate(
     alice, bob = _DigestSink(), _DigestSink()
     link = QkdLink(params, config=config, sinks=(alice, bob), seed=seed, eve=eve,
                    realtime=realtime)  # fmt: skip
+    stopped = None
     async with link:
         end = time.perf_counter() + seconds
         while (left := end - time.perf_counter()) > 0:
             await asyncio.sleep(min(left, 1.0))
-            if link.failed is not None:
-                raise RuntimeError(f"QKD link stopped: {link.failed}")
+            if link.failed is not None:  # e.g. the authentication key ran out
+                stopped = f"{type(link.failed).__name__}: {link.failed}"
+                break
             if progress:
                 s = link.stats()
                 print(
@@ -126,6 +128,7 @@ async def simulate(
         stats["sampled_device_seconds"] / stats["elapsed_s"] if stats["elapsed_s"] else 0.0
     )
     stats["eve"] = eve
+    stats["stopped"] = stopped
     stats["preset_params"] = {"mu": params.mu, "p_mu": params.p_mu, "q_x": params.q_x,
                               "eps_sec": params.eps_sec, "eps_cor": params.eps_cor}  # fmt: skip
     return _clean(stats)  # type: ignore[no-any-return]
@@ -165,7 +168,9 @@ async def _simulate(args: argparse.Namespace) -> int:
             f"auth key spent {stats['auth_key_spent_bits']} bits; both ends' keys identical: "
             f"{stats['keys_identical']}"
         )
-    return 0 if stats["keys_identical"] else 1
+    if stats["stopped"]:
+        print(f"qkdmeet qkd simulate: the link stopped early: {stats['stopped']}", file=sys.stderr)
+    return 0 if stats["keys_identical"] and not stats["stopped"] else 1
 
 
 def _plot(args: argparse.Namespace) -> int:
