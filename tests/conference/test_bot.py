@@ -14,7 +14,7 @@ from qkdmeet.conference.bot import (
     ConferenceBot,
     _Received,
 )
-from qkdmeet.conference.media import ReplayVideoTrack, replay_counter
+from qkdmeet.conference.media import ReplayAudioTrack, ReplayVideoTrack, replay_counter
 from qkdmeet.conference.room import MIN_BITRATE
 from qkdmeet.conference.server import ConferenceServer
 
@@ -98,13 +98,14 @@ async def test_three_pre_encoded_bots_receive_everyone(
     def rec(rx: ConferenceBot, tx: ConferenceBot) -> _Received | None:
         return rx.received.get(f"{tx.id}:camera:video")
 
-    def frames(rx: ConferenceBot, tx: ConferenceBot) -> int:
-        r = rec(rx, tx)
+    def frames(rx: ConferenceBot, tx: ConferenceBot, track: str = "video") -> int:
+        r = rx.received.get(f"{tx.id}:camera:{track}")
         return r.stats.frames if r else 0
 
     pairs = [(rx, tx) for rx in bots for tx in bots if rx is not tx]
     # 45 frames at 15 fps span more than one wrap of the 30-frame loop
     await until(lambda: all(frames(rx, tx) >= 45 for rx, tx in pairs))
+    await until(lambda: all(frames(rx, tx, "audio") >= 60 for rx, tx in pairs))
     for rx, tx in pairs:
         r = rec(rx, tx)
         assert r is not None and r.decoded
@@ -113,7 +114,9 @@ async def test_three_pre_encoded_bots_receive_everyone(
         assert r.stats.latencies == []
     for bot in bots:
         assert isinstance(bot.camera, ReplayVideoTrack)
-        assert bot.video_encoders == {}  # nothing is encoded for the camera
-        assert bot.packers["camera"].encode_attempts == 0
-        assert bot.packers["camera"].packed_frames > 45
+        assert isinstance(bot.tone, ReplayAudioTrack)
+        assert bot.video_encoders == {} and bot.audio_encoder is None  # nothing encoded
+        for kind, least in (("camera", 45), ("audio", 60)):
+            assert bot.packers[kind].encode_attempts == 0
+            assert bot.packers[kind].packed_frames > least
         assert bot.report()["camera"] == "pre-encoded VP8 replay"

@@ -12,11 +12,13 @@ from qkdmeet.conference.media import (
     AUDIO_SAMPLES,
     MAX_CLIP_FRAMES,
     EncodedClip,
+    ReplayAudioTrack,
     ReplayVideoTrack,
     SlidesTrack,
     TestPatternTrack,
     ToneTrack,
     cached_clip,
+    cached_tone_clip,
     encode_clip,
     luma,
     read_frame_code,
@@ -127,3 +129,15 @@ def test_clip_rejects_bad_input(tmp_path: Path) -> None:
     bad.write_bytes(b"not a clip")
     with pytest.raises(ValueError):
         EncodedClip.load(bad)
+
+
+async def test_replay_audio_track_loops_opus_packets_with_48khz_pts() -> None:
+    packets = cached_tone_clip(50, 40_000)
+    assert len(packets) == 50 and cached_tone_clip(50, 40_000) is packets
+    track = ReplayAudioTrack(packets)
+    track._start = -1e9  # no pacing: frames are all due
+    out = [await track.recv() for _ in range(120)]
+    assert [int(p.pts or 0) for p in out] == [n * AUDIO_SAMPLES for n in range(120)]
+    assert bytes(out[50]) == packets[0] and bytes(out[119]) == packets[19]
+    dec = av.CodecContext.create("libopus", "r")
+    assert sum(f.samples for p in out[:10] for f in dec.decode(p)) == 10 * AUDIO_SAMPLES

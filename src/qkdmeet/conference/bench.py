@@ -22,11 +22,12 @@ So the panel's cameras are *pre-encoded publishers*, as in the usual SFU load
 tests: each bot replays a 10 s loop of the test pattern VP8-encoded once (by
 this benchmark, shared through a file) at the camera's default 800 kb/s with a
 keyframe every 2 s, and its RTP sender only packetises (``--pre-encoded``);
-receivers count frames from the encoded stream without decoding
-(``--decode-limit 0``). To the server these streams are indistinguishable
-from live ones (same codec, frame rate, bitrate, RTP/RTCP); they cannot follow
-bitrate caps or answer a PLI with an immediate keyframe (the next periodic one
-serves it). Audio and the screen share stay live-encoded (cheap). Per size the
+the tone is a loop of 20 ms Opus packets at 40 kb/s; receivers count frames
+from the encoded stream without decoding (``--decode-limit 0``). To the server
+these streams are indistinguishable from live ones (same codecs, frame rates,
+bitrates, RTP/RTCP); they cannot follow bitrate caps or answer a PLI with an
+immediate keyframe (the next periodic one serves it). The screen share stays
+live-encoded (one encoder, mostly static slides). Per size the
 JSON gives the lowest received/sent frame-rate ratio, the server's CPU (s/s
 and per forwarded stream), the bots' total CPU (what is left of the machine
 for the server) and the load average, which other work on a shared machine
@@ -321,9 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         "latency_senders": "live VP8 encoders (2 participants)",
         "senders": "pre-encoded VP8 replay",
         "panel_measures": (
-            "server capacity: cameras replay a VP8 clip encoded once (no encoder CPU on "
-            "this machine), receivers count encoded frames without decoding; audio and "
-            "the screen share are live-encoded"
+            "server capacity: cameras (and audio) replay VP8 (Opus) packets encoded once, "
+            "so no encoder CPU on this machine; receivers count encoded frames without "
+            "decoding; the one screen share is live-encoded"
         ),
         "clip": {
             "frames": len(clip.frames),

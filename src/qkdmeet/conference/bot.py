@@ -16,8 +16,10 @@ smaller of the cap and the congestion controller's estimate (REMB).
 With ``pre_encoded`` (``--pre-encoded``) the camera is a
 :class:`~qkdmeet.conference.media.ReplayVideoTrack`: a loop of test-pattern
 frames encoded once at start-up (or loaded from ``clip_path``) and replayed as
-VP8 packets through a pack-only encoder, so a load test's senders cost almost
-no CPU (real participants encode on their own machines). A replay cannot
+VP8 packets through a pack-only encoder, and the tone is likewise a loop of
+Opus packets (:class:`~qkdmeet.conference.media.ReplayAudioTrack`), so a load
+test's senders cost almost no CPU (real participants encode on their own
+machines); a screen share stays live-encoded. A replay cannot
 follow bitrate caps or make a keyframe on request: the clip is encoded at the
 camera's default bitrate with periodic keyframes, which serve PLIs. Replayed
 frames carry a replay code (loop length, index) instead of a counter and send
@@ -49,11 +51,13 @@ from qkdmeet.conference.forwarding import PackOnlyEncoder, tap_receiver
 from qkdmeet.conference.media import (
     AUDIO_SAMPLES,
     VIDEO_CLOCK,
+    ReplayAudioTrack,
     ReplayVideoTrack,
     SlidesTrack,
     TestPatternTrack,
     ToneTrack,
     cached_clip,
+    cached_tone_clip,
     luma,
     read_frame_code,
     split_replay_counter,
@@ -235,7 +239,7 @@ class ConferenceBot:
         self.received: dict[str, _Received] = {}
         self.camera: TestPatternTrack | ReplayVideoTrack | None = None
         self.screen: SlidesTrack | None = None
-        self.tone: ToneTrack | None = None
+        self.tone: ToneTrack | ReplayAudioTrack | None = None
         self.video_encoders: dict[str, CappedVp8Encoder] = {}
         self.audio_encoder: CappedOpusEncoder | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -300,7 +304,11 @@ class ConferenceBot:
         # 2. publish the camera (and screen)
         tracks: list[MediaStreamTrack] = [self.camera]
         if self.options.audio:
-            self.tone = ToneTrack()
+            if self.options.pre_encoded:
+                tone = await asyncio.to_thread(cached_tone_clip, 50, DEFAULT_BITRATES["audio"])
+                self.tone = ReplayAudioTrack(tone)
+            else:
+                self.tone = ToneTrack()
             tracks.append(self.tone)
         await self._publish("camera", "camera", tracks, wait_s)
         if self.options.screen:
@@ -459,6 +467,9 @@ class ConferenceBot:
             transceiver.setCodecPreferences(codec_preferences(track.kind))
             if isinstance(track, ReplayVideoTrack):
                 self._install_packer(transceiver.sender, kind, track)
+            elif isinstance(track, ReplayAudioTrack):
+                packer = self.packers["audio"] = PackOnlyEncoder("audio")
+                transceiver.sender._RTCRtpSender__encoder = packer  # type: ignore[attr-defined]
             else:
                 self._install_encoder(transceiver.sender, kind)
         await pc.setLocalDescription(await pc.createOffer())

@@ -499,3 +499,77 @@ class ReplayVideoTrack(MediaStreamTrack):
         packet.time_base = self._time_base
         self.frames_sent += 1
         return packet
+
+
+def encode_tone_clip(frames: int = 50, bitrate: int = 40_000) -> tuple[bytes, ...]:
+    """``frames`` 20 ms Opus packets of the :class:`ToneTrack` tone (50 = one second).
+
+    The tone's one-second sample buffer loops cleanly, so the packets do too.
+    Encoded once with aiortc's Opus settings (VoIP mode) at ``bitrate``.
+    """
+    from aiortc.codecs.opus import OpusEncoder
+
+    if frames <= 0:
+        raise ValueError("an audio clip needs at least one frame")
+    encoder = OpusEncoder()
+    encoder.codec.bit_rate = bitrate
+    tone = ToneTrack()
+    samples = tone._second
+    out: list[bytes] = []
+    n = 0
+    while len(out) < frames:  # the encoder holds back its first frame(s)
+        offset = (n * AUDIO_SAMPLES) % AUDIO_RATE
+        frame = AudioFrame.from_ndarray(
+            samples[offset : offset + AUDIO_SAMPLES].reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = n * AUDIO_SAMPLES
+        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
+        payloads, _ = encoder.encode(frame)
+        out += payloads
+        n += 1
+    return tuple(out[:frames])
+
+
+_tone_lock = threading.Lock()
+_tone_cache: dict[tuple[int, int], tuple[bytes, ...]] = {}
+
+
+def cached_tone_clip(frames: int = 50, bitrate: int = 40_000) -> tuple[bytes, ...]:
+    """:func:`encode_tone_clip` once per process."""
+    with _tone_lock:
+        clip = _tone_cache.get((frames, bitrate))
+        if clip is None:
+            clip = _tone_cache[(frames, bitrate)] = encode_tone_clip(frames, bitrate)
+        return clip
+
+
+class ReplayAudioTrack(MediaStreamTrack):
+    """Pre-encoded audio: loops 20 ms Opus packets as ``av.Packet``s (48 kHz pts)."""
+
+    kind = "audio"
+
+    def __init__(self, packets: tuple[bytes, ...]) -> None:
+        super().__init__()
+        if not packets:
+            raise ValueError("an audio clip needs at least one packet")
+        self.packets = packets
+        self.frames_sent = 0
+        self._start: float | None = None
+        self._time_base = fractions.Fraction(1, AUDIO_RATE)
+
+    async def recv(self) -> av.Packet[Any]:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        n = self.frames_sent
+        delay = self._start + n * AUDIO_SAMPLES / AUDIO_RATE - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        packet = av.Packet(self.packets[n % len(self.packets)])
+        packet.pts = n * AUDIO_SAMPLES
+        packet.time_base = self._time_base
+        self.frames_sent += 1
+        return packet
