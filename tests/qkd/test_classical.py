@@ -157,3 +157,15 @@ async def test_tcp_rejects_modified_and_replayed_frames() -> None:
         await srv.close()
         server.close()
         await server.wait_closed()
+
+
+def test_state_round_trip_burns_outgoing_masks_on_restart(tmp_path: object) -> None:
+    keys = AuthKeys.from_secret(SECRET, transmitter=True)
+    keys.outgoing.take(3)
+    again = AuthKeys.from_bytes(keys.to_bytes())
+    assert again.to_bytes() == keys.to_bytes()
+    skipped = AuthKeys.from_bytes(keys.to_bytes(), skip_outgoing=5)
+    assert skipped.outgoing.base == keys.outgoing.base + 5
+    assert skipped.incoming.base == keys.incoming.base
+    with pytest.raises(ValueError):
+        AuthKeys.from_bytes(b"junk" * 20)

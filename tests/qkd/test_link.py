@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,3 +108,41 @@ def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown eavesdropper" in capsys.readouterr().err
     assert cli_main(["qkd", "receiver", "--connect", "127.0.0.1:1"]) == 2
     assert "pre-shared secret" in capsys.readouterr().err
+
+
+async def test_receiver_restart_goes_on_from_its_saved_auth_state(tmp_path: Path) -> None:
+    params = link_params("toshiba", loss_db=2.0, block_bits=BLOCK)
+    config = ProtocolConfig(block_bits=BLOCK)
+    secret = os.urandom(32 + 2 * 2048 * 32)
+    sink_a, sink_b = ListSink(), ListSink()
+    tx = TransmitterNode(params, "127.0.0.1:0", sink_a, secret, config=config, seed=31,
+                         realtime=False, chunk_pulses=2_000_000,
+                         auth_state=tmp_path / "a.auth")  # fmt: skip
+    await tx.start()
+
+    async def run_receiver(blocks: int) -> None:
+        rx = ReceiverNode(params, f"127.0.0.1:{tx.port}", sink_b, secret, config=config,
+                          seed=32, retry_seconds=0.05, first_block=len(sink_b.blocks),
+                          auth_state=tmp_path / "b.auth")  # fmt: skip
+        await rx.start()
+        try:
+            async with asyncio.timeout(60):
+                while True:
+                    if len(sink_b.blocks) >= blocks:
+                        break
+                    await asyncio.sleep(0.02)
+        finally:
+            await rx.stop()
+
+    try:
+        await run_receiver(1)
+        saved = (tmp_path / "b.auth").read_bytes()
+        await run_receiver(3)  # a fresh receiver process would load the same file
+    finally:
+        await tx.stop()
+    assert saved != (tmp_path / "b.auth").read_bytes()
+    by_id = {b.block_id: b.key for b in sink_a.blocks}
+    assert len(sink_b.blocks) >= 3
+    assert all(by_id.get(b.block_id) == b.key for b in sink_b.blocks)
+    ids = [b.block_id for b in sink_b.blocks]
+    assert ids == sorted(set(ids))

@@ -56,7 +56,7 @@ async def _serve(args: argparse.Namespace) -> int:
             qkd = make_node(
                 q.role, q.address, StoreSink(store), q.psk, preset=q.preset, loss_db=q.loss_db,
                 distance_km=q.distance_km, block_bits=q.block_bits, eve=q.eve, seed=q.seed,
-                first_block=store.next_block,
+                first_block=store.next_block, auth_state=f"{cfg.db}.qkd-auth",
             )  # fmt: skip
             await qkd.start()
         except (ValueError, OSError) as exc:

@@ -20,6 +20,8 @@ Key comes from one of two feeds:
         # seed = 1                    # reproducible run (tests)
 
     Both ends must use the same preset, loss, block size and secret. The
+    authentication key state is kept in ``<db>.qkd-auth`` (the secret is used
+    only on the first start; a restart goes on from that file). The
     running link's stats and controls are at ``GET|POST /admin/qkd`` (see
     :mod:`qkdmeet.kme.server`).
 """

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -134,6 +135,53 @@ class AuthKeys:
         out, inc = (a_to_b, b_to_a) if transmitter else (b_to_a, a_to_b)
         target = per_direction if target_masks is None else target_masks
         return cls(bytes(secret[:HASH_KEY_BYTES]), _Pool(out), _Pool(inc), target)
+
+    # -- persistence (a restarted end must never reuse a mask) ----------------------
+    _STATE = struct.Struct("<4sQQQQQQ")
+
+    def to_bytes(self) -> bytes:
+        """The whole state, for :meth:`from_bytes` after a restart."""
+        head = self._STATE.pack(
+            b"QKA1", self.target_masks, self.spent_bits, self.refilled_bits,
+            self.outgoing.base, self.incoming.base, len(self.outgoing.data),
+        )  # fmt: skip
+        return head + self.hash_key + bytes(self.outgoing.data) + bytes(self.incoming.data)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, skip_outgoing: int = 0) -> AuthKeys:
+        """Restore :meth:`to_bytes`; ``skip_outgoing`` masks are burnt (they may have been used
+        after the state was saved: a gap the peer's receiver skips)."""
+        size = cls._STATE.size
+        if len(data) < size + HASH_KEY_BYTES:
+            raise ValueError("authentication key state is truncated")
+        magic, target, spent, refilled, out_base, in_base, out_len = cls._STATE.unpack_from(data)
+        if magic != b"QKA1":
+            raise ValueError("not an authentication key state file")
+        body = data[size + HASH_KEY_BYTES :]
+        if out_len > len(body) or out_len % MASK_BYTES or (len(body) - out_len) % MASK_BYTES:
+            raise ValueError("authentication key state is corrupt")
+        keys = cls(
+            data[size : size + HASH_KEY_BYTES],
+            _Pool(bytearray(body[:out_len]), out_base),
+            _Pool(bytearray(body[out_len:]), in_base),
+            target,
+            spent,
+            refilled,
+        )
+        n = min(skip_outgoing, len(keys.outgoing.data) // MASK_BYTES)
+        if n:
+            keys.outgoing.take(keys.outgoing.base + n - 1)
+            keys.spent_bits += n * MASK_BYTES * 8
+        return keys
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_bytes` atomically (a crash leaves the old or the new state)."""
+        tmp = f"{os.fspath(path)}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(self.to_bytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
     def refill_bytes(self, next_out: int, next_in: int) -> tuple[int, int]:
         """Bytes of key each direction needs (outgoing, incoming) to get back to the target."""

@@ -12,7 +12,9 @@
   u64, length u32, key bytes) and a line of JSON per block to stdout.
 
 The pre-shared bootstrap secret of the networked ends: ``--psk-file FILE``
-(raw bytes, at least 64 KiB recommended) or ``--psk HEX``.
+(raw bytes, at least 64 KiB recommended) or ``--psk HEX``; with
+``--auth-state FILE`` the authentication key state survives a restart (the
+secret is used only while that file does not exist).
 """
 
 from __future__ import annotations
@@ -248,9 +250,11 @@ async def _node(args: argparse.Namespace) -> int:
         node: TransmitterNode | ReceiverNode
         if args.qkd_command == "transmitter":
             node = TransmitterNode(params, args.listen, sink, secret, config=config,
-                                   seed=args.seed, eve=args.eve)  # fmt: skip
+                                   seed=args.seed, eve=args.eve,
+                                   auth_state=args.auth_state)  # fmt: skip
         else:
-            node = ReceiverNode(params, args.connect, sink, secret, config=config, seed=args.seed)
+            node = ReceiverNode(params, args.connect, sink, secret, config=config,
+                                seed=args.seed, auth_state=args.auth_state)  # fmt: skip
     except (ValueError, OSError) as exc:
         print(f"qkdmeet qkd {args.qkd_command}: {exc}", file=sys.stderr)
         return 2
@@ -294,6 +298,9 @@ def register(subparsers: Any) -> None:
         node.add_argument("--psk", help="pre-shared bootstrap secret (hex)")
         node.add_argument("--psk-file", help="pre-shared bootstrap secret (raw bytes)")
         node.add_argument("--out", help="append key blocks to this file")
+        node.add_argument(
+            "--auth-state", help="keep the authentication key state here (restarts go on from it)"
+        )
         node.add_argument("--seconds", type=float, default=None, help="stop after this long")
         node.add_argument("--quiet", action="store_true", help="no JSON line per block")
         node.add_argument("--stats", action="store_true", help="print stats JSON at exit")

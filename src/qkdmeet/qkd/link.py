@@ -30,6 +30,7 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -389,6 +390,36 @@ class QkdLink:
 # -- networked ends ---------------------------------------------------------------------
 
 
+#: Masks of its own direction a restarted end burns (at most one block's messages may have
+#: used masks after the state was last saved; a block takes a few hundred).
+RESTART_SKIP_MASKS = 1024
+
+
+def load_auth_keys(
+    secret: bytes, *, transmitter: bool, state: str | Path | None = None
+) -> AuthKeys:
+    """The pre-shared secret's keys, or the saved state of an earlier run (``state``).
+
+    With ``state`` the keys are saved at once and after every block, and a
+    restart continues from the file, burning :data:`RESTART_SKIP_MASKS`
+    outgoing masks, so that no mask ever tags two messages.
+    """
+    path = Path(state) if state is not None else None
+    if path is not None and path.exists():
+        keys = AuthKeys.from_bytes(path.read_bytes(), skip_outgoing=RESTART_SKIP_MASKS)
+    else:
+        keys = AuthKeys.from_secret(secret, transmitter=transmitter)
+    if path is not None:
+        keys.save(path)
+    return keys
+
+
+def _persist(end: _End, path: str | Path | None) -> None:
+    if path is not None:
+        keys = end.channel.keys
+        end.on_block = lambda _report: keys.save(path)
+
+
 def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` too); ValueError naming the problem otherwise."""
     host, sep, port = text.rpartition(":")
@@ -418,13 +449,15 @@ class TransmitterNode:
         first_block: int = 0,
         realtime: bool = True,
         chunk_pulses: int = DEFAULT_CHUNK_PULSES,
+        auth_state: str | Path | None = None,
     ) -> None:
         self.params = params
         self.host, self.port = parse_address(listen)
         self.sink = sink
         self.config = config or ProtocolConfig(block_bits=DEFAULT_BLOCK_BITS)
         seeds = np.random.SeedSequence(seed).spawn(2)
-        self.keys = AuthKeys.from_secret(secret, transmitter=True)
+        self.auth_state = auth_state
+        self.keys = load_auth_keys(secret, transmitter=True, state=auth_state)
         self._rng = np.random.default_rng(seeds[0])
         self.channel = QuantumChannel(
             params,
@@ -468,6 +501,7 @@ class TransmitterNode:
         if self.actor is not None:
             actor.stats = self.actor.stats
         self.actor = actor
+        _persist(actor, self.auth_state)
 
         async def send(chunk: BobChunk) -> None:
             await transport.send_quantum(encode_bob_chunk(chunk))
@@ -493,6 +527,8 @@ class TransmitterNode:
             self._server = None
         await _cancel(self._session)
         self._session = None
+        if self.auth_state is not None:
+            self.keys.save(self.auth_state)
 
     def set_eve(self, eve: Eavesdropper | str | None) -> None:
         self.channel.set_eve(eve)
@@ -532,12 +568,14 @@ class ReceiverNode:
         seed: int | None = None,
         first_block: int = 0,
         retry_seconds: float = 1.0,
+        auth_state: str | Path | None = None,
     ) -> None:
         self.params = params
         self.host, self.port = parse_address(connect)
         self.sink = sink
         self.config = config or ProtocolConfig(block_bits=DEFAULT_BLOCK_BITS)
-        self.keys = AuthKeys.from_secret(secret, transmitter=False)
+        self.auth_state = auth_state
+        self.keys = load_auth_keys(secret, transmitter=False, state=auth_state)
         self._seed = seed
         self.next_block = first_block
         self.retry_seconds = retry_seconds
@@ -579,6 +617,7 @@ class ReceiverNode:
         if self.actor is not None:
             actor.stats = self.actor.stats
         self.actor = actor
+        _persist(actor, self.auth_state)
 
         async def fibre() -> None:
             while (frame := await transport.quantum.get()) is not None:
@@ -601,6 +640,8 @@ class ReceiverNode:
     async def stop(self) -> None:
         await _cancel(self._task)
         self._task = None
+        if self.auth_state is not None:
+            self.keys.save(self.auth_state)
 
     def stats(self) -> dict[str, Any]:
         elapsed = time.perf_counter() - self._started if self._started else 0.0
@@ -627,16 +668,17 @@ def make_node(
     eve: str | None = None,
     seed: int | None = None,
     first_block: int = 0,
+    auth_state: str | Path | None = None,
 ) -> TransmitterNode | ReceiverNode:
     """One end of the networked link from plain settings (a KME's ``[qkd]`` table)."""
     params = link_params(preset, loss_db=loss_db, distance_km=distance_km, block_bits=block_bits)
     config = ProtocolConfig(block_bits=block_bits)
     if role == "transmitter":
         return TransmitterNode(params, address, sink, secret, config=config, seed=seed, eve=eve,
-                               first_block=first_block)  # fmt: skip
+                               first_block=first_block, auth_state=auth_state)  # fmt: skip
     if role == "receiver":
         if eve is not None:
             raise ValueError("the eavesdropper sits on the fibre: set it at the transmitter")
         return ReceiverNode(params, address, sink, secret, config=config, seed=seed,
-                            first_block=first_block)  # fmt: skip
+                            first_block=first_block, auth_state=auth_state)  # fmt: skip
     raise ValueError(f"QKD role must be transmitter or receiver, got {role!r}")
