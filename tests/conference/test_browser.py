@@ -475,6 +475,35 @@ async def test_a_dropped_signalling_connection_rejoins_and_media_resumes(
     assert (await state(alice))["phase"] == "joined"
 
 
+async def test_a_failed_publish_connection_is_published_again(join: Join, server: Any) -> None:
+    room = room_name()
+    alice = await join(room, "Alice")
+    bob = await join(room, "Bob", media=False)
+    alice_id = (await state(alice))["id"]
+    await assert_flowing(bob, alice_id, "camera")
+
+    # The server's end of Alice's camera connection dies without a word (no
+    # signalling): her browser sees ICE consent expire (~20 s), the connection fail,
+    # and publishes the camera again on a new connection.
+    publication = server.rooms[room].sessions[alice_id].publications["camera"]
+    await publication.pc.close()
+    await alice.wait_for_function(
+        "Object.entries(qkdmeet.state.streams).some(([name, s]) =>"
+        " name !== 'camera' && s.role === 'publish' && s.kind === 'camera'"
+        " && s.connectionState === 'connected')",
+        timeout=60_000,
+    )
+    assert "camera" not in server.rooms[room].sessions[alice_id].publications  # withdrawn
+    await expect(bob.locator("#people li")).to_have_count(2)
+
+    async def resubscribed() -> bool:
+        stats = await bob.evaluate("qkdmeet.stats()")
+        return any(n.startswith(f"sub-{alice_id}-camera-") for n in stats)
+
+    await wait_until(resubscribed, "Bob to subscribe to the republished camera", page=bob)
+    await assert_flowing(bob, alice_id, "camera")
+
+
 async def test_link_indicator_shows_posted_protection_status(join: Join, server: Any) -> None:
     room = room_name()
     alice = await join(room, "Alice", media=False)
@@ -539,7 +568,9 @@ async def test_bitrate_cap_from_the_server_reaches_the_senders(join: Join, serve
         stats = await alice.evaluate("window.qkdmeet.stats()")
         caps = [
             c["maxBitrate"]
-            for c in stats.get("camera", {}).get("maxBitrates", [])
+            for pc in stats.values()
+            if pc["role"] == "publish" and pc["kind"] == "camera"
+            for c in pc["maxBitrates"]
             if c["kind"] == "video"
         ]
         return caps[0] if caps else None

@@ -59,6 +59,12 @@ let screenStream = null;
 let leaving = false;
 let rejoinAttempt = 0;
 let rejoinTimer = null;
+/** stream set kind ("camera" | "screen") -> name of the pc publishing it now */
+const published = {};
+/** stream set kind -> how many times it has been published */
+const publishCount = {};
+let republishFailures = 0;
+const MAX_REPUBLISH = 5; // consecutive failed publish connections before giving up
 
 const $ = (id) => document.getElementById(id);
 
@@ -148,6 +154,10 @@ async function handle(msg) {
     case "error":
       if (state.phase === "joining" || state.phase === "rejoining") {
         return joinRefused(msg.reason);
+      }
+      if (/^unpublish: no published pc/.test(msg.reason)) {
+        // Benign race: the server had already dropped the failed publication.
+        return console.debug("qkdmeet:", msg.reason);
       }
       return setStatus(`Server: ${msg.reason}`, "error");
     default:
@@ -413,17 +423,47 @@ function trackPc(name, entry) {
   state.streams[name] = summary;
   entry.pc.addEventListener("connectionstatechange", () => {
     summary.connectionState = entry.pc.connectionState;
+    if (entry.pc.connectionState === "connected" && entry.role === "publish") {
+      republishFailures = 0;
+    }
     if (entry.pc.connectionState === "failed") {
-      setStatus(`Media connection ${name} failed`, "error");
+      if (entry.role === "publish") republish(name, entry);
+      else setStatus(`Media connection ${name} failed`, "error");
     }
     renderPeople();
   });
 }
 
+/**
+ * A publish connection failed (e.g. ICE consent lost while the link was down):
+ * withdraw it and publish the same stream again on a fresh PeerConnection.
+ */
+async function republish(name, entry) {
+  if (pcs.get(name) !== entry || state.phase !== "joined") return;
+  closePc(name);
+  send({ type: "unpublish", pc: name });
+  const current = entry.kind === "screen" ? screenStream : localStream;
+  if (entry.stream !== current || !current.getTracks().some((t) => t.readyState === "live")) {
+    return;
+  }
+  republishFailures += 1;
+  if (republishFailures > MAX_REPUBLISH) {
+    setStatus(`Media connection ${name} failed ${MAX_REPUBLISH} times; rejoin to retry`,
+      "error");
+    return;
+  }
+  setStatus(`Media connection ${name} failed; publishing again`, "error");
+  await publish(entry.kind, current);
+}
+
 /** Offer a send-only PeerConnection carrying `stream` as stream set `kind`. */
 async function publish(kind, stream) {
-  const name = kind; // one stream set of each kind per participant
-  closePc(name);
+  // One stream set of each kind per participant; a new pc name each time, so a
+  // republish never collides with a publication the server still holds.
+  if (published[kind]) closePc(published[kind]);
+  publishCount[kind] = (publishCount[kind] || 0) + 1;
+  const name = publishCount[kind] === 1 ? kind : `${kind}-${publishCount[kind]}`;
+  published[kind] = name;
   const pc = new RTCPeerConnection({ iceServers: [] });
   trackPc(name, { pc, role: "publish", kind, from: state.id, name: state.name, stream });
   const video = stream.getVideoTracks()[0];
@@ -625,9 +665,13 @@ function stopScreenShare() {
   screenStream.getTracks().forEach((t) => t.stop());
   screenStream = null;
   state.screenSharing = false;
-  closePc("screen");
+  const name = published.screen;
+  delete published.screen;
+  if (name && pcs.has(name)) {
+    closePc(name);
+    if (state.phase === "joined") send({ type: "unpublish", pc: name });
+  }
   removeFromStage("local-screen");
-  if (state.phase === "joined") send({ type: "unpublish", pc: "screen" });
   updateControls();
 }
 
