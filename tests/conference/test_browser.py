@@ -62,9 +62,6 @@ CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
     "--auto-select-desktop-capture-source=Entire screen",
     "--autoplay-policy=no-user-gesture-required",
-    # Host candidates as IP addresses, not mDNS names, also in pages that never
-    # asked for a camera (the server would otherwise have to resolve .local names).
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
