@@ -399,11 +399,13 @@ async def test_document_upload_is_downloaded_byte_identical_and_viewable(join: J
     )
     await alice.get_by_role("button", name="Share", exact=True).click()
     await bob.get_by_role("button", name="View case-17.html").click()
+    await expect(bob.get_by_role("dialog", name="case-17.html")).to_be_visible()
     frame = bob.frame_locator("#viewer-body iframe")
     await expect(frame.locator("h1")).to_have_text("Tumour board: case 17")
     assert await bob.locator("#viewer-body iframe").get_attribute("sandbox") == ""
     await bob.get_by_role("button", name="Close").click()
     await expect(bob.locator("#viewer")).to_be_hidden()
+    await expect(bob.get_by_role("button", name="View case-17.html")).to_be_focused()
 
     await alice.locator("#doc-file").set_input_files(
         files=[{"name": "pedigree.png", "mimeType": "image/png", "buffer": png_bytes()}]

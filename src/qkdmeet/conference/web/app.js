@@ -951,6 +951,7 @@ async function uploadDocument(file) {
 }
 
 let viewerUrl = null;
+let viewerOpener = null; // the element focused before the viewer opened
 
 async function viewDocument(doc) {
   closeViewer();
@@ -959,7 +960,9 @@ async function viewDocument(doc) {
   const download = $("viewer-download");
   download.href = documentUrl(doc);
   download.download = doc.name;
+  viewerOpener = document.activeElement;
   $("viewer").hidden = false;
+  $("viewer-close").focus();
   body.textContent = "Loading…";
   let blob;
   try {
@@ -1000,7 +1003,10 @@ async function viewDocument(doc) {
 }
 
 function closeViewer() {
+  const wasOpen = !$("viewer").hidden;
   $("viewer").hidden = true;
+  if (wasOpen && viewerOpener && document.contains(viewerOpener)) viewerOpener.focus();
+  viewerOpener = null;
   $("viewer-body").replaceChildren();
   if (viewerUrl) URL.revokeObjectURL(viewerUrl);
   viewerUrl = null;
