@@ -225,11 +225,15 @@ class PulseSource:
 
 
 async def _cancel(task: asyncio.Task[Any] | None) -> None:
-    if task is None:
+    """Cancel ``task`` and wait until it has ended (cancelling again if it swallowed one)."""
+    if task is None or task is asyncio.current_task():
         return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled():
+        with contextlib.suppress(Exception):
+            task.result()
 
 
 def _log_task_end(task: asyncio.Task[Any]) -> None:

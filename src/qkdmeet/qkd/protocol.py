@@ -247,7 +247,8 @@ class _End:
         """The next message of this block (stale messages of earlier blocks are dropped)."""
         while True:
             try:
-                payload = await asyncio.wait_for(self.channel.recv(), self.recv_timeout)
+                async with asyncio.timeout(self.recv_timeout):
+                    payload = await self.channel.recv()
             except TimeoutError:
                 raise m.ProtocolError(
                     f"no answer in {self.recv_timeout:g} s (block {block_id})"
