@@ -88,8 +88,9 @@ async def test_transmitter_and_receiver_over_tcp_give_identical_blocks() -> None
 
 
 def test_cli_simulate_json(capsys: pytest.CaptureFixture[str]) -> None:
-    rc = cli_main(["qkd", "simulate", "--loss-db", "2", "--seconds", "2", "--block-bits",
-                   "1e5", "--seed", "3", "--json"])  # fmt: skip
+    # blocks of 1e6: smaller ones cost more authentication key than they distil
+    rc = cli_main(["qkd", "simulate", "--loss-db", "2", "--seconds", "3", "--block-bits",
+                   "1e6", "--seed", "3", "--json"])  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert rc == 0
     for field in (
