@@ -66,9 +66,7 @@ def write_pair(
     if qkd is not None:
         (d / "qkd-psk.bin").write_bytes(os.urandom(32 + 2 * 4096 * 32))
         qport = int(qkd.get("port") or free_port())
-        common = "".join(
-            f"{k} = {v!r}\n".replace("'", '"') for k, v in qkd.items() if k != "port"
-        )
+        common = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in qkd.items() if k != "port")
         qkd_tables = {
             "a": f'[qkd]\nrole = "transmitter"\nlisten = "127.0.0.1:{qport}"\n',
             "b": f'[qkd]\nrole = "receiver"\nconnect = "127.0.0.1:{qport}"\n',

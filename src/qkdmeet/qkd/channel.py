@@ -176,7 +176,5 @@ def decode_bob_chunk(data: bytes) -> BobChunk:
         raw = np.frombuffer(data, dtype=np.uint8, count=nb, offset=off + i * nb)
         return np.ascontiguousarray(np.unpackbits(raw)[:n])
 
-    events = BobEvents(
-        np.ascontiguousarray(index), bits(0), bits(1), bits(2).astype(np.bool_)
-    )
+    events = BobEvents(np.ascontiguousarray(index), bits(0), bits(1), bits(2).astype(np.bool_))
     return BobChunk(int(first), int(n_pulses), events)
