@@ -102,7 +102,8 @@ class _Pool:
         return mask
 
     def unused(self, next_seq: int) -> int:
-        return max(self.end - max(next_seq, self.base), 0)
+        """Masks from ``next_seq`` on (a deterministic function of the refills and ``next_seq``)."""
+        return max(self.end - next_seq, 0)
 
 
 @dataclass

@@ -28,7 +28,8 @@ One block (messages in :mod:`qkdmeet.qkd.messages`):
 6. Both hash to l bits (rounded down to bytes), top up the authentication
    key pools from the result (:meth:`qkdmeet.qkd.classical.AuthKeys.refill`)
    and hand the rest to their :class:`~qkdmeet.qkd.sink.KeySink` as block
-   ``block_id``.
+   ``block_id``. This step runs in the background, in block order, while the
+   next block's exchange goes on.
 
 A block that fails anywhere (bounds, verification, an unauthentic or
 unexpected message, a peer's ABORT) gives no key at either end and is
@@ -227,6 +228,7 @@ class _End:
         self.on_block: Callable[[BlockReport], None] | None = None
         #: Seconds to wait for the peer's next message inside a block before aborting it.
         self.recv_timeout = 120.0
+        self._pending: asyncio.Task[None] | None = None
 
     async def _timed(self, stage: str, fn: Callable[..., T], *args: Any) -> T:
         t0 = time.perf_counter()
@@ -320,13 +322,52 @@ class _End:
             await self._send(m.ABORT, report.block_id, report.reason.encode()[:200])
         self._record(report)
 
+    def _finish_later(
+        self,
+        report: BlockReport,
+        bits: npt.NDArray[np.uint8],
+        seed: npt.NDArray[np.uint8],
+        out_bits: int,
+        est: fk.DecoyEstimate,
+    ) -> None:
+        """Privacy amplification, key refill and delivery in the background, in block order.
+
+        The next block's exchange starts at once and overlaps this one's
+        hashing. The refill uses the sequence numbers of this moment (the
+        same at both ends, checked in VERDICT) and the pools as left by the
+        previous block's refill, so both ends still refill alike.
+        """
+        seqs = (self.channel.next_send, self.channel.next_recv)
+        prev = self._pending
+
+        async def work() -> None:
+            key = (
+                await self._timed("privacy_amplification", amplify, bits, seed, out_bits,
+                                  self.config.pa_family)
+                if out_bits
+                else np.zeros(0, np.uint8)
+            )  # fmt: skip
+            if prev is not None:
+                await asyncio.wait({prev})
+            await self._finish(report, key, est, seqs)
+
+        self._pending = asyncio.create_task(work(), name=f"qkd-deliver-{report.block_id}")
+        self._pending.add_done_callback(_log_failure)
+
+    async def _drain(self) -> None:
+        """Let the last block's delivery finish (both ends have it in hand after VERDICT)."""
+        if self._pending is not None and not self._pending.done():
+            await asyncio.wait({self._pending})
+
     async def _deliver(
-        self, report: BlockReport, bits: npt.NDArray[np.uint8], est: fk.DecoyEstimate
+        self,
+        report: BlockReport,
+        bits: npt.NDArray[np.uint8],
+        est: fk.DecoyEstimate,
+        seqs: tuple[int, int],
     ) -> None:
         key = pack_bits(bits) if bits.size else b""
-        taken = self.channel.keys.refill(
-            key, self.channel.next_send, self.channel.next_recv, transmitter=self.transmitter
-        )
+        taken = self.channel.keys.refill(key, *seqs, transmitter=self.transmitter)
         rest = key[taken:]
         report.auth_bits = taken * 8
         report.secure_bits = len(rest) * 8
@@ -344,14 +385,18 @@ class _End:
         self._record(report)
 
     async def _finish(
-        self, report: BlockReport, key: npt.NDArray[np.uint8], est: fk.DecoyEstimate
+        self,
+        report: BlockReport,
+        key: npt.NDArray[np.uint8],
+        est: fk.DecoyEstimate,
+        seqs: tuple[int, int],
     ) -> None:
         if key.size == 0:
             report.reason = "finite-key length is zero after error correction"
             self._record(report)
             return
         report.ok = True
-        await self._deliver(report, key, est)
+        await self._deliver(report, key, est, seqs)
 
     def _fill_estimate(self, report: BlockReport, counts: fk.DecoyCounts) -> None:
         report.counts = counts
@@ -372,6 +417,11 @@ def _unpack_codes(raw: bytes, n: int) -> tuple[npt.NDArray[np.uint8], npt.NDArra
     basis = (codes & 3).astype(np.uint8)
     basis[basis == 3] = UNKNOWN_BASIS
     return np.ascontiguousarray(basis), np.ascontiguousarray(codes >> 2)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("key delivery failed: %s", task.exception(), exc_info=task.exception())
 
 
 def _ec_figures(report: BlockReport, errors: int, n: int, leaked: int) -> None:
@@ -447,6 +497,12 @@ class Transmitter(_End):
 
     async def run(self) -> None:
         """HELLO, then one block per ANNOUNCE until the channel closes."""
+        try:
+            await self._serve()
+        finally:
+            await self._drain()
+
+    async def _serve(self) -> None:
         await self._hello(first=False)
         while True:
             try:
@@ -545,13 +601,7 @@ class Transmitter(_End):
             raise PeerAbort("error verification failed")
         if (their_recv, their_send) != (self.channel.next_send, self.channel.next_recv):
             raise m.ProtocolError("the ends disagree on the classical channel's sequence numbers")
-        key = (
-            await self._timed("privacy_amplification", amplify, sift.x_bits, pa_seed, out_bits,
-                              self.config.pa_family)
-            if out_bits
-            else np.zeros(0, np.uint8)
-        )  # fmt: skip
-        await self._finish(report, key, est)
+        self._finish_later(report, sift.x_bits, pa_seed, out_bits, est)
 
 
 @dataclass
@@ -642,6 +692,12 @@ class Receiver(_End):
 
     async def run(self) -> None:
         """HELLO, then blocks for as long as detections arrive and the channel is open."""
+        try:
+            await self._serve()
+        finally:
+            await self._drain()
+
+    async def _serve(self) -> None:
         await self._hello(first=True)
         while True:
             pending = await self._next_block_events()
@@ -727,10 +783,4 @@ class Receiver(_End):
             else 0
         ):
             raise m.ProtocolError("privacy-amplification seed of the wrong length")
-        key = (
-            await self._timed("privacy_amplification", amplify, corrected, pa_seed, out_bits,
-                              self.config.pa_family)
-            if out_bits
-            else np.zeros(0, np.uint8)
-        )  # fmt: skip
-        await self._finish(report, key, est)
+        self._finish_later(report, corrected, pa_seed, out_bits, est)
