@@ -221,8 +221,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await procs.start("a")
             await procs.start("b")
             try:
-                async with client(files, "a") as c:
-                    await procs.wait_ready(c, "SAE-B")
+                # both KMEs up: A's enc_keys holds key at B over the peer link
+                async with client(files, "a") as ca, client(files, "b") as cb:
+                    await procs.wait_ready(ca, "SAE-B")
+                    await procs.wait_ready(cb, "SAE-A")
                 for size in args.sizes:
                     results[f"throughput_{size}"].append(
                         await throughput(files, args.seconds, args.concurrency, size)
