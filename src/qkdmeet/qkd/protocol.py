@@ -28,8 +28,8 @@ One block (messages in :mod:`qkdmeet.qkd.messages`):
 6. Both hash to l bits (rounded down to bytes), top up the authentication
    key pools from the result (:meth:`qkdmeet.qkd.classical.AuthKeys.refill`)
    and hand the rest to their :class:`~qkdmeet.qkd.sink.KeySink` as block
-   ``block_id``. This step runs in the background, in block order, while the
-   next block's exchange goes on.
+   ``block_id``. This step runs in the background, in block order (Alice's
+   overlaps the start of Bob's next announcement; Bob finishes his before it).
 
 A block that fails anywhere (bounds, verification, an unauthentic or
 unexpected message, a peer's ABORT) gives no key at either end and is
@@ -710,6 +710,10 @@ class Receiver(_End):
                 await self._fail(report, exc, tell_peer=False)
             except _BLOCK_ERRORS as exc:
                 await self._fail(report, exc, tell_peer=True)
+            # Bob finishes his block before announcing the next: Alice's hashing still
+            # overlaps his, but letting his overlap the next block's sifting measured 5 %
+            # slower on 2 cores (the source and both ends then compete for the cores).
+            await self._drain()
 
     async def _run_block(self, bid: int, p: _Pending, report: BlockReport) -> None:
         ev = p.events
