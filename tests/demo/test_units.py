@@ -222,11 +222,19 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 @pytest.mark.parametrize("side", ["a", "b"])
-def test_deploy_examples_load(side: str) -> None:
+def test_deploy_examples_load(side: str, tmp_path: Path) -> None:
     from qkdmeet.vpn.config import load_config
 
     gw = load_config(DEPLOY / f"site-{side}" / "gateway.toml")
-    kme = load_kme(DEPLOY / f"site-{side}" / "kme.toml")
+    # the bootstrap secret is installed out of band: give the example one here
+    text = (DEPLOY / f"site-{side}" / "kme.toml").read_text()
+    assert 'psk_file = "/etc/qkdmeet/qkd-psk.bin"' in text
+    (tmp_path / "psk.bin").write_bytes(bytes(range(256)))
+    (tmp_path / "kme.toml").write_text(
+        text.replace("/etc/qkdmeet/qkd-psk.bin", str(tmp_path / "psk.bin"))
+    )
+    kme = load_kme(tmp_path / "kme.toml")
+    assert kme.qkd is not None and kme.qkd.psk == bytes(range(256))
     assert gw.keys.source == "etsi" and gw.keys.sae_id in kme.local_saes
     assert gw.keys.peer_sae_id in kme.remote_saes
     assert kme.authority == (side == "a")

@@ -32,6 +32,10 @@ from qkdmeet.kme import pki
 SAE = {"a": pki.sae_id("a"), "b": pki.sae_id("b")}
 KME_PORT = 8443
 QKD_PORT = 7700
+#: Pre-shared secret that authenticates the QKD link's classical channel until
+#: its first block (same file at both sites).
+QKD_PSK_FILE = "qkd-psk.bin"
+QKD_PSK_BYTES = 65536
 CONFERENCE_PORT = 8443
 ROOM = "expert-panel"
 #: Bounds of the gateways' ETSI 014 key size (bytes): power of two in between.
@@ -155,7 +159,7 @@ def link_table(plan: DemoPlan, side: str, *, use_qkd: bool, seed: bytes, epoch: 
         where = f'listen = "{addr}"' if side == "a" else f'connect = "{addr}"'
         return (
             f'[qkd]\nrole = "{role}"\n{where}\npreset = "{plan.preset}"\n'
-            f"distance_km = {plan.distance_km}\n"
+            f'distance_km = {plan.distance_km}\npsk_file = "{QKD_PSK_FILE}"\n'
         )
     return (
         f'[link]\nseed = "{seed.hex()}"\nbits_per_second = {plan.link_rate_bps}\n'
@@ -188,6 +192,12 @@ def write_sites(plan: DemoPlan, directory: Path, *, use_qkd: bool | None = None)
     directory.mkdir(parents=True, exist_ok=True)
     pki.init(directory, hosts={"a": [plan.fiber_a], "b": [plan.fiber_b]})
     seed, epoch = os.urandom(32), time.time()
+    if use_qkd:
+        # the bootstrap secret both ends share before the link's first block
+        # (in a real deployment it is installed at both sites out of band)
+        psk = directory / QKD_PSK_FILE
+        psk.write_bytes(os.urandom(QKD_PSK_BYTES))
+        psk.chmod(0o600)
     configs: dict[str, Path] = {}
     for side in ("a", "b"):
         path = directory / f"kme-{side}.toml"
