@@ -6,15 +6,24 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from aiortc.codecs.vpx import VpxPayloadDescriptor
 
 from qkdmeet.conference.bot import (
+    HALF_RESOLUTION_BELOW_BPS,
     BotError,
     CappedOpusEncoder,
     CappedVp8Encoder,
     ConferenceBot,
     _Received,
 )
-from qkdmeet.conference.media import ReplayAudioTrack, ReplayVideoTrack, replay_counter
+from qkdmeet.conference.media import (
+    ReplayAudioTrack,
+    ReplayVideoTrack,
+    luma,
+    read_frame_code,
+    replay_counter,
+    write_frame_code,
+)
 from qkdmeet.conference.room import MIN_BITRATE
 from qkdmeet.conference.server import ConferenceServer
 
@@ -36,6 +45,28 @@ def test_vp8_target_is_min_of_cap_and_remb() -> None:
     enc.target_bitrate = 10_000_000
     enc.encode(frame)
     assert enc.codec is not None and enc.codec.bit_rate == 200_000
+
+
+def test_vp8_halves_the_picture_under_a_low_cap_and_reads_its_code() -> None:
+    enc = CappedVp8Encoder(800_000)
+    y = np.full((480, 640), 128, dtype=np.uint8)
+    write_frame_code(y, 41, 1234)
+    planes = np.concatenate([y, np.full((240, 640), 128, dtype=np.uint8)])
+    frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+    frame.pts, frame.time_base = 0, fractions.Fraction(1, 90000)
+    enc.encode(frame)
+    assert enc.codec is not None and (enc.codec.width, enc.codec.height) == (640, 480)
+    enc.cap = HALF_RESOLUTION_BELOW_BPS - 1
+    payloads, _ = enc.encode(frame, force_keyframe=True)
+    assert (enc.codec.width, enc.codec.height) == (320, 240)
+    # the keyframe decodes to a 320x240 picture whose frame code still reads
+    data = b"".join(VpxPayloadDescriptor.parse(p)[1] for p in payloads)
+    decoded = av.CodecContext.create("libvpx", "r").decode(av.Packet(data))
+    assert decoded and (decoded[0].width, decoded[0].height) == (320, 240)
+    assert read_frame_code(luma(decoded[0])) == (41, 1234)
+    enc.cap = 800_000
+    enc.encode(frame)
+    assert (enc.codec.width, enc.codec.height) == (640, 480)
 
 
 def test_opus_cap_change_keeps_timestamps_increasing() -> None:
