@@ -95,7 +95,7 @@ def qkd_from_admin(data: Mapping[str, Any]) -> QkdView:
                 return float(v)
         return default
 
-    gen_bits = num("generated_bits", "key_bits", default=math.nan)
+    gen_bits = num("secure_bits", "generated_bits", "key_bits", default=math.nan)
     gen_bytes = num("generated_bytes", "key_bytes", default=0.0)
     if not math.isnan(gen_bits):
         gen_bytes = gen_bits / 8
@@ -134,9 +134,14 @@ class Monitor:
         key = f"{ns}/{side or ''}"
         if key not in self._http:
             ctx: ssl.SSLContext | None = None
-            if side is not None:  # a KME: mutual TLS as the site's SAE
+            if side is not None:  # a KME: mutual TLS as the site's SAE, or as the KME
                 ctx = ssl.create_default_context(cafile=str(self.files.ca))
-                ctx.load_cert_chain(str(self.files.sae_cert[side]), str(self.files.sae_key[side]))
+                if side.startswith("kme-"):  # /admin/qkd answers only the KME's own identity
+                    d = self.files.directory
+                    ctx.load_cert_chain(str(d / f"{side}.pem"), str(d / f"{side}.key"))
+                else:
+                    ctx.load_cert_chain(str(self.files.sae_cert[side]),
+                                        str(self.files.sae_key[side]))
             elif self.endpoints.conference and ns == self.endpoints.conference[0]:
                 ctx = ssl.create_default_context()
                 ctx.check_hostname = False
@@ -166,6 +171,14 @@ class Monitor:
         ns, base = self.endpoints.kme[side]
         return ns, base + "/admin/qkd"
 
+    async def qkd_admin(self, body: Any | None = None, side: str = "a") -> Any:
+        """GET (``body`` None) or POST the QKD link's admin route at a site's KME,
+        as that KME (the route answers no SAE); GET answers None when unreachable."""
+        ns, url = self.kme_admin_url(side)
+        if body is None:
+            return await self._get(ns, url, f"kme-{side}")
+        return await self.post(ns, url, body, f"kme-{side}")
+
     # --- sampling ------------------------------------------------------------------
     def alarm(self, kind: str, message: str, *, active: bool = True) -> None:
         """Raise ``kind`` once while its condition holds; clearing re-arms it."""
@@ -192,7 +205,7 @@ class Monitor:
         kme_jobs = {s: self._get(ns, url + "/api/v1/metrics", s) for s, (ns, url) in e.kme.items()}
         admin_ns, admin_url = self.kme_admin_url("a")
         jobs: list[Any] = [*gw_jobs.values(), *budget_jobs.values(), *kme_jobs.values(),
-                           self._get(admin_ns, admin_url, "a")]
+                           self._get(admin_ns, admin_url, "kme-a")]
         if e.conference is not None:
             jobs.append(self._get(e.conference[0], f"{e.conference[1]}/api/rooms/{e.room}"))
         results = await asyncio.gather(*jobs)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import math
@@ -45,7 +46,7 @@ from qkdmeet.demo.monitor import DIRECTIONS, Monitor, endpoints_for
 from qkdmeet.demo.preflight import check_demo_host
 from qkdmeet.demo.processes import Owned, ProcessSet, qkdmeet_argv
 from qkdmeet.demo.progress import Progress
-from qkdmeet.demo.sites import SAE, DemoPlan, SiteFiles, write_sites
+from qkdmeet.demo.sites import SAE, DemoPlan, SiteFiles, key_sizing, write_sites
 from qkdmeet.report.accounting import Recorder, RunReport
 from qkdmeet.report.identity import final_metrics_from_log, site_identity
 from qkdmeet.vpn.constants import REFERENCE_PACKET_BYTES
@@ -54,6 +55,10 @@ from qkdmeet.vpn.gateway import payload_per_key_byte
 log = logging.getLogger(__name__)
 
 SCENARIOS = ("none", "eavesdropper", "link-cut", "gateway-restart")
+#: Blocks the real-time QKD link distils before the gateways are sized from its rate.
+WARMUP_BLOCKS = 3
+#: How long the demo waits for them (s) before sizing from the device model.
+WARMUP_TIMEOUT_S = 90.0
 DIRECTION_LABELS = {
     "A->B": "A->B ToMMo (server) -> TUH (client)",
     "B->A": "B->A TUH (client) -> ToMMo (server)",
@@ -123,6 +128,8 @@ class DemoRunner:
         self._t_start = 0.0
         self._bots: dict[str, Owned] = {}
         self._gw_procs: dict[str, Owned] = {}
+        self.model_rate_bps = plan.link_rate_bps
+        self.link_measured_rate_bps: float | None = None
 
     # --- lifecycle -----------------------------------------------------------------
     def _set_state(self, state: State) -> None:
@@ -145,6 +152,7 @@ class DemoRunner:
             self.out.mkdir(parents=True, exist_ok=True)
             self._build_testbed()
             self._start_kmes()
+            await self._warm_up_link()
             self._start_gateways()
             self._start_conference()
             await self._running()
@@ -182,6 +190,50 @@ class DemoRunner:
                 "seeded simulated link at the finite-key model's rate")
         self.event(f"KMEs up in gwa/gwb, peering over the fiber; key from the {kind}, "
                    f"{self.plan.link_rate_bps / 1e6:.2f} Mb/s at {self.plan.distance_km:g} km")
+
+    async def _warm_up_link(self) -> None:
+        """Size the gateways' keys from the real-time link's measured rate.
+
+        The plan's rate is the modelled device's (what the hardware at its
+        clock would give); the distilled rate on this machine is what the KMEs
+        really receive, and it is usually far lower (the CPU, not the optics,
+        limits a link simulated in real time). The link runs until it has
+        delivered :data:`WARMUP_BLOCKS` blocks (also the KMEs' first key
+        reserve); key size and prefetch then follow its measured rate, so that
+        one gateway's prefetch cannot take all the key the link makes.
+        """
+        if self.files is None or self.files.link_kind != "qkd":
+            return
+        probe = Monitor(endpoints_for(self.topology, self.plan.room, None),
+                        Recorder(list(DIRECTIONS)), self.files)
+        stats: dict[str, Any] = {}
+        try:
+            deadline = time.monotonic() + WARMUP_TIMEOUT_S
+            while time.monotonic() < deadline and not self.stop_requested.is_set():
+                got = await probe.qkd_admin()
+                if isinstance(got, dict):
+                    stats = got
+                    if int(stats.get("blocks", 0)) >= WARMUP_BLOCKS:
+                        break
+                self.progress.say(f"warming up the QKD link: {int(stats.get('blocks', 0))}"
+                                   f"/{WARMUP_BLOCKS} blocks distilled")
+                await asyncio.sleep(1.0)
+        finally:
+            probe.close()
+        measured = float(stats.get("secure_key_rate_bps") or 0.0)
+        self.model_rate_bps = self.plan.link_rate_bps
+        if measured <= 0:
+            self.event(f"the QKD link distilled no key within {WARMUP_TIMEOUT_S:g} s: "
+                       "gateways sized from the device model")
+            return
+        bits, prefetch = key_sizing(measured)
+        self.plan = dataclasses.replace(self.plan, link_rate_bps=measured,
+                                        key_size_bits=bits, prefetch_bytes=prefetch)
+        self.link_measured_rate_bps = measured
+        self.event(f"QKD link warmed up: {int(stats.get('blocks', 0))} blocks, "
+                   f"{measured / 1e6:.2f} Mb/s distilled on this machine "
+                   f"(device model {self.model_rate_bps / 1e6:.2f} Mb/s), QBER "
+                   f"{float(stats.get('qber') or math.nan):.2%}")
 
     def _start_gateway(self, side: str) -> Owned:
         assert self.files is not None
@@ -354,9 +406,8 @@ class DemoRunner:
 
     async def _qkd_admin(self, body: dict[str, Any]) -> None:
         assert self.monitor is not None
-        ns, url = self.monitor.kme_admin_url("a")
         try:
-            await self.monitor.post(ns, url, body, "a")
+            await self.monitor.qkd_admin(body)
         except Exception as exc:
             raise DemoError(f"the QKD link's admin route refused {body}: {exc}") from exc
 
@@ -434,7 +485,8 @@ class DemoRunner:
                 "distance_km": self.plan.distance_km,
                 "preset": self.plan.preset,
                 "link": self.files.link_kind if self.files else None,
-                "link_model_rate_bps": self.plan.link_rate_bps,
+                "link_model_rate_bps": self.model_rate_bps,
+                "link_measured_rate_bps": self.link_measured_rate_bps,
                 "key_size_bits": self.plan.key_size_bits,
                 "prefetch_bytes": self.plan.prefetch_bytes,
                 "traffic": self.traffic,
