@@ -87,3 +87,6 @@ KME_RETRY_SECONDS: Final = 0.5
 RATE_WINDOW_SECONDS: Final = 10.0
 #: Inner packet size at which key efficiency is quoted.
 REFERENCE_PACKET_BYTES: Final = 1200
+#: How long a starting gateway waits for its first outbound key before it reads
+#: its TUN (packets queue in the TUN meanwhile instead of being dropped).
+FIRST_KEY_WAIT_SECONDS: Final = 10.0

@@ -22,6 +22,7 @@ from typing import Any
 from qkdmeet.kme.types import KeySupplier
 from qkdmeet.vpn.budget import BudgetServer
 from qkdmeet.vpn.config import ConfigError, GatewayConfig, KeysConfig
+from qkdmeet.vpn.constants import FIRST_KEY_WAIT_SECONDS
 from qkdmeet.vpn.filekeys import FileKeySupplier
 from qkdmeet.vpn.gateway import Gateway, GatewayKeys
 from qkdmeet.vpn.transport import UdpBind
@@ -74,8 +75,8 @@ async def run_gateway(cfg: GatewayConfig, stop: asyncio.Event | None = None) -> 
             name=cfg.name,
             state_dir=cfg.state_dir,
         )
-        await gateway.start()
         stack.push_async_callback(gateway.stop)
+        await gateway.start(first_key_timeout=FIRST_KEY_WAIT_SECONDS)
         if cfg.budget_listen is not None:
             server = BudgetServer(gateway, cfg.budget_listen)
             await server.start()

@@ -43,7 +43,9 @@ by :meth:`Gateway.stop`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import struct
 import time
 import uuid
@@ -161,12 +163,21 @@ class Gateway:
         self.rekeys_received = 0
 
     # --- lifecycle (control) --------------------------------------------------
-    async def start(self) -> None:
-        self.tun.open(self._on_tun)
+    async def start(self, *, first_key_timeout: float = 0.0) -> None:
+        """Open the WAN side and start fetching key; open the TUN side once the
+        first outbound key is buffered or ``first_key_timeout`` seconds have
+        passed (packets the kernel queues meanwhile wait in the TUN instead of
+        being dropped for lack of key; without key they are dropped, as ever)."""
         self.bind.open(self._on_udp)
         self._started_at = time.monotonic()
         self.sender.start()
         self._running = True
+        poll = 0.05  # the key stream has no event for its first key: poll it
+        for _ in range(math.ceil(first_key_timeout / poll)):
+            if self.sender.buffered:
+                break
+            await asyncio.sleep(poll)
+        self.tun.open(self._on_tun)
 
     async def stop(self) -> None:
         self._running = False
