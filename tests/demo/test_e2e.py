@@ -76,6 +76,11 @@ def test_no_plaintext_on_the_wan(run: tuple[dict[str, Any], Path, int]) -> None:
     assert {side for side, _ in capture} == {"a", "b"}
     raw = (out / "wan.capture").read_bytes()
     assert marker not in raw and b"patient" not in raw.lower() and b"EGFR" not in raw
+    # from the outer headers alone: no key byte range under any key ID used twice
+    audit = report["wan_audit"]
+    # (taken before the teardown; the capture copied after it may hold a few more)
+    assert 100 < audit["datagrams"] <= len(capture) and audit["malformed"] == 0
+    assert audit["reused_key_bytes"] == 0 and audit["marker_hits"] == 0 and audit["clean"]
 
 
 def test_report_files_written(run: tuple[dict[str, Any], Path, int]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from qkdmeet.testbed import netns
-from qkdmeet.testbed.topology import Topology
+from qkdmeet.testbed.topology import VISITOR_HOST_IP, VISITOR_SUBNET, Topology
 from qkdmeet.testbed.wanrelay import read_capture
 from qkdmeet.vpn.constants import OVERHEAD_BYTES, TUN_MTU
 from qkdmeet.vpn.filekeys import fill
@@ -75,8 +75,10 @@ def bed() -> Iterator[Bed]:
         fill(keys, m, s, nbytes=24 << 20, key_bytes=65536)
     gws = {}
     try:
+        topo.visitor_up()  # the host itself behind gateway B (test_host_joins_...)
         for side in ("a", "b"):
-            cfg = topo.gateway_config(side, keys, prefetch_bytes=4 << 20)
+            extra = [VISITOR_SUBNET] if side == "a" else []
+            cfg = topo.gateway_config(side, keys, prefetch_bytes=4 << 20, extra_routes=extra)
             gws[side] = topo.start_gateway(side, cfg)
         yield Bed(topo, gws)
     finally:
@@ -119,6 +121,21 @@ def test_fiber_joins_only_the_gateways() -> None:
     assert not any(ns.startswith("qkf-") for ns in netns.list_namespaces())
 
 
+def test_visitor_link_is_removed_with_the_testbed() -> None:
+    topo = Topology("qkx-")
+    topo.down()
+    try:
+        topo.up()
+        if netns.ip("-o", "route", "show", topo.a.lan_subnet).strip():
+            pytest.skip("the host (or another testbed) already routes site A's LAN")
+        topo.visitor_up()
+        assert topo.visitor_host_dev in netns.ip("-o", "link", "show")
+    finally:
+        topo.down()
+    assert topo.visitor_host_dev not in netns.ip("-o", "link", "show")
+    assert not netns.ip("-o", "route", "show", topo.a.lan_subnet).strip()
+
+
 def test_icmp_between_sites(bed: Bed) -> None:
     res = probe(bed.topo.a.lan_ns, "ping", bed.topo.b.host_ip, "--count", "3", "--size", "1000")
     assert res["received"] == res["intact"] == 3
@@ -140,6 +157,34 @@ def test_udp_and_tcp_between_sites(bed: Bed) -> None:
     finally:
         srv.kill()
         srv.wait()
+
+
+def test_host_joins_site_a_only_through_the_vpn(bed: Bed) -> None:
+    """The demo's --host-join: a program on the host (root namespace) reaches
+    site A's LAN through gateway B, the WAN relay and gateway A, encrypted."""
+    topo = bed.topo
+    route = netns.ip("-o", "route", "get", topo.a.host_ip)
+    assert f"dev {topo.visitor_host_dev}" in route and VISITOR_HOST_IP in route
+    before_b = gateway_metrics(bed, "b")["outbound"]["packets"]
+    before_wan = len(read_capture(topo.relay_capture))
+    srv = server(topo.a.lan_ns, "tcp-echo-server", "7010", "--seconds", "20")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "qkdmeet.testbed.probe", "tcp-echo", topo.a.host_ip, "7010",
+             "--bytes", str(1 << 20)], capture_output=True, timeout=30, check=True)
+        res = json.loads(proc.stdout.decode().splitlines()[-1])
+        assert res["intact"] is True and res["received"] == 1 << 20
+    finally:
+        srv.kill()
+        srv.wait()
+    # the bytes crossed as gateway B's encrypted packets on the WAN
+    assert gateway_metrics(bed, "b")["outbound"]["packets"] - before_b > 100
+    assert len(read_capture(topo.relay_capture)) - before_wan > 100
+    # a second call keeps the link; another route to site A's LAN is refused
+    assert topo.visitor_up() == VISITOR_HOST_IP
+    other = Topology("qkw-")
+    with pytest.raises(netns.NetnsError, match="already routes"):
+        other.visitor_up()
 
 
 def test_webrtc_sized_packets_cross_unfragmented(bed: Bed) -> None:

@@ -57,7 +57,7 @@ async def _demo(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     options = DemoOptions(seconds=seconds, scenario=args.scenario, out_dir=out,
                           quiet=args.quiet, adapt=not args.no_adapt,
-                          dashboard_port=args.dashboard_port)
+                          dashboard_port=args.dashboard_port, host_join=args.host_join)
     progress = Progress(quiet=args.quiet)
     try:
         runner = DemoRunner(the_plan, options, progress)
@@ -110,8 +110,15 @@ async def _demo(args: argparse.Namespace) -> int:
                   f"{ident['delivered_bytes']} B = consumed {ident['consumed_bytes']} B + "
                   f"buffered {ident['buffered_bytes']} B: "
                   f"{'closes' if ident['closes'] else 'OFF BY ' + str(ident['difference_bytes'])}")
+        audit = data.get("wan_audit")
+        if audit:
+            print(f"WAN audit: {audit['datagrams']} datagrams, {audit['key_ids']} key IDs, "
+                  f"{audit['reused_key_bytes']} key bytes used twice, "
+                  f"{audit['marker_hits']} with the plaintext marker: "
+                  f"{'clean' if audit['clean'] else 'NOT CLEAN'}")
         print(f"report: {out / 'report.html'}")
-    ok = data.get("key_identity_closes", False)
+    ok = data.get("key_identity_closes", False) and (data.get("wan_audit") or {}).get(
+        "clean", True)
     return 0 if ok else 1
 
 
@@ -136,4 +143,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-adapt", action="store_true", help="no key-aware video cap")
     p.add_argument("--dashboard-port", type=int, default=0,
                    help="serve a live dashboard on 127.0.0.1:PORT (e.g. 8088)")
+    p.add_argument("--host-join", action="store_true",
+                   help="put this host behind gateway B, so that a browser here joins the "
+                   "conference as a remote participant across the QKD-VPN (adds a route to "
+                   "site A's LAN 10.1.0.0/24 for the run)")
     p.set_defaults(func=_demo)

@@ -1,8 +1,10 @@
 """A live dashboard of the running demo on the host: ``http://127.0.0.1:PORT/``.
 
 ``GET /state.json`` is the monitor's latest sample (key pools, QKD rate and
-QBER, consumption per direction, participants, alarms, video cap); ``GET /``
-is a page that renders it every two seconds.
+QBER, consumption per direction, participants, alarms, video cap, and the
+URL a browser on the host joins the conference at through the QKD-VPN when
+the demo runs with ``--host-join``); ``GET /`` is a page that renders it every
+two seconds.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Dashboard:
         mon = self.runner.monitor
         snap = dict(mon.latest) if mon is not None else {}
         snap["state"] = self.runner.state.value
+        snap["join_url"] = getattr(self.runner, "join_url", None)
         return dict(_clean(snap))
 
     async def start(self) -> None:
@@ -58,6 +61,11 @@ class Dashboard:
         await self._app_runner.setup()
         site = web.TCPSite(self._app_runner, self.host, self.port)
         await site.start()
+        server = site._server
+        if self.port == 0 and server is not None:  # an ephemeral port: record the real one
+            sockets = getattr(server, "sockets", None) or []
+            if sockets:
+                self.port = int(sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         if self._app_runner is not None:

@@ -49,6 +49,9 @@ from qkdmeet.demo.progress import Progress
 from qkdmeet.demo.sites import SAE, DemoPlan, SiteFiles, key_sizing, write_sites
 from qkdmeet.report.accounting import Recorder, RunReport
 from qkdmeet.report.identity import final_metrics_from_log, site_identity
+from qkdmeet.report.wan_audit import audit_capture
+from qkdmeet.testbed import netns
+from qkdmeet.testbed.topology import VISITOR_SUBNET
 from qkdmeet.vpn.constants import REFERENCE_PACKET_BYTES
 from qkdmeet.vpn.gateway import payload_per_key_byte
 
@@ -92,6 +95,9 @@ class DemoOptions:
     quiet: bool = False
     adapt: bool = True
     dashboard_port: int = 0
+    #: Put the host behind gateway B (Topology.visitor_up), so that a browser on
+    #: the host joins as a remote participant whose traffic crosses the QKD-VPN.
+    host_join: bool = False
     marker: str = field(default_factory=lambda: "QKDMEET-MARKER-" + os.urandom(6).hex())
     interval: float = 2.0
 
@@ -121,6 +127,8 @@ class DemoRunner:
         self.monitor: Monitor | None = None
         self.adapter: Adapter | None = None
         self.conference_url: str | None = None
+        #: The URL a browser on the host opens to join through the QKD-VPN.
+        self.join_url: str | None = None
         self.traffic = "none"
         self.identity: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
@@ -176,6 +184,13 @@ class DemoRunner:
         if (a_ip, b_ip) != (self.plan.fiber_a, self.plan.fiber_b):
             raise DemoError(f"fiber addresses {a_ip}/{b_ip} differ from the plan's")
         self.event(f"testbed {self.plan.prefix}* up: 5 namespaces, WAN relay, fiber {a_ip}-{b_ip}")
+        if self.options.host_join:
+            try:
+                host_ip = self.topology.visitor_up()
+            except netns.NetnsError as exc:
+                raise DemoError(f"--host-join: {exc}") from exc
+            self.event(f"this host joins site B's side as {host_ip}: its traffic to site A "
+                       "crosses gateway B, the WAN and gateway A")
 
     def _start_kmes(self) -> None:
         self._set_state(State.KEYS)
@@ -237,9 +252,11 @@ class DemoRunner:
 
     def _start_gateway(self, side: str) -> Owned:
         assert self.files is not None
+        extra = [VISITOR_SUBNET] if self.options.host_join and side == "a" else []
         cfg = self.topology.gateway_config(
             side, etsi=self.files.etsi(side, self.plan),
             key_size_bits=self.plan.key_size_bits, prefetch_bytes=self.plan.prefetch_bytes,
+            extra_routes=extra,
         )
         proc = self.topology.start_gateway(side, cfg, ready_timeout=60)
         ns = self.topology.a.gw_ns if side == "a" else self.topology.b.gw_ns
@@ -268,6 +285,10 @@ class DemoRunner:
                                   timeout=60)
             self.traffic = "conference"
             self.event(f"conference server up at {self.conference_url} (lana)")
+            if self.options.host_join:
+                self.join_url = f"{self.conference_url}/?room={self.plan.room}"
+                self.event(f"join from a browser on this host (through the QKD-VPN): "
+                           f"{self.join_url} (self-signed certificate: accept it once)")
         else:
             self.traffic = "field-test-rates"
             self.event("conference layer not installed: carrying the field test's media rates "
@@ -473,8 +494,12 @@ class DemoRunner:
             for h in self.adapter.history:
                 self._recorder.bitrate("video cap", self._t_start + h["t"],
                                        float(h["cap_bps"] or 1_000_000))
+        audit = None
+        if self.topology.relay_capture.exists():
+            audit = audit_capture(self.topology.relay_capture, [self.options.marker.encode()])
         report = self._recorder.report(
             self._duration,
+            wan_audit=audit,
             participants=participants,
             alarms=[a.as_dict() for a in mon.alarms],
             key_identity=self.identity,

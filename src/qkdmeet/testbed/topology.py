@@ -41,6 +41,11 @@ RELAY_PORT = 51900
 #: The gateway-to-gateway "fiber" (QKD channels, KME peering): see Topology.fiber_up.
 FIBER_DEV = "fib0"
 FIBER_PREFIX = "172.30.9"
+#: The host's "visitor" link into site B (see Topology.visitor_up).
+VISITOR_DEV = "vis0"
+VISITOR_SUBNET = "10.2.9.0/30"
+VISITOR_GW_IP = "10.2.9.1"
+VISITOR_HOST_IP = "10.2.9.2"
 #: Names of the namespaces, without prefix.
 ROLES = ("lana", "gwa", "wan", "gwb", "lanb")
 
@@ -141,6 +146,7 @@ class Topology:
 
     def down(self) -> None:
         """Remove everything this testbed made (idempotent)."""
+        self.visitor_down()
         pid_file = self.run_dir / "relay.pid"
         if pid_file.exists():
             with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
@@ -169,6 +175,47 @@ class Topology:
         netns.address(self.a.gw_ns, FIBER_DEV, a_ip + "/30")
         netns.address(self.b.gw_ns, FIBER_DEV, b_ip + "/30")
         return a_ip, b_ip
+
+    @property
+    def visitor_host_dev(self) -> str:
+        """Name of the visitor link's end in the host's own (root) namespace."""
+        return self.prefix + "vis"
+
+    def visitor_up(self) -> str:
+        """Put the host itself at site B, behind gateway B: a person's browser on
+        the host then reaches site A's LAN only through the QKD-VPN.
+
+        A veth from the root namespace (``<prefix>vis``, 10.2.9.2/30) to
+        ``vis0`` in gateway B's namespace (10.2.9.1/30), and a host route to
+        site A's LAN via gateway B. Gateway A must route ``VISITOR_SUBNET``
+        into its TUN (``gateway_config(..., extra_routes=[VISITOR_SUBNET])``).
+        The link's MTU is the TUN's, so the host never sends what the tunnel
+        would have to fragment. Raises :class:`netns.NetnsError` if the host
+        already routes site A's subnet some other way (nothing is changed
+        then); removed by :meth:`down` (and with gateway B's namespace).
+        Returns the host's address on the link.
+        """
+        from qkdmeet.vpn.constants import TUN_MTU
+
+        dev = self.visitor_host_dev
+        existing = netns.ip("-o", "route", "show", self.a.lan_subnet, check=False).strip()
+        if existing and f"dev {dev}" not in existing:
+            raise netns.NetnsError(
+                f"the host already routes {self.a.lan_subnet} ({existing}); "
+                "the visitor link would take that route over")
+        if dev not in netns.ip("-o", "link", "show", check=False):
+            netns.ip("link", "add", dev, "type", "veth", "peer", "name", VISITOR_DEV,
+                     "netns", self.b.gw_ns)
+        netns.address(self.b.gw_ns, VISITOR_DEV, VISITOR_GW_IP + "/30", mtu=TUN_MTU)
+        netns.ip("addr", "replace", VISITOR_HOST_IP + "/30", "dev", dev)
+        netns.ip("link", "set", "dev", dev, "mtu", str(TUN_MTU))
+        netns.ip("link", "set", "dev", dev, "up")
+        netns.ip("route", "replace", self.a.lan_subnet, "via", VISITOR_GW_IP, "dev", dev)
+        return VISITOR_HOST_IP
+
+    def visitor_down(self) -> None:
+        """Remove the visitor link and its host route (idempotent)."""
+        netns.ip("link", "del", self.visitor_host_dev, check=False)
 
     def status(self) -> dict[str, Any]:
         existing = set(netns.list_namespaces())
@@ -202,6 +249,7 @@ class Topology:
         key_size_bits: int = 8 * 65536,
         prefetch_bytes: int = 8 << 20,
         etsi: dict[str, str] | None = None,
+        extra_routes: list[str] | None = None,
     ) -> Path:
         """Write a gateway TOML for site ``side`` ("a"/"b").
 
@@ -209,6 +257,8 @@ class Topology:
         ``etsi`` (keys ``kme_url``, ``cert_file``, ``key_file``, ``ca_file``, and
         optionally ``sae_id``/``peer_sae_id``; default SAE IDs ``gw-a``/``gw-b``).
         The budget endpoint listens on the gateway's LAN address, port 9180.
+        ``extra_routes`` are subnets behind the peer besides its LAN (the
+        visitor link, :meth:`visitor_up`, for gateway A).
         """
         if (keys_dir is None) == (etsi is None):
             raise ValueError("give exactly one of keys_dir and etsi")
@@ -230,7 +280,7 @@ class Topology:
         path.write_text(
             "[gateway]\n"
             f'name = "{sae}"\ntun = "qkm-tun"\n'
-            f'routes = ["{peer.lan_subnet}"]\n'
+            f"routes = {json.dumps([peer.lan_subnet, *(extra_routes or [])])}\n"
             f'listen = "{me.gw_wan_ip}:{GATEWAY_PORT}"\n'
             f'peer = "{peer_addr}"\n'
             f'state_dir = "{self.run_dir / ("state-" + side)}"\n'

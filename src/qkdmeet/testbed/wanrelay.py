@@ -246,12 +246,15 @@ class WanRelay:
 
 
 def read_capture(path: Path) -> list[tuple[str, bytes]]:
-    """The datagrams of a capture file, in order, with the side they arrived on."""
+    """The datagrams of a capture file, in order, with the side they arrived on
+    (a last record still being written is left out)."""
     raw = path.read_bytes()
     out: list[tuple[str, bytes]] = []
     i = 0
     while i + 5 <= len(raw):
         side, n = struct.unpack_from("!cI", raw, i)
+        if i + 5 + n > len(raw):
+            break  # a record the relay is still writing
         out.append((side.decode(), raw[i + 5 : i + 5 + n]))
         i += 5 + n
     return out
