@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,57 @@ async def test_transmitter_and_receiver_over_tcp_give_identical_blocks() -> None
     st_a, st_b = tx.stats(), rx.stats()
     assert st_a["role"] == "transmitter" and st_b["role"] == "receiver"
     assert st_b["blocks"] >= 2 and st_b["detections"] > 0
+
+
+async def test_attack_mid_run_gives_no_key_from_attacked_pulses_and_key_returns() -> None:
+    params = link_params("toshiba", loss_db=2.0, block_bits=BLOCK)
+    config = ProtocolConfig(block_bits=BLOCK)
+    secret = os.urandom(32 + 2 * 2048 * 32)
+    sink_a, sink_b = ListSink(), ListSink()
+    tx = TransmitterNode(params, "127.0.0.1:0", sink_a, secret, config=config, seed=31,
+                         realtime=False, chunk_pulses=2_000_000)  # fmt: skip
+    await tx.start()
+    rx = ReceiverNode(params, f"127.0.0.1:{tx.port}", sink_b, secret, config=config, seed=32)
+    await rx.start()
+
+    async def until(cond: Callable[[], bool]) -> None:
+        async with asyncio.timeout(90):
+            while not cond():  # noqa: ASYNC110 (polling the link's stats, which have no event)
+                await asyncio.sleep(0.02)
+
+    try:
+        await until(lambda: tx.stats().get("blocks", 0) >= 2)
+        assert tx.stats()["attacked_pulses"] == 0
+        tx.set_eve("intercept-resend:1.0")
+        await until(lambda: tx.stats()["attacked_blocks"] >= 3)
+        during = tx.stats()
+        assert during["last_block_ok"] is False
+        assert during["last_block_qber"] > 0.15  # what the operator sees: the attack
+        tx.set_eve(None)
+        blocks = tx.stats()["blocks"]
+        await until(lambda: len(sink_b.blocks) > 2 and tx.stats()["blocks"] >= blocks + 2)
+    finally:
+        await rx.stop()
+        await tx.stop()
+    st = tx.stats()
+    assert st["attacked_blocks"] >= 3 and st["attacked_blocks_with_key"] == 0
+    assert st["aborted_blocks"] >= st["attacked_blocks"]
+    assert st["last_block_ok"] is True and st["last_block_qber"] < 0.05  # key is back
+    assert [b.key for b in sink_a.blocks] == [b.key for b in sink_b.blocks]
+
+
+def test_attack_summary_counts_overlapping_blocks() -> None:
+    from qkdmeet.qkd.link import attack_summary
+    from qkdmeet.qkd.protocol import BlockReport
+
+    reports = [BlockReport(0, True, pulses=100, first_pulse=0, secure_bits=10),
+               BlockReport(1, False, pulses=100, first_pulse=100),
+               BlockReport(2, True, pulses=100, first_pulse=200, secure_bits=10),
+               BlockReport(3, True, pulses=100, first_pulse=300, auth_bits=5)]
+    out = attack_summary(reports, [(150, 250)])
+    assert out == {"attacked_pulses": 100, "attacked_blocks": 2, "attacked_blocks_with_key": 1}
+    assert attack_summary(reports, [])["attacked_blocks"] == 0
+    assert attack_summary(reports, [(399, 400)])["attacked_blocks_with_key"] == 1
 
 
 def test_cli_simulate_json(capsys: pytest.CaptureFixture[str]) -> None:

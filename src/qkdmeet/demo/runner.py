@@ -500,6 +500,7 @@ class DemoRunner:
         report = self._recorder.report(
             self._duration,
             wan_audit=audit,
+            qkd_link=dict(mon.latest.get("qkd", {})),
             participants=participants,
             alarms=[a.as_dict() for a in mon.alarms],
             key_identity=self.identity,

@@ -89,6 +89,10 @@ class QuantumChannel:
         self._eve: Eavesdropper | None = eve
         self._cut = False
         self._train = PulseTrain(params, rng, eve, chunk_pulses=chunk_pulses)
+        #: Pulse ranges ``[first, end)`` sampled while an eavesdropper was on the
+        #: fibre (ground truth of the simulation, for checking that no key came
+        #: from them; the protocol itself never reads it).
+        self.attacked_ranges: list[tuple[int, int]] = []
 
     # -- controls ---------------------------------------------------------
     @property
@@ -123,7 +127,15 @@ class QuantumChannel:
 
     def emit(self, n_pulses: int) -> tuple[AliceEvents, BobChunk]:
         """Sample the next ``n_pulses``: Alice's records and what reaches Bob."""
-        record = self._train.next_chunk(int(n_pulses))
+        model = self._train.eve  # read once: the chunk is sampled through exactly this
+        record = self._train.next_chunk(int(n_pulses), eve=model)
+        if isinstance(model, Eavesdropper):
+            end = record.first_pulse + record.n_pulses
+            ranges = self.attacked_ranges
+            if ranges and ranges[-1][1] == record.first_pulse:
+                ranges[-1] = (ranges[-1][0], end)
+            else:
+                ranges.append((record.first_pulse, end))
         return record.alice, BobChunk(record.first_pulse, record.n_pulses, record.bob)
 
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import numba
 import numpy as np
@@ -407,6 +407,10 @@ def sample_detections(
     )
 
 
+#: "The train's own eavesdropper" (the default of :meth:`PulseTrain.next_chunk`).
+_CURRENT = object()
+
+
 class PulseTrain:
     """A continuing pulse train sampled chunk by chunk (the real-time link's source).
 
@@ -448,10 +452,14 @@ class PulseTrain:
             raise ValueError(f"n_pulses must be an integer >= 0, got {n_pulses!r}")
         self._next_pulse += n_pulses
 
-    def next_chunk(self, n_pulses: int | None = None) -> DetectionRecord:
+    def next_chunk(
+        self, n_pulses: int | None = None, *, eve: ChannelModel | object | None = _CURRENT
+    ) -> DetectionRecord:
+        """The next chunk, through ``eve`` if given (else the train's own ``eve``)."""
         n = self.chunk_pulses if n_pulses is None else n_pulses
+        model = self.eve if eve is _CURRENT else cast("ChannelModel | None", eve)
         record = sample_detections(
-            self.params, n, self._rng, self.eve, first_pulse=self._next_pulse
+            self.params, n, self._rng, model, first_pulse=self._next_pulse
         )
         self._next_pulse += record.n_pulses
         return record

@@ -160,6 +160,42 @@ def end_stats(end: _End, elapsed: float) -> dict[str, Any]:
         "abort_reasons": dict(s.abort_reasons),
         "stage_seconds": dict(s.stage_seconds),
         "last_block": last.as_dict() if last is not None else None,
+        # what the latest block measured, whether or not it gave key (an operator's
+        # view: an attack shows here first, while ``qber`` keeps the last good block's)
+        "last_block_qber": _measured_qber(last),
+        "last_block_ok": last.ok if last is not None else None,
+    }
+
+
+def _measured_qber(report: Any) -> float:
+    if report is None:
+        return math.nan
+    if math.isfinite(report.qber_x):
+        return float(report.qber_x)
+    return float(report.qber_z)
+
+
+def attack_summary(reports: list[Any], ranges: list[tuple[int, int]]) -> dict[str, int]:
+    """How the blocks that hold attacked pulses ended (the simulation's ground truth).
+
+    ``ranges``: pulse ranges sampled while an eavesdropper was on the fibre
+    (:attr:`QuantumChannel.attacked_ranges`); a block is attacked when its pulse
+    range overlaps one. ``attacked_blocks_with_key`` must be 0: key from a block
+    that Eve touched would be key she may know.
+    """
+    attacked = with_key = 0
+    for r in reports:
+        if r.first_pulse < 0 or not ranges:
+            continue
+        first, end = r.first_pulse, r.first_pulse + r.pulses
+        if any(a < end and first < b for a, b in ranges):
+            attacked += 1
+            if r.secure_bits + r.auth_bits > 0:
+                with_key += 1
+    return {
+        "attacked_pulses": sum(b - a for a, b in ranges),
+        "attacked_blocks": attacked,
+        "attacked_blocks_with_key": with_key,
     }
 
 
@@ -393,6 +429,7 @@ class QkdLink:
             "bob": dict(self.bob.stats.stage_seconds),
         }
         out["alice_secure_bits"] = self.alice.stats.secure_bits
+        out.update(attack_summary(self.alice.stats.reports, self.channel.attacked_ranges))
         out["block_bits"] = self.config.block_bits
         out["loss_db"] = self.params.loss_db
         return json_ready(out)  # type: ignore[no-any-return]
@@ -553,6 +590,7 @@ class TransmitterNode:
                                "connections": self.connections}  # fmt: skip
         if self.actor is not None:
             out.update(end_stats(self.actor, elapsed))
+            out.update(attack_summary(self.actor.stats.reports, self.channel.attacked_ranges))
         if self.source is not None:
             out.update(self.source.stats())
             out["stage_seconds"] = {

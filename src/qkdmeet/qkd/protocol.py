@@ -138,6 +138,7 @@ class BlockReport:
     ok: bool
     reason: str = ""
     pulses: int = 0
+    first_pulse: int = -1  # index of the block's first pulse (-1: not known)
     detections: int = 0
     n_x: int = 0
     n_z: int = 0
@@ -538,6 +539,7 @@ class Transmitter(_End):
         if bob_basis.size != index.size:
             raise m.ProtocolError("announced bases and pulse indices differ in number")
         report.pulses, report.detections = end - first, int(index.size)
+        report.first_pulse = first
         records = self._take_records(first, end)
         sift = await self._timed("sifting", alice_sift, records, index, bob_basis)
         await self._send(m.SIFT_REPLY, bid, _pack_codes(sift), m.bits(sift.z_bits))
@@ -718,6 +720,7 @@ class Receiver(_End):
     async def _run_block(self, bid: int, p: _Pending, report: BlockReport) -> None:
         ev = p.events
         report.pulses, report.detections = p.end - p.first, len(ev)
+        report.first_pulse = p.first
         await self._send(
             m.ANNOUNCE, bid, m.u64(p.first), m.u64(p.end),
             m.encode_indices(ev.pulse_index, p.first), m.bits(ev.basis),

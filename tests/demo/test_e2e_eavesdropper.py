@@ -1,0 +1,83 @@
+"""``qkdmeet demo --scenario eavesdropper``: an intercept-resend attack on the fiber
+mid-conference (root, namespaces). No key comes from attacked pulses, the QBER
+the link measures raises the alarm, the gateways fail closed, key returns."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qkdmeet.testbed import netns
+
+pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
+
+PREFIX = "qkv-"
+SECONDS = 45  # the attack runs from 1/3 to 2/3 of the run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], int]:
+    out = tmp_path_factory.mktemp("demo-eve")
+    proc = subprocess.run(
+        [sys.executable, "-m", "qkdmeet", "demo", "--seconds", str(SECONDS), "--prefix", PREFIX,
+         "--scenario", "eavesdropper", "--out", str(out), "--json", "--quiet"],
+        capture_output=True, timeout=240, check=False,
+    )
+    assert proc.stdout, proc.stderr.decode(errors="replace")[-3000:]
+    assert not [ns for ns in netns.list_namespaces() if ns.startswith(PREFIX)]
+    saved: dict[str, Any] = json.loads((out / "report.json").read_text())  # with the series
+    return saved, proc.returncode
+
+
+def _attack_window(report: dict[str, Any]) -> tuple[float, float]:
+    starts = [e["t"] for e in report["events"] if "intercept-resend" in e["event"]]
+    ends = [e["t"] for e in report["events"] if "the link recovers" in e["event"]]
+    assert starts and ends, report["events"]
+    return starts[0], ends[0]
+
+
+def test_no_key_from_attacked_pulses(run: tuple[dict[str, Any], int]) -> None:
+    report, _ = run
+    link = report["qkd_link"]
+    # ground truth of the simulation: which blocks held pulses Eve touched
+    assert link["attacked_blocks"] >= 1, link
+    assert link["attacked_blocks_with_key"] == 0, link
+    assert link["aborted_blocks"] >= link["attacked_blocks"]
+    # and the key the KMEs received stopped growing during the attack, once the
+    # blocks of pulses sent before it (the source's backlog, up to two) were done
+    t_on, t_off = _attack_window(report)
+    q = report["series"]["qkd"]
+    during = [g for t, g in zip(q["t"], q["generated_bytes"], strict=True) if t_on <= t <= t_off]
+    assert len(during) >= 4
+    assert any(a == b for a, b in zip(during, during[1:], strict=False)), during
+
+
+def test_measured_qber_raises_the_alarm(run: tuple[dict[str, Any], int]) -> None:
+    report, _ = run
+    t_on, _ = _attack_window(report)
+    qber_alarms = [a for a in report["alarms"] if a["kind"] == "qber"]
+    assert qber_alarms and qber_alarms[0]["t"] >= t_on, report["alarms"]
+    q = report["series"]["qkd"]
+    assert max(x for x in q["qber"] if x is not None) > 0.11
+
+
+def test_fail_closed_then_key_returns(run: tuple[dict[str, Any], int]) -> None:
+    report, code = run
+    # the pools drained: packets were dropped for lack of key, none sent with old key
+    drops = {k: v for d in report["directions"] for k, v in d["drops"].items()}
+    assert drops.get("tx:no_key", 0) > 0, report["directions"]
+    for reason in ("rx:reused_offset", "tx:key_reissued", "rx:bad_tag", "rx:replayed"):
+        assert drops.get(reason, 0) == 0, drops
+    audit = report["wan_audit"]
+    assert audit["reused_key_bytes"] == 0 and audit["marker_hits"] == 0 and audit["clean"]
+    # the attacker left: the link produced key again before the end
+    _, t_off = _attack_window(report)
+    q = report["series"]["qkd"]
+    at_off = max(g for t, g in zip(q["t"], q["generated_bytes"], strict=True) if t <= t_off)
+    assert q["generated_bytes"][-1] > at_off
+    assert report["key_identity_closes"] is True and code == 0
