@@ -57,7 +57,8 @@ async def _demo(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     options = DemoOptions(seconds=seconds, scenario=args.scenario, out_dir=out,
                           quiet=args.quiet, adapt=not args.no_adapt,
-                          dashboard_port=args.dashboard_port, host_join=args.host_join)
+                          dashboard_port=args.dashboard_port, host_join=args.host_join,
+                          link=args.link)
     progress = Progress(quiet=args.quiet)
     try:
         runner = DemoRunner(the_plan, options, progress)
@@ -143,6 +144,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-adapt", action="store_true", help="no key-aware video cap")
     p.add_argument("--dashboard-port", type=int, default=0,
                    help="serve a live dashboard on 127.0.0.1:PORT (e.g. 8088)")
+    p.add_argument("--link", default="qkd", choices=("qkd", "model"),
+                   help="key source: qkd (default), the real-time QKD link, at the rate this "
+                   "machine distils; model, a seeded stand-in at the modelled device's secure "
+                   "key rate (not secret; shows the conference at the hardware's rate)")
     p.add_argument("--host-join", action="store_true",
                    help="put this host behind gateway B, so that a browser here joins the "
                    "conference as a remote participant across the QKD-VPN (adds a route to "

@@ -58,6 +58,7 @@ from qkdmeet.vpn.gateway import payload_per_key_byte
 log = logging.getLogger(__name__)
 
 SCENARIOS = ("none", "eavesdropper", "link-cut", "gateway-restart")
+LINKS = ("qkd", "model")
 #: Blocks the real-time QKD link distils before the gateways are sized from its rate.
 WARMUP_BLOCKS = 3
 #: How long the demo waits for them (s) before sizing from the device model.
@@ -98,6 +99,11 @@ class DemoOptions:
     #: Put the host behind gateway B (Topology.visitor_up), so that a browser on
     #: the host joins as a remote participant whose traffic crosses the QKD-VPN.
     host_join: bool = False
+    #: Key source of the KMEs: "qkd", the real-time QKD link (its rate is what this
+    #: machine's CPU distils), or "model", a seeded stand-in that delivers key at the
+    #: modelled device's secure key rate (not secret: for sizing a conference at the
+    #: real hardware's rate, e.g. the field test's media uncapped).
+    link: str = "qkd"
     marker: str = field(default_factory=lambda: "QKDMEET-MARKER-" + os.urandom(6).hex())
     interval: float = 2.0
 
@@ -113,6 +119,11 @@ class DemoRunner:
 
         if options.scenario not in SCENARIOS:
             raise DemoError(f"unknown scenario {options.scenario!r}; choose one of {SCENARIOS}")
+        if options.link not in LINKS:
+            raise DemoError(f"unknown key source {options.link!r}; choose one of {LINKS}")
+        if options.link != "qkd" and options.scenario in ("eavesdropper", "link-cut"):
+            raise DemoError(f"--scenario {options.scenario} acts on the QKD link's fiber: "
+                            "it needs --link qkd")
         if not options.seconds > 0 or math.isinf(options.seconds):
             raise DemoError("the run length must be a positive number of seconds")
         self.plan = plan
@@ -194,7 +205,8 @@ class DemoRunner:
 
     def _start_kmes(self) -> None:
         self._set_state(State.KEYS)
-        files = write_sites(self.plan, self.topology.run_dir / "sites")
+        files = write_sites(self.plan, self.topology.run_dir / "sites",
+                            use_qkd=self.options.link == "qkd")
         self.files = files
         for side, ns in (("a", self.topology.a.gw_ns), ("b", self.topology.b.gw_ns)):
             owned = self.procs.spawn(f"kme-{side}", ns, qkdmeet_argv(
@@ -202,7 +214,7 @@ class DemoRunner:
             self.procs.wait_ready(owned, _log_says(owned, b"serving ETSI 014"), timeout=60)
         kind = ("real-time QKD link (transmitter A, receiver B, over the fiber)"
                 if files.link_kind == "qkd" else
-                "seeded simulated link at the finite-key model's rate")
+                "seeded stand-in at the finite-key model's rate (--link model: not secret)")
         self.event(f"KMEs up in gwa/gwb, peering over the fiber; key from the {kind}, "
                    f"{self.plan.link_rate_bps / 1e6:.2f} Mb/s at {self.plan.distance_km:g} km")
 
