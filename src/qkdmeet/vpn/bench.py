@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from qkdmeet.vpn.constants import KEY_MASK_BYTES, REFERENCE_PACKET_BYTES
@@ -164,7 +165,17 @@ def _probe(ns: str, *args: str, timeout: float = 60) -> dict[str, Any]:
     return result
 
 
-def _flow(topo: Any, seconds: float, size: int, mbps: float, port: int) -> dict[str, Any]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _flow(topo: Any, seconds: float, size: int, mbps: float, port: int,
+          gateways: dict[str, int] | None = None) -> dict[str, Any]:
+    """One UDP flow site A -> site B; with ``gateways`` (side -> pid), also each
+    gateway's CPU (s/s) over the flow and the goodput one gateway core carries
+    (Mb/s divided by the busier gateway's CPU share)."""
     from qkdmeet.testbed import netns
 
     sink = netns.spawn(topo.b.lan_ns, [sys.executable, "-m", "qkdmeet.testbed.probe", "udp-sink",
@@ -172,10 +183,20 @@ def _flow(topo: Any, seconds: float, size: int, mbps: float, port: int) -> dict[
                        stdout=subprocess.PIPE)
     assert sink.stdout is not None
     sink.stdout.readline()
+    cpu0 = {side: _cpu_seconds(pid) for side, pid in (gateways or {}).items()}
+    t0 = time.monotonic()
     sent = _probe(topo.a.lan_ns, "udp-load", topo.b.host_ip, str(port), "--seconds",
                   str(seconds), "--size", str(size), "--mbps", str(mbps))
+    wall = time.monotonic() - t0
+    cpu = {side: (_cpu_seconds(pid) - cpu0[side]) / wall
+           for side, pid in (gateways or {}).items()}
     out, _ = sink.communicate(timeout=seconds + 15)
     got: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+    for side, share in cpu.items():
+        got[f"gateway_{side}_cpu_s_per_s"] = share
+    if cpu:
+        busiest = max(cpu.values())
+        got["mbps_per_gateway_core"] = got["mbps"] / busiest if busiest > 0 else None
     got["offered_packets"] = sent["sent"]
     got["loss"] = 1 - got["packets"] / sent["sent"] if sent["sent"] else None
     return got
@@ -232,7 +253,8 @@ def _testbed(runs: int, seconds: float, size: int, offered: list[float]) -> dict
                 flows = []
                 for i in range(runs):
                     top_up(rate)
-                    flows.append(_flow(routed, seconds, size, rate, 7300 + 10 * j + i))
+                    flows.append(_flow(routed, seconds, size, rate, 7300 + 10 * j + i,
+                                       {"a": gws[0].pid, "b": gws[1].pid}))
                 sweep[str(rate or "max")] = _median_dicts(flows)
             tun_lat = []
             for i in range(runs):
@@ -250,6 +272,12 @@ def _testbed(runs: int, seconds: float, size: int, offered: list[float]) -> dict
             "plain_routing": b_med,
             "tunnel_by_offered_mbps": sweep,
             "tunnel_best_mbps": t_med["mbps"],
+            "tunnel_mbps_per_gateway_core": max(
+                (float(r.get("mbps_per_gateway_core") or 0.0) for r in sweep.values()),
+                default=None),
+            "cpu_note": "load generator, sink and both gateways share the machine's 2 cores; "
+            "mbps_per_gateway_core = goodput / the busier gateway's CPU share: what one "
+            "dedicated core per gateway (one machine per site) would carry",
             "throughput_ratio": t_med["mbps"] / b_med["mbps"] if b_med["mbps"] else None,
             "latency_10mbps": {
                 "plain_us_p50": bl["latency_us_p50"], "plain_us_p99": bl["latency_us_p99"],
