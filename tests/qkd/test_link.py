@@ -100,9 +100,12 @@ async def test_attack_mid_run_gives_no_key_from_attacked_pulses_and_key_returns(
     await rx.start()
 
     async def until(cond: Callable[[], bool]) -> None:
-        async with asyncio.timeout(90):
-            while not cond():  # noqa: ASYNC110 (polling the link's stats, which have no event)
-                await asyncio.sleep(0.02)
+        try:
+            async with asyncio.timeout(90):
+                while not cond():  # noqa: ASYNC110 (polling the link's stats: no event)
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise AssertionError(f"link stuck: {tx.stats()} / {rx.stats()}") from None
 
     try:
         await until(lambda: tx.stats().get("blocks", 0) >= 2)

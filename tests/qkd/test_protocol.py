@@ -164,3 +164,14 @@ async def test_authentication_key_is_accounted_and_kept_back(params_2db: LinkPar
 def test_memory_pair_is_symmetric() -> None:
     ta, tb = memory_pair()
     assert ta is not tb
+
+
+def test_abort_backoff_doubles_to_its_cap() -> None:
+    from qkdmeet.qkd.protocol import ABORT_BACKOFF_MAX_S, ABORT_BACKOFF_S, abort_backoff
+
+    assert abort_backoff(0) == 0.0
+    assert abort_backoff(1) == ABORT_BACKOFF_S
+    assert abort_backoff(2) == 2 * ABORT_BACKOFF_S
+    assert abort_backoff(50) == ABORT_BACKOFF_MAX_S
+    waits = [abort_backoff(k) for k in range(1, 12)]
+    assert waits == sorted(waits)

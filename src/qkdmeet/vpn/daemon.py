@@ -84,5 +84,7 @@ async def run_gateway(cfg: GatewayConfig, stop: asyncio.Event | None = None) -> 
         log.info("gateway %s up: tun %s, %s -> %s", cfg.name, tun.name, cfg.listen, cfg.peer)
         print(json.dumps({"gateway": cfg.name, "tun": tun.name, "ready": True}), flush=True)
         await stop.wait()
-        print(json.dumps(gateway.metrics.as_dict()), file=sys.stderr, flush=True)
+    # after the stack has stopped the gateway: the key it still held is zeroed and
+    # counted as discarded, so this run's final counters account for all it received
+    print(json.dumps(gateway.metrics.as_dict()), file=sys.stderr, flush=True)
     return 0
