@@ -72,9 +72,9 @@ from qkdmeet.vpn.constants import (
     TYPE_REKEY,
     VERSION,
 )
+from qkdmeet.vpn.fastpath import open_body, seal, verify
 from qkdmeet.vpn.keystream import Ledger, OpenKey, ReceiverKeyStream, SenderKeyStream
 from qkdmeet.vpn.metrics import GatewayMetrics, RateMeter
-from qkdmeet.vpn.otp import xor
 from qkdmeet.vpn.packet import announce_body, parse, parse_announce
 from qkdmeet.vpn.replay import ReplayWindow
 from qkdmeet.vpn.transport import Address, DatagramBind
@@ -206,14 +206,8 @@ class Gateway:
                 m.drop("no_key")
                 continue
             key, off = slot.key, slot.offset
-            data = key.data
-            end = off + KEY_MASK_BYTES + n
-            mask = bytes(data[off : off + KEY_MASK_BYTES])
-            msg = _HEADER.pack(VERSION, TYPE_DATA, n, slot.sequence, key.raw_id, off) + xor(
-                packet, data[off + KEY_MASK_BYTES : end]
-            )
-            data[off:end] = bytes(end - off)
-            send(msg + key.mac.tag(msg, mask))
+            header = _HEADER.pack(VERSION, TYPE_DATA, n, slot.sequence, key.raw_id, off)
+            send(seal(header, packet, key.view, off, key.r))  # pad, tag; key bytes zeroed
             m.packets += 1
             m.payload_bytes += n
 
@@ -280,8 +274,7 @@ class Gateway:
         if off in key.offsets:
             m.drop("reused_offset")
             return
-        mask = bytes(key.data[off : off + KEY_MASK_BYTES])
-        if not key.mac.verify(parsed.authenticated, mask, parsed.tag):
+        if not verify(datagram, parsed.length, key.view, off, key.r):
             m.drop("bad_tag")
             return
         reason = self.window.accept(parsed.sequence)
@@ -303,14 +296,11 @@ class Gateway:
             m.announces += 1
             self.receiver.want([k.bytes for k in ids])
             return
-        self._deliver(key, off, parsed.body, need)
+        self._deliver(key, off, datagram, parsed.length)
 
-    def _deliver(self, key: OpenKey, off: int, body: memoryview, need: int) -> None:
+    def _deliver(self, key: OpenKey, off: int, datagram: bytes, length: int) -> None:
         m = self.metrics.inbound
-        data = key.data
-        end = off + need
-        plain = xor(body, data[off + KEY_MASK_BYTES : end])
-        data[off:end] = bytes(need)
+        plain = open_body(datagram, length, key.view, off)  # key bytes zeroed
         if self.check_inner and not _inner_ok(plain):
             m.drop("bad_inner")
             return

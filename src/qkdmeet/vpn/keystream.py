@@ -40,6 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from qkdmeet.crypto.wegman_carter import WegmanCarterMac
 from qkdmeet.kme.types import Key, KeySupplier
 from qkdmeet.vpn.constants import (
@@ -65,13 +67,17 @@ _MIN_KEY_BYTES = KEY_HASH_BYTES + KEY_MASK_BYTES + 1
 class OpenKey:
     """A key being used: its bytes (zeroed on close), hash keys and position."""
 
-    __slots__ = ("data", "key_id", "mac", "offsets", "raw_id", "used")
+    __slots__ = ("data", "key_id", "mac", "offsets", "r", "raw_id", "used", "view")
 
     def __init__(self, key: Key) -> None:
         self.key_id = key.key_id
         self.raw_id = key.key_id.bytes
         self.data = bytearray(key.key)
         self.mac = WegmanCarterMac(bytes(self.data[:KEY_HASH_BYTES]))
+        #: The same bytes as a uint8 array (no copy) and the hash key r1 || r2, for
+        #: the kernels of :mod:`qkdmeet.vpn.fastpath`.
+        self.view = np.frombuffer(self.data, np.uint8)
+        self.r = np.frombuffer(bytes(self.data[:KEY_HASH_BYTES]), np.uint8)
         self.used = KEY_HASH_BYTES  # sender: next offset; receiver: bytes accepted
         self.offsets: set[int] = set()  # receiver: offsets already accepted
 
