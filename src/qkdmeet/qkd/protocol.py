@@ -616,16 +616,19 @@ class _Pending:
 #: Pause before the next block after the first aborted one (s); it doubles with each
 #: further abort in a row, up to ABORT_BACKOFF_MAX_S.
 ABORT_BACKOFF_S = 0.25
-ABORT_BACKOFF_MAX_S = 8.0
+ABORT_BACKOFF_MAX_S = 2.0
 
 
 def abort_backoff(consecutive_aborts: int) -> float:
     """Seconds the receiver waits before announcing a block after aborted ones.
 
     An aborted block costs a few masks (ANNOUNCE, SIFT_REPLY, ESTIMATE, ABORT:
-    about 800 bits of key measured); at the cap a day-long attack costs about
-    10^4 blocks' worth less than without the back-off, and the link retries
-    every 8 s, so it is back within seconds of the attacker leaving.
+    about 800 bits of key, measured). At the cap an attack costs at most 0.5
+    aborted blocks a second (a 39-minute attack about 1,200 blocks, some 600
+    masks per direction, within the demo's bootstrap reserve of 1,023), and
+    the link is back within a few seconds of the attacker leaving: the wait
+    plus the blocks of pulses sent while Eve was still there (the source's
+    backlog, up to two blocks), each aborted and waited for in turn.
     """
     if consecutive_aborts <= 0:
         return 0.0
