@@ -34,3 +34,22 @@ def test_bad_requests_and_vanishing_participant() -> None:
         room.set_participant_cap(a.id, 100_000)
     b = room.join("B")
     assert room.effective_bitrate(b.id, "camera") == DEFAULT_BITRATES["camera"]
+
+
+def test_room_audio_cap() -> None:
+    from qkdmeet.conference.room import DEFAULT_BITRATES, MIN_AUDIO_BITRATE, Room, RoomError
+
+    room = Room("ward")
+    p = room.join("a")
+    assert room.effective_bitrate(p.id, "audio") == DEFAULT_BITRATES["audio"]
+    room.set_room_cap(50_000)  # the video cap leaves audio alone
+    assert room.effective_bitrate(p.id, "audio") == DEFAULT_BITRATES["audio"]
+    room.set_room_audio_cap(16_000)
+    assert room.effective_bitrate(p.id, "audio") == 16_000
+    assert room.effective_bitrate(p.id, "camera") == 50_000
+    room.set_room_audio_cap(10**6)  # never above the default
+    assert room.effective_bitrate(p.id, "audio") == DEFAULT_BITRATES["audio"]
+    with pytest.raises(RoomError):
+        room.set_room_audio_cap(MIN_AUDIO_BITRATE - 1)
+    room.set_room_audio_cap(None)
+    assert room.effective_bitrate(p.id, "audio") == DEFAULT_BITRATES["audio"]

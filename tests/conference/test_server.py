@@ -194,6 +194,22 @@ async def test_caps_api_drives_the_bots_encoders(
         async with http.post(server.url + "/api/rooms/ward/cap", json={"bps": None}) as r:
             assert r.status == 200
         await b.wait_for("bitrate", camera=800_000)
+        # the lean audio tier of the key-aware adaptation reaches the Opus encoders
+        room_cap = server.url + "/api/rooms/ward/cap"
+        async with http.post(room_cap, json={"bps": 30_000, "audio_bps": 16_000}) as r:
+            assert r.status == 200 and (await r.json())["audio_cap"] == 16_000
+        for bot in (a, b):
+            await bot.wait_for("bitrate", audio=16_000)
+            await until(lambda bot=bot: bot.audio_encoder is not None
+                        and bot.audio_encoder.cap == 16_000)
+        async with http.post(room_cap, json={"bps": None, "audio_bps": 100}) as r:
+            assert r.status == 400
+        async with http.get(server.url + "/api/rooms") as r:  # a refused request changes nothing
+            ward = next(x for x in (await r.json())["rooms"] if x["room"] == "ward")
+            assert ward["cap"] == 30_000 and ward["audio_cap"] == 16_000
+        async with http.post(room_cap, json={"bps": None, "audio_bps": None}) as r:
+            assert r.status == 200 and (await r.json())["audio_cap"] is None
+        await b.wait_for("bitrate", audio=40_000)
 
 
 @pytest.mark.parametrize("size", [1000, 60 * 1024])

@@ -117,9 +117,11 @@ def test_cap_floor_when_no_key_arrives() -> None:
 
 async def test_adapter_posts_only_real_changes_and_recovers() -> None:
     posted: list[int | None] = []
+    audio: list[int | None] = []
 
-    async def post(cap: int | None) -> None:
+    async def post(cap: int | None, audio_cap: int | None) -> None:
         posted.append(cap)
+        audio.append(audio_cap)
 
     a = adapt.Adapter(post, LOADS)
     await a.update(14e6)
@@ -130,10 +132,22 @@ async def test_adapter_posts_only_real_changes_and_recovers() -> None:
     await a.update(14e6)
     assert posted[0] is not None and posted[1] == adapt.MIN_VIDEO_BPS and posted[2] is None
     assert len(posted) == 3 and [h["cap_bps"] for h in a.history] == posted
+    assert audio == [None, adapt.AUDIO_LEAN_BPS, None]  # lean audio only with no key
 
+
+def test_lean_audio_when_the_video_floor_does_not_fit() -> None:
+    # 80 km with the real-time link: about 0.2 Mb/s of payload
+    cap, audio = adapt.choose_caps(200e3, LOADS)
+    assert audio == adapt.AUDIO_LEAN_BPS and cap == adapt.MIN_VIDEO_BPS
+    # the lean tier frees key: full audio would need 2 * 64 kb/s of the 140 kb/s
+    assert 2 * adapt.AUDIO_LEAN_WIRE_BPS + 3 * cap < 2 * adapt.AUDIO_BPS + 3 * cap
+    # enough key for the floor beside full audio: audio is left alone
+    cap, audio = adapt.choose_caps(450e3, LOADS)
+    assert audio is None and cap is not None and cap > adapt.MIN_VIDEO_BPS
+    assert adapt.choose_caps(14e6, LOADS) == (None, None)
 
 async def test_adapter_survives_a_failing_server() -> None:
-    async def post(cap: int | None) -> None:
+    async def post(cap: int | None, audio_cap: int | None) -> None:
         raise OSError("connection refused")
 
     a = adapt.Adapter(post, LOADS)

@@ -2,8 +2,10 @@
 
 A participant's effective video cap is the smallest of its stream type's default,
 its own cap and the room-wide cap (set by the server's HTTP API, e.g. from the
-QKD-VPN key budget). Caps apply to video (camera and screen) only: audio keeps
-its default, so a conference squeezed by a short key supply stays audible.
+QKD-VPN key budget). The participant and room video caps apply to camera and
+screen; audio has its own room-wide cap (``audio_cap``), which the key-aware
+adaptation sets only when the key cannot carry even the video floor beside
+full-rate audio: the conference then stays audible at a lean Opus rate.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass, field
 # Default send bitrates in bit/s per stream type.
 DEFAULT_BITRATES: dict[str, int] = {"camera": 800_000, "screen": 1_200_000, "audio": 40_000}
 MIN_BITRATE = 30_000
+#: The lowest audio cap (Opus still carries speech at 8 kb/s).
+MIN_AUDIO_BITRATE = 8_000
 
 
 class RoomError(ValueError):
@@ -32,6 +36,7 @@ class Participant:
 class Room:
     name: str
     cap: int | None = None
+    audio_cap: int | None = None
     participants: dict[str, Participant] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -56,6 +61,14 @@ class Room:
     def set_room_cap(self, bps: int | None) -> None:
         self.cap = _valid_cap(bps)
 
+    def set_room_audio_cap(self, bps: int | None) -> None:
+        self.audio_cap = _valid_cap(bps, MIN_AUDIO_BITRATE)
+
+    def set_room_caps(self, video_bps: int | None, audio_bps: int | None) -> None:
+        """Both room caps at once: neither changes unless both are valid."""
+        video, audio = _valid_cap(video_bps), _valid_cap(audio_bps, MIN_AUDIO_BITRATE)
+        self.cap, self.audio_cap = video, audio
+
     def effective_bitrate(self, participant_id: str, stream: str) -> int:
         """The bitrate (bit/s) this participant should send for a stream type."""
         if stream not in DEFAULT_BITRATES:
@@ -63,14 +76,14 @@ class Room:
         caps = [DEFAULT_BITRATES[stream]]
         p = self.get(participant_id)
         if stream == "audio":
-            return caps[0]
+            return min(caps[0], self.audio_cap) if self.audio_cap is not None else caps[0]
         caps += [c for c in (p.cap, self.cap) if c is not None]
         return min(caps)
 
 
-def _valid_cap(bps: int | None) -> int | None:
+def _valid_cap(bps: int | None, least: int = MIN_BITRATE) -> int | None:
     if bps is None:
         return None
-    if isinstance(bps, bool) or not isinstance(bps, int) or bps < MIN_BITRATE:
-        raise RoomError(f"bitrate cap must be an integer >= {MIN_BITRATE} bit/s")
+    if isinstance(bps, bool) or not isinstance(bps, int) or bps < least:
+        raise RoomError(f"bitrate cap must be an integer >= {least} bit/s")
     return bps

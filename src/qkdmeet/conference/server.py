@@ -482,6 +482,7 @@ class ConferenceServer:
         return {
             "room": state.room.name,
             "cap": state.room.cap,
+            "audio_cap": state.room.audio_cap,
             "participants": [
                 {
                     "id": s.id,
@@ -524,10 +525,16 @@ class ConferenceServer:
         return bps
 
     async def _api_room_cap(self, request: web.Request) -> web.Response:
+        """``{"bps": int|null}``: the room's video cap; an optional ``"audio_bps":
+        int|null`` sets (or lifts) the room's audio cap too."""
         bps = await self._read_cap(request)
+        body = await request.json()
         state = self._room(request.match_info["room"])
         try:
-            state.room.set_room_cap(bps)
+            if "audio_bps" in body:
+                state.room.set_room_caps(bps, body["audio_bps"])
+            else:
+                state.room.set_room_cap(bps)
         except RoomError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         await self._send_bitrates(state, list(state.sessions.values()))

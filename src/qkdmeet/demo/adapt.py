@@ -4,7 +4,8 @@ Both directions' key comes from one QKD link. :func:`choose_cap` turns the
 link's key rate (as payload bit rate) and the gateways' key pools
 (``GET /budget``: key buffered, consumption) into one room-wide video cap so
 that the media of both directions together (video streams at the cap plus
-audio, with headroom) fits the key produced; audio is never capped. :class:`Adapter` applies it with
+audio, with headroom) fits the key produced; audio is capped (to a lean Opus
+rate) only when even the video floor would not fit beside it. :class:`Adapter` applies it with
 ``POST /api/rooms/{room}/cap`` when it changes by more than a step, and lifts
 the cap (``null``) when key is plentiful again. The gateways fail closed on
 their own: the cap only avoids spending key on packets that would be dropped.
@@ -28,6 +29,11 @@ MIN_VIDEO_BPS = 30_000
 DEFAULT_VIDEO_BPS = 1_000_000
 #: Audio on the wire: Opus plus RTP/SRTP/UDP/IP headers at 50 packets/s.
 AUDIO_BPS = 64_000
+#: The lean audio tier, when the key cannot carry the video floor beside full audio:
+#: Opus at 16 kb/s (speech stays clear) ...
+AUDIO_LEAN_BPS = 16_000
+#: ... which is about 40 kb/s on the wire (the same 24 kb/s of headers).
+AUDIO_LEAN_WIRE_BPS = 40_000
 #: Seconds of buffered key under which the pool counts as draining.
 LOW_POOL_SECONDS = 3.0
 #: Relative change that triggers a new cap.
@@ -71,6 +77,33 @@ def choose_cap(
     return max(MIN_VIDEO_BPS, int(cap))
 
 
+def choose_caps(
+    link_payload_bps: float,
+    loads: Mapping[str, DirectionLoad],
+    pool_seconds: Mapping[str, float | None] | None = None,
+    *,
+    default_bps: int = DEFAULT_VIDEO_BPS,
+) -> tuple[int | None, int | None]:
+    """The room's video cap and audio cap (bit/s; None: no cap).
+
+    As :func:`choose_cap`; when even the video floor does not fit beside
+    full-rate audio, audio drops to :data:`AUDIO_LEAN_BPS` and the video cap
+    is recomputed with the lean audio's wire rate (still at least the floor).
+    """
+    video_cap = choose_cap(link_payload_bps, loads, pool_seconds, default_bps=default_bps)
+    video = sum(load.video_streams for load in loads.values())
+    audio = sum(load.audio_streams for load in loads.values())
+    if video_cap is None or video <= 0:
+        return video_cap, None
+    budget = HEADROOM * max(0.0, link_payload_bps)
+    if any(s is not None and s < LOW_POOL_SECONDS for s in (pool_seconds or {}).values()):
+        budget *= 0.8
+    if (budget - audio * AUDIO_BPS) / video >= MIN_VIDEO_BPS:
+        return video_cap, None
+    lean = (budget - audio * AUDIO_LEAN_WIRE_BPS) / video
+    return max(MIN_VIDEO_BPS, int(lean)), AUDIO_LEAN_BPS
+
+
 def changed(old: int | None, new: int | None) -> bool:
     if old is None or new is None:
         return old != new
@@ -81,23 +114,24 @@ def changed(old: int | None, new: int | None) -> bool:
 class Adapter:
     """Applies :func:`choose_cap` to the room; records every change."""
 
-    post_cap: Callable[[int | None], Awaitable[Any]]
+    post_cap: Callable[[int | None, int | None], Awaitable[Any]]
     loads: Mapping[str, DirectionLoad]
     current: int | None = None
+    audio: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     t0: float = field(default_factory=time.time)
 
     async def update(self, link_payload_bps: float,
                      pool_seconds: Mapping[str, float | None] | None = None) -> int | None:
-        cap = choose_cap(link_payload_bps, self.loads, pool_seconds)
-        if not changed(self.current, cap):
+        cap, audio = choose_caps(link_payload_bps, self.loads, pool_seconds)
+        if not changed(self.current, cap) and audio == self.audio:
             return self.current
         try:
-            await self.post_cap(cap)
+            await self.post_cap(cap, audio)
         except Exception as exc:  # the conference may be restarting: retry next sample
             log.warning("setting the video cap failed: %s", exc)
             return self.current
-        self.current = cap
-        self.history.append({"t": time.time() - self.t0, "cap_bps": cap})
-        log.info("video cap -> %s", cap)
+        self.current, self.audio = cap, audio
+        self.history.append({"t": time.time() - self.t0, "cap_bps": cap, "audio_cap_bps": audio})
+        log.info("video cap -> %s, audio cap -> %s", cap, audio)
         return cap

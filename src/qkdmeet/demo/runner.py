@@ -348,8 +348,9 @@ class DemoRunner:
         if self.traffic == "conference" and self.options.adapt:
             mon = self.monitor
 
-            async def post_cap(cap: int | None) -> Any:
-                coro = mon.conference_post(f"/api/rooms/{self.plan.room}/cap", {"bps": cap})
+            async def post_cap(cap: int | None, audio: int | None) -> Any:
+                coro = mon.conference_post(f"/api/rooms/{self.plan.room}/cap",
+                                           {"bps": cap, "audio_bps": audio})
                 return await coro if coro is not None else None
 
             self.adapter = Adapter(post_cap, {
