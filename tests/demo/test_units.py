@@ -252,3 +252,21 @@ def test_deploy_examples_load(side: str, tmp_path: Path) -> None:
     assert gw.keys.source == "etsi" and gw.keys.sae_id in kme.local_saes
     assert gw.keys.peer_sae_id in kme.remote_saes
     assert kme.authority == (side == "a")
+
+
+def test_monitor_rate_follows_the_last_ten_seconds() -> None:
+    from qkdmeet.demo.monitor import RATE_WINDOW_S, Monitor
+    from qkdmeet.report.accounting import Recorder
+
+    mon = Monitor(None, Recorder(["A->B"]), None)  # type: ignore[arg-type]
+    # 1 Mb/s for 20 s, then an attack: no key; the link's own run-long figure lags
+    gen = 0
+    for t in range(0, 21, 2):
+        view = mon._qkd_view({"secure_bits": gen * 8, "secure_key_rate_bps": 1e6}, None, float(t))
+        gen += 250_000
+    assert view.rate_bps == pytest.approx(1e6, rel=0.15)
+    gen -= 250_000
+    for t in range(22, 22 + int(RATE_WINDOW_S) + 4, 2):
+        view = mon._qkd_view({"secure_bits": gen * 8, "secure_key_rate_bps": 0.9e6}, None,
+                             float(t))
+    assert view.rate_bps == 0.0

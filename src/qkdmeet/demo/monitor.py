@@ -116,6 +116,10 @@ def qkd_from_admin(data: Mapping[str, Any]) -> QkdView:
     )
 
 
+#: Seconds over which the monitor measures the QKD link's key rate.
+RATE_WINDOW_S = 10.0
+
+
 @dataclass(slots=True)
 class Monitor:
     endpoints: Endpoints
@@ -128,7 +132,7 @@ class Monitor:
     on_sample: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     _http: dict[str, NamespaceHttp] = field(default_factory=dict)
     _t0: float = field(default_factory=time.time)
-    _rate_prev: tuple[float, int] | None = None
+    _rate_samples: list[tuple[float, int]] = field(default_factory=list)
     _generated_base: int | None = None
     _task: asyncio.Task[None] | None = None
     _active_alarms: set[str] = field(default_factory=set)
@@ -259,11 +263,16 @@ class Monitor:
             view = QkdView(qber=self.model_qber)
             if isinstance(kme_a, dict):
                 view.generated_bytes = int(kme_a.get("link_received_bits", 0)) // 8
-        if view.rate_bps == 0.0:
-            prev = self._rate_prev
-            if prev is not None and now > prev[0]:
-                view.rate_bps = max(0.0, 8 * (view.generated_bytes - prev[1]) / (now - prev[0]))
-            self._rate_prev = (now, view.generated_bytes)
+        # the rate over the last RATE_WINDOW_S seconds, from the key delivered: what
+        # the adaptation must follow (the link's own figure is a run-long average,
+        # which an attack or a cut would take minutes to pull down)
+        samples = self._rate_samples
+        samples.append((now, view.generated_bytes))
+        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW_S:
+            samples.pop(0)
+        t0, g0 = samples[0]
+        if now > t0:
+            view.rate_bps = max(0.0, 8 * (view.generated_bytes - g0) / (now - t0))
         return view
 
     def _check_alarms(self, snap: dict[str, Any]) -> None:
