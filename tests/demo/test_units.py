@@ -270,3 +270,10 @@ def test_monitor_rate_follows_the_last_ten_seconds() -> None:
         view = mon._qkd_view({"secure_bits": gen * 8, "secure_key_rate_bps": 0.9e6}, None,
                              float(t))
     assert view.rate_bps == 0.0
+
+
+def test_reaching_the_video_floor_is_always_applied() -> None:
+    assert not adapt.changed(37_000, 33_000)  # within a step
+    assert adapt.changed(37_000, adapt.MIN_VIDEO_BPS)  # the floor: applied
+    assert not adapt.changed(adapt.MIN_VIDEO_BPS, adapt.MIN_VIDEO_BPS)
+    assert adapt.changed(None, 500_000) and adapt.changed(500_000, None)

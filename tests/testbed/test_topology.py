@@ -269,9 +269,16 @@ def test_gateway_restart_mid_transfer_reuses_no_key(bed: Bed) -> None:
         bed.gateways["a"].wait(timeout=10)
         bed.gateways["a"] = topo.start_gateway("a", topo.run_dir / "gateway-a.toml")
         # the replies under B's keys that A's previous run fetched are lost until A's
-        # REKEY makes B move to fresh keys (about 1.5 s: the failed fetch's retries)
-        res = probe(topo.a.lan_ns, "udp-echo", topo.b.host_ip, "7005", "--count", "20")
-        assert res["received"] == res["intact"] >= 18
+        # REKEY makes B move to fresh keys (about 1.5 s on an idle machine: the failed
+        # fetch's retries; seen above 30 s once under the whole suite's load)
+        deadline = time.monotonic() + 60
+        while True:
+            res = probe(topo.a.lan_ns, "udp-echo", topo.b.host_ip, "7005", "--count", "5",
+                        "--timeout", "1")
+            assert res["received"] == res["intact"]  # nothing corrupt ever reaches a LAN
+            if res["intact"] == 5 or time.monotonic() > deadline:
+                break
+        assert res["intact"] == 5, "the tunnel did not recover from the restart"
         # B's replay window accepts the restarted sender: its sequence numbers continue above
         res = probe(topo.a.lan_ns, "udp-echo", topo.b.host_ip, "7005", "--count", "20")
         assert res["received"] == res["intact"] == 20

@@ -107,6 +107,8 @@ def choose_caps(
 def changed(old: int | None, new: int | None) -> bool:
     if old is None or new is None:
         return old != new
+    if new == MIN_VIDEO_BPS:
+        return new != old  # reaching the floor is always applied
     return abs(new - old) > STEP * old
 
 
