@@ -277,3 +277,14 @@ def test_reaching_the_video_floor_is_always_applied() -> None:
     assert adapt.changed(37_000, adapt.MIN_VIDEO_BPS)  # the floor: applied
     assert not adapt.changed(adapt.MIN_VIDEO_BPS, adapt.MIN_VIDEO_BPS)
     assert adapt.changed(None, 500_000) and adapt.changed(500_000, None)
+
+
+def test_lean_audio_has_hysteresis() -> None:
+    # the supply at which full audio just fits beside the video floor
+    video, audio = 3, 2
+    edge = (video * adapt.MIN_VIDEO_BPS + audio * adapt.AUDIO_BPS) / adapt.HEADROOM
+    assert adapt.choose_caps(edge * 1.01, LOADS)[1] is None
+    assert adapt.choose_caps(edge * 0.99, LOADS)[1] == adapt.AUDIO_LEAN_BPS
+    # once lean, a little more key is not enough to go back
+    assert adapt.choose_caps(edge * 1.01, LOADS, lean_now=True)[1] == adapt.AUDIO_LEAN_BPS
+    assert adapt.choose_caps(edge * adapt.LEAN_HYSTERESIS * 1.01, LOADS, lean_now=True)[1] is None

@@ -34,6 +34,8 @@ AUDIO_BPS = 64_000
 AUDIO_LEAN_BPS = 16_000
 #: ... which is about 40 kb/s on the wire (the same 24 kb/s of headers).
 AUDIO_LEAN_WIRE_BPS = 40_000
+#: Factor of key to spare before lean audio returns to full rate.
+LEAN_HYSTERESIS = 1.3
 #: Seconds of buffered key under which the pool counts as draining.
 LOW_POOL_SECONDS = 3.0
 #: Relative change that triggers a new cap.
@@ -83,12 +85,16 @@ def choose_caps(
     pool_seconds: Mapping[str, float | None] | None = None,
     *,
     default_bps: int = DEFAULT_VIDEO_BPS,
+    lean_now: bool = False,
 ) -> tuple[int | None, int | None]:
     """The room's video cap and audio cap (bit/s; None: no cap).
 
     As :func:`choose_cap`; when even the video floor does not fit beside
     full-rate audio, audio drops to :data:`AUDIO_LEAN_BPS` and the video cap
     is recomputed with the lean audio's wire rate (still at least the floor).
+    With ``lean_now`` (audio is lean already) full audio returns only once it
+    fits with :data:`LEAN_HYSTERESIS` to spare, so that audio does not flip at
+    every block the link delivers.
     """
     video_cap = choose_cap(link_payload_bps, loads, pool_seconds, default_bps=default_bps)
     video = sum(load.video_streams for load in loads.values())
@@ -98,7 +104,8 @@ def choose_caps(
     budget = HEADROOM * max(0.0, link_payload_bps)
     if any(s is not None and s < LOW_POOL_SECONDS for s in (pool_seconds or {}).values()):
         budget *= 0.8
-    if (budget - audio * AUDIO_BPS) / video >= MIN_VIDEO_BPS:
+    spare = LEAN_HYSTERESIS if lean_now else 1.0
+    if (budget / spare - audio * AUDIO_BPS) / video >= MIN_VIDEO_BPS:
         return video_cap, None
     lean = (budget - audio * AUDIO_LEAN_WIRE_BPS) / video
     return max(MIN_VIDEO_BPS, int(lean)), AUDIO_LEAN_BPS
@@ -125,7 +132,8 @@ class Adapter:
 
     async def update(self, link_payload_bps: float,
                      pool_seconds: Mapping[str, float | None] | None = None) -> int | None:
-        cap, audio = choose_caps(link_payload_bps, self.loads, pool_seconds)
+        cap, audio = choose_caps(link_payload_bps, self.loads, pool_seconds,
+                                 lean_now=self.audio is not None)
         if not changed(self.current, cap) and audio == self.audio:
             return self.current
         try:
