@@ -12,8 +12,8 @@ from qkdmeet.crypto import poly1305
 
 def test_rfc8439_vector() -> None:
     key = bytes.fromhex("85d6be7857556d337f4452fe42d506a80103808afb0db2fd4abff6af4149f51b")
-    tag = poly1305.tag(b"Cryptographic Forum Research Group", key)
-    assert tag.hex() == "a8061dc1305136c6c22b8baf0c0127a9"
+    tags = poly1305.tag_pair(b"Cryptographic Forum Research Group", key + key)
+    assert tags.hex() == 2 * "a8061dc1305136c6c22b8baf0c0127a9"
 
 
 @pytest.mark.parametrize("n", [*range(0, 70), 255, 256, 1431, 1432, 4096, 65535])
@@ -36,5 +36,3 @@ def test_carry_edge_cases(fill: int, n: int) -> None:
 def test_bad_key_sizes() -> None:
     with pytest.raises(ValueError, match="64 bytes"):
         poly1305.tag_pair(b"x", bytes(32))
-    with pytest.raises(ValueError, match="32 bytes"):
-        poly1305.tag(b"x", bytes(16))

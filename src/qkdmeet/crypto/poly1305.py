@@ -7,10 +7,13 @@ of which the hashing itself is a fraction of a microsecond. The VPN tags every
 packet twice (Wegman-Carter with two evaluation points), so that set-up was
 the largest single cost of the data path. This kernel computes both tags of a
 message in one call, in 26-bit limbs (the "donna-32" layout: products fit in
-64 bits), with no allocation but the output, no branch on key or message
-bytes and no table lookups. It is checked against the RFC 8439 test vector
-and against ``cryptography`` on random keys and lengths
-(``tests/crypto/test_poly1305.py``).
+64 bits), with no branch on key or message bytes (only on the public length)
+and no table lookups; measured 4.6 µs for both tags of a 1,432-byte message
+against 8.6 µs for two OpenSSL calls. For large messages OpenSSL's vectorised
+hashing wins (4 MiB: 10.3 ms here, 1.2 ms in OpenSSL), so the QKD classical
+channel keeps :class:`qkdmeet.crypto.wegman_carter.WegmanCarterMac` on it.
+Checked against the RFC 8439 test vector and against ``cryptography`` on
+random keys and lengths (``tests/crypto/test_poly1305.py``).
 """
 
 from __future__ import annotations
@@ -157,19 +160,3 @@ def tag_pair(message: bytes | bytearray | memoryview, keys: bytes) -> bytes:
     _tag_pair(np.frombuffer(message, np.uint8), np.frombuffer(keys, np.uint8), out)
     return out.tobytes()
 
-
-def tag(message: bytes | bytearray | memoryview, key: bytes) -> bytes:
-    """``Poly1305(key, m)`` for one 32-byte key (r || s)."""
-    if len(key) != 32:
-        raise ValueError(f"a Poly1305 key is 32 bytes, got {len(key)}")
-    out = np.empty(16, np.uint8)
-    m = np.frombuffer(message, np.uint8)
-    k = np.frombuffer(key, np.uint8)
-    _tag_one(m, k, out)
-    return out.tobytes()
-
-
-@numba.njit(cache=True, nogil=True)
-def _tag_one(msg: npt.NDArray[np.uint8], key: npt.NDArray[np.uint8],
-             out: npt.NDArray[np.uint8]) -> None:
-    poly1305_into(msg, 0, msg.size, key, 0, key, 16, out, 0)

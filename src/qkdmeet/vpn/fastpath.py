@@ -7,9 +7,10 @@ packet at ``offset`` of a key uses ``key[offset:offset+32]`` as the tag mask
 with the key's hash key ``r1 || r2`` (its first 32 bytes). This is exactly
 what :class:`qkdmeet.crypto.wegman_carter.WegmanCarterMac` and
 :func:`qkdmeet.vpn.otp.xor` compute (the tests compare them byte for byte);
-doing it in one numba call instead of two Poly1305 set-ups in OpenSSL and a
-big-integer XOR takes the data path from about 13 to about 3 µs per
-1,400-byte packet (``qkdmeet bench vpn``).
+doing it in one numba call instead of two Poly1305 set-ups in OpenSSL (8.6
+µs for a 1,432-byte message) and a big-integer XOR (4.8 µs) took the whole
+encrypt path of ``qkdmeet bench vpn`` from 16.5 to 12.3 µs per 1,400-byte
+packet (680 -> 913 Mb/s on one core).
 
 Every kernel zeroes the key bytes it consumed before it returns, so no copy
 of a used pad or mask outlives the packet.
