@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from qkdmeet.testbed.wanrelay import read_capture
-from qkdmeet.vpn.constants import KEY_HASH_BYTES, KEY_MASK_BYTES, TYPE_DATA
-from qkdmeet.vpn.packet import parse
+from qkdmeet.vpn.constants import KEY_HASH_BYTES
+from qkdmeet.vpn.packet import key_bytes_used, parse
 
 
 def key_span(ptype: int, length: int, offset: int) -> tuple[int, int]:
     """The key byte range ``[start, end)`` one outer packet used."""
-    return offset, offset + KEY_MASK_BYTES + (length if ptype == TYPE_DATA else 0)
+    return offset, offset + key_bytes_used(ptype, length)
 
 
 def audit_datagrams(datagrams: Iterable[tuple[str, bytes]],

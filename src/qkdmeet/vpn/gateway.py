@@ -75,7 +75,7 @@ from qkdmeet.vpn.constants import (
 from qkdmeet.vpn.fastpath import open_body, seal, verify
 from qkdmeet.vpn.keystream import Ledger, OpenKey, ReceiverKeyStream, SenderKeyStream
 from qkdmeet.vpn.metrics import GatewayMetrics, RateMeter
-from qkdmeet.vpn.packet import announce_body, parse, parse_announce
+from qkdmeet.vpn.packet import announce_body, key_bytes_used, parse, parse_announce
 from qkdmeet.vpn.replay import ReplayWindow
 from qkdmeet.vpn.transport import Address, DatagramBind
 from qkdmeet.vpn.tun import PacketDevice
@@ -266,7 +266,7 @@ class Gateway:
             self._hold(parsed.key_id, datagram)
             return
         is_data = parsed.ptype == TYPE_DATA
-        need = KEY_MASK_BYTES + (parsed.length if is_data else 0)
+        need = key_bytes_used(parsed.ptype, parsed.length)
         off = parsed.offset
         if off < KEY_HASH_BYTES or off + need > len(key.data):
             m.drop("bad_offset")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from qkdmeet.vpn.constants import (
     HEADER_BYTES,
+    KEY_MASK_BYTES,
     MAX_BODY_BYTES,
     OVERHEAD_BYTES,
     TAG_LEN,
@@ -65,6 +66,12 @@ class Parsed:
     authenticated: memoryview
     body: memoryview
     tag: bytes
+
+
+def key_bytes_used(ptype: int, length: int) -> int:
+    """Key bytes one outer packet uses from its offset on: the tag mask, and the
+    pad of a DATA packet's body (ANNOUNCE and REKEY bodies travel in clear)."""
+    return KEY_MASK_BYTES + (length if ptype == TYPE_DATA else 0)
 
 
 def parse(datagram: bytes) -> tuple[Parsed | None, str]:
