@@ -61,11 +61,8 @@ class Dashboard:
         await self._app_runner.setup()
         site = web.TCPSite(self._app_runner, self.host, self.port)
         await site.start()
-        server = site._server
-        if self.port == 0 and server is not None:  # an ephemeral port: record the real one
-            sockets = getattr(server, "sockets", None) or []
-            if sockets:
-                self.port = int(sockets[0].getsockname()[1])
+        if self.port == 0:  # an ephemeral port: record the real one
+            self.port = int(self._app_runner.addresses[0][1])
 
     async def stop(self) -> None:
         if self._app_runner is not None:
