@@ -60,17 +60,25 @@ def test_parse_address() -> None:
         parse_address("localhost")
 
 
-async def test_transmitter_and_receiver_over_tcp_give_identical_blocks() -> None:
+async def start_pair(secret: bytes, seeds: tuple[int, int], first_block: int = 0
+                     ) -> tuple[TransmitterNode, ReceiverNode, ListSink, ListSink]:
+    """Both ends of a 2 dB link over TCP on loopback, blocks of BLOCK bits, the source
+    as fast as the CPU allows; each end delivers into its own ListSink."""
     params = link_params("toshiba", loss_db=2.0, block_bits=BLOCK)
     config = ProtocolConfig(block_bits=BLOCK)
-    secret = os.urandom(32 + 2 * 2048 * 32)
     sink_a, sink_b = ListSink(), ListSink()
-    tx = TransmitterNode(params, "127.0.0.1:0", sink_a, secret, config=config, seed=21,
+    tx = TransmitterNode(params, "127.0.0.1:0", sink_a, secret, config=config, seed=seeds[0],
                          realtime=False, chunk_pulses=2_000_000)  # fmt: skip
     await tx.start()
-    rx = ReceiverNode(params, f"127.0.0.1:{tx.port}", sink_b, secret, config=config, seed=22,
-                      first_block=7)  # fmt: skip
+    rx = ReceiverNode(params, f"127.0.0.1:{tx.port}", sink_b, secret, config=config,
+                      seed=seeds[1], first_block=first_block)  # fmt: skip
     await rx.start()
+    return tx, rx, sink_a, sink_b
+
+
+async def test_transmitter_and_receiver_over_tcp_give_identical_blocks() -> None:
+    secret = os.urandom(32 + 2 * 2048 * 32)
+    tx, rx, sink_a, sink_b = await start_pair(secret, (21, 22), first_block=7)
     try:
         async with asyncio.timeout(60):
             while True:
@@ -89,17 +97,10 @@ async def test_transmitter_and_receiver_over_tcp_give_identical_blocks() -> None
 
 
 async def test_attack_mid_run_gives_no_key_from_attacked_pulses_and_key_returns() -> None:
-    params = link_params("toshiba", loss_db=2.0, block_bits=BLOCK)
-    config = ProtocolConfig(block_bits=BLOCK)
     # blocks of 1e5 bits do not pay for their own authentication (Cascade's
     # messages take more masks than the key refills): a reserve for the whole test
     secret = os.urandom(32 + 2 * 16384 * 32)
-    sink_a, sink_b = ListSink(), ListSink()
-    tx = TransmitterNode(params, "127.0.0.1:0", sink_a, secret, config=config, seed=31,
-                         realtime=False, chunk_pulses=2_000_000)  # fmt: skip
-    await tx.start()
-    rx = ReceiverNode(params, f"127.0.0.1:{tx.port}", sink_b, secret, config=config, seed=32)
-    await rx.start()
+    tx, rx, sink_a, sink_b = await start_pair(secret, (31, 32))
 
     async def until(cond: Callable[[], bool]) -> None:
         try:
