@@ -53,3 +53,23 @@ def test_room_audio_cap() -> None:
         room.set_room_audio_cap(MIN_AUDIO_BITRATE - 1)
     room.set_room_audio_cap(None)
     assert room.effective_bitrate(p.id, "audio") == DEFAULT_BITRATES["audio"]
+
+
+def test_a_cap_of_zero_pauses_cameras_or_all_video_but_never_audio() -> None:
+    room = Room("r")
+    p = room.join("x")
+    room.set_room_caps(None, None, 0)
+    assert room.effective_bitrate(p.id, "camera") == 0
+    assert room.effective_bitrate(p.id, "screen") == DEFAULT_BITRATES["screen"]
+    room.set_room_caps(0, 16_000, None)
+    assert room.effective_bitrate(p.id, "camera") == 0
+    assert room.effective_bitrate(p.id, "screen") == 0
+    assert room.effective_bitrate(p.id, "audio") == 16_000
+    with pytest.raises(RoomError):
+        room.set_room_caps(None, 0, None)  # audio cannot be paused
+    with pytest.raises(RoomError):
+        room.set_room_caps(None, None, 10)  # neither paused nor at the floor
+    with pytest.raises(RoomError):
+        room.set_participant_cap(p.id, 0)  # a participant's own cap does not pause
+    # refused calls changed nothing
+    assert (room.cap, room.audio_cap, room.camera_cap) == (0, 16_000, None)

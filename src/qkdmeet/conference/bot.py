@@ -320,6 +320,8 @@ class ConferenceBot:
         self.bitrates = dict(joined["bitrates"])
         self.documents = list(joined.get("documents", []))
         self.state = BotState.JOINED
+        if isinstance(self.camera, TestPatternTrack):
+            self.camera.pause(self.bitrates.get("camera") == 0)
         # 2. publish the camera (and screen)
         tracks: list[MediaStreamTrack] = [self.camera]
         if self.options.audio:
@@ -336,6 +338,7 @@ class ConferenceBot:
     async def start_screen(self, wait_s: float = 20.0) -> None:
         o = self.options
         self.screen = SlidesTrack(o.screen_width, o.screen_height, o.screen_fps)
+        self.screen.pause(self.bitrates.get("screen") == 0)
         await self._publish("screen", "screen", [self.screen], wait_s)
 
     async def stop_screen(self) -> None:
@@ -518,12 +521,19 @@ class ConferenceBot:
         sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
 
     def _apply_bitrates(self, data: dict[str, Any]) -> None:
+        """Follow the server's caps; a video cap of 0 pauses that track (no frames)."""
         for key in DEFAULT_BITRATES:
             value = data.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                if value == 0 and key == "audio":
+                    continue  # audio is never paused
                 self.bitrates[key] = value
+        for kind, track in (("camera", self.camera), ("screen", self.screen)):
+            if isinstance(track, (TestPatternTrack, SlidesTrack)):
+                track.pause(self.bitrates[kind] == 0)
         for kind, enc in self.video_encoders.items():
-            enc.cap = self.bitrates[kind]
+            if self.bitrates[kind] > 0:
+                enc.cap = self.bitrates[kind]
         if self.audio_encoder is not None:
             self.audio_encoder.set_cap(self.bitrates["audio"])
 
@@ -621,6 +631,9 @@ class ConferenceBot:
         sent = {
             "video_frames_sent": sum(t.frames_sent for t in (self.camera, self.screen) if t),
             "audio_frames_sent": self.tone.frames_sent if self.tone else 0,
+            # seconds a cap of 0 held the track paused (the key-aware adaptation's last tier)
+            "camera_paused_s": round(getattr(self.camera, "paused_s", 0.0), 1),
+            "screen_paused_s": round(getattr(self.screen, "paused_s", 0.0), 1),
         }
         totals: dict[str, Any] = {
             **sent,

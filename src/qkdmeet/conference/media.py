@@ -111,6 +111,21 @@ class _PacedVideoTrack(MediaStreamTrack):
         self._start: float | None = None
         self._time_base = fractions.Fraction(1, VIDEO_CLOCK)
         self._ticks = round(VIDEO_CLOCK / fps)
+        self._running = asyncio.Event()
+        self._running.set()
+        #: Seconds spent paused (the pace resumes after a pause, it does not catch up).
+        self.paused_s = 0.0
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def pause(self, paused: bool) -> None:
+        """Stop (or resume) producing frames: a paused camera sends nothing at all."""
+        if paused:
+            self._running.clear()
+        else:
+            self._running.set()
 
     def _planes(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Luma (h x w) and packed chroma (h/2 x w) for frame n."""
@@ -120,6 +135,11 @@ class _PacedVideoTrack(MediaStreamTrack):
         loop = asyncio.get_running_loop()
         if self._start is None:
             self._start = loop.time()
+        if not self._running.is_set():
+            t = loop.time()
+            await self._running.wait()
+            self.paused_s += loop.time() - t
+            self._start += loop.time() - t  # resume at the frame rate, from now
         n = self.frames_sent
         delay = self._start + n / self.fps - loop.time()
         if delay > 0:
@@ -490,6 +510,11 @@ class ReplayVideoTrack(MediaStreamTrack):
         loop = asyncio.get_running_loop()
         if self._start is None:
             self._start = loop.time()
+        if not self._running.is_set():
+            t = loop.time()
+            await self._running.wait()
+            self.paused_s += loop.time() - t
+            self._start += loop.time() - t  # resume at the frame rate, from now
         n = self.frames_sent
         delay = self._start + n / self.fps - loop.time()
         if delay > 0:

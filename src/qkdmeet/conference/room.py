@@ -6,6 +6,11 @@ QKD-VPN key budget). The participant and room video caps apply to camera and
 screen; audio has its own room-wide cap (``audio_cap``), which the key-aware
 adaptation sets only when the key cannot carry even the video floor beside
 full-rate audio: the conference then stays audible at a lean Opus rate.
+
+A room cap of ``0`` pauses: ``camera_cap = 0`` pauses every camera (screen
+shares and audio go on), ``cap = 0`` pauses cameras and screen shares. It is
+the key-aware adaptation's last video tier, for a key supply that cannot
+carry even the encoders' floor (:data:`MIN_BITRATE`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class Room:
     name: str
     cap: int | None = None
     audio_cap: int | None = None
+    camera_cap: int | None = None
     participants: dict[str, Participant] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -59,15 +65,19 @@ class Room:
         self.get(participant_id).cap = _valid_cap(bps)
 
     def set_room_cap(self, bps: int | None) -> None:
-        self.cap = _valid_cap(bps)
+        self.cap = _valid_cap(bps, pause=True)
 
     def set_room_audio_cap(self, bps: int | None) -> None:
         self.audio_cap = _valid_cap(bps, MIN_AUDIO_BITRATE)
 
-    def set_room_caps(self, video_bps: int | None, audio_bps: int | None) -> None:
-        """Both room caps at once: neither changes unless both are valid."""
-        video, audio = _valid_cap(video_bps), _valid_cap(audio_bps, MIN_AUDIO_BITRATE)
-        self.cap, self.audio_cap = video, audio
+    def set_room_caps(
+        self, video_bps: int | None, audio_bps: int | None, camera_bps: int | None = None
+    ) -> None:
+        """The room caps at once: none changes unless all are valid."""
+        video = _valid_cap(video_bps, pause=True)
+        audio = _valid_cap(audio_bps, MIN_AUDIO_BITRATE)
+        camera = _valid_cap(camera_bps, pause=True)
+        self.cap, self.audio_cap, self.camera_cap = video, audio, camera
 
     def effective_bitrate(self, participant_id: str, stream: str) -> int:
         """The bitrate (bit/s) this participant should send for a stream type."""
@@ -78,12 +88,16 @@ class Room:
         if stream == "audio":
             return min(caps[0], self.audio_cap) if self.audio_cap is not None else caps[0]
         caps += [c for c in (p.cap, self.cap) if c is not None]
-        return min(caps)
+        if stream == "camera" and self.camera_cap is not None:
+            caps.append(self.camera_cap)
+        return min(caps)  # 0: paused
 
 
-def _valid_cap(bps: int | None, least: int = MIN_BITRATE) -> int | None:
+def _valid_cap(bps: int | None, least: int = MIN_BITRATE, *, pause: bool = False) -> int | None:
     if bps is None:
         return None
-    if isinstance(bps, bool) or not isinstance(bps, int) or bps < least:
-        raise RoomError(f"bitrate cap must be an integer >= {least} bit/s")
+    paused = pause and bps == 0
+    if isinstance(bps, bool) or not isinstance(bps, int) or (bps < least and not paused):
+        also = " or 0 (pause)" if pause else ""
+        raise RoomError(f"bitrate cap must be an integer >= {least} bit/s{also}")
     return bps

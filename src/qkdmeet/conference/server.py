@@ -483,6 +483,7 @@ class ConferenceServer:
             "room": state.room.name,
             "cap": state.room.cap,
             "audio_cap": state.room.audio_cap,
+            "camera_cap": state.room.camera_cap,
             "participants": [
                 {
                     "id": s.id,
@@ -525,14 +526,15 @@ class ConferenceServer:
         return bps
 
     async def _api_room_cap(self, request: web.Request) -> web.Response:
-        """``{"bps": int|null}``: the room's video cap; an optional ``"audio_bps":
-        int|null`` sets (or lifts) the room's audio cap too."""
+        """``{"bps": int|null}``: the room's video cap (0 pauses video); optional
+        ``"audio_bps": int|null`` and ``"camera_bps": int|null`` (0 pauses the
+        cameras only) set or lift the room's audio and camera caps with it."""
         bps = await self._read_cap(request)
         body = await request.json()
         state = self._room(request.match_info["room"])
         try:
-            if "audio_bps" in body:
-                state.room.set_room_caps(bps, body["audio_bps"])
+            if "audio_bps" in body or "camera_bps" in body:
+                state.room.set_room_caps(bps, body.get("audio_bps"), body.get("camera_bps"))
             else:
                 state.room.set_room_cap(bps)
         except RoomError as exc:

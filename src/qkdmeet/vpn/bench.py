@@ -264,6 +264,24 @@ def _testbed(runs: int, seconds: float, size: int, offered: list[float]) -> dict
             for g in gws:
                 g.terminate()
                 g.wait(timeout=10)
+        # the same maximal flow through gateways that send and receive one
+        # datagram per system call (udp_offload = false): what GSO/GRO brings
+        _log("through the gateways without UDP offload")
+        gws = [routed.start_gateway(side, routed.gateway_config(
+            side, keys, key_size_bits=8 << 20, prefetch_bytes=64 << 20, udp_offload=False))
+            for side in ("a", "b")]
+        try:
+            time.sleep(2)
+            plain_bind = []
+            for i in range(runs):
+                top_up(0)
+                plain_bind.append(_flow(routed, seconds, size, 0, 7500 + i,
+                                        {"a": gws[0].pid, "b": gws[1].pid}))
+        finally:
+            for g in gws:
+                g.terminate()
+                g.wait(timeout=10)
+        no_offload = _median_dicts(plain_bind)
         b_med = _median_dicts(base)
         t_med = max(sweep.values(), key=lambda r: float(r["mbps"] or 0.0))
         bl, tl = _median_dicts(base_lat), _median_dicts(tun_lat)
@@ -279,6 +297,11 @@ def _testbed(runs: int, seconds: float, size: int, offered: list[float]) -> dict
             "mbps_per_gateway_core = goodput / the busier gateway's CPU share: what one "
             "dedicated core per gateway (one machine per site) would carry",
             "throughput_ratio": t_med["mbps"] / b_med["mbps"] if b_med["mbps"] else None,
+            "udp_offload": {
+                "with_gso_gro_mbps": sweep["max"]["mbps"] if "max" in sweep else None,
+                "without_mbps": no_offload["mbps"],
+                "without_mbps_per_gateway_core": no_offload.get("mbps_per_gateway_core"),
+            },
             "latency_10mbps": {
                 "plain_us_p50": bl["latency_us_p50"], "plain_us_p99": bl["latency_us_p99"],
                 "tunnel_us_p50": tl["latency_us_p50"], "tunnel_us_p99": tl["latency_us_p99"],

@@ -60,7 +60,7 @@ async def run_gateway(cfg: GatewayConfig, stop: asyncio.Event | None = None) -> 
         stack.callback(tun.close)
         for route in cfg.routes:
             tun.add_route(route)
-        bind = UdpBind(cfg.listen, cfg.peer)
+        bind = UdpBind(cfg.listen, cfg.peer, offload=cfg.udp_offload)
         stack.callback(bind.close)
         gateway = Gateway(
             tun=tun,

@@ -194,7 +194,8 @@ class Gateway:
     def _on_tun(self, packets: list[bytes]) -> None:
         m = self.metrics.outbound
         reserve = self.sender.reserve
-        send = self.bind.send
+        out: list[bytes] = []
+        send = out.append
         limit = self.max_packet
         for packet in packets:
             n = len(packet)
@@ -210,6 +211,8 @@ class Gateway:
             send(seal(header, packet, key.view, off, key.r))  # pad, tag; key bytes zeroed
             m.packets += 1
             m.payload_bytes += n
+        if out:
+            self.bind.send_many(out)  # one system call per run of equal sizes (GSO)
 
     def _announce(self, key_ids: list[uuid.UUID]) -> None:
         """Tell the slave which keys come next, so it fetches them ahead of need."""

@@ -565,13 +565,17 @@ async function applyBitrates() {
       if (!sender.track) continue;
       const kind = sender.track.kind === "audio" ? "audio" : entry.kind;
       const cap = caps[kind];
-      if (!Number.isFinite(cap) || cap <= 0) continue;
+      if (!Number.isFinite(cap) || cap < 0) continue;
+      if (cap === 0 && kind === "audio") continue; // audio is never paused
       const params = sender.getParameters();
       if (!params.encodings || params.encodings.length === 0) continue; // not negotiated yet
-      params.encodings[0].maxBitrate = cap;
+      // a cap of 0 pauses the video (the key cannot carry it): the encoding stops
+      params.encodings[0].active = cap > 0;
+      if (cap > 0) params.encodings[0].maxBitrate = cap;
       try {
         await sender.setParameters(params);
-        applied.push({ kind, maxBitrate: sender.getParameters().encodings[0].maxBitrate });
+        const enc = sender.getParameters().encodings[0];
+        applied.push({ kind, maxBitrate: enc.maxBitrate, active: enc.active });
       } catch (err) {
         setStatus(`Cannot apply ${kind} bitrate cap: ${errorText(err)}`, "error");
       }
@@ -1083,10 +1087,14 @@ function renderLink(link) {
 
 // ---------------------------------------------------------------- bitrate label
 
+function capText(bps) {
+  return bps === 0 ? "paused (key budget)" : formatBps(bps);
+}
+
 function renderBitrates() {
   const b = state.bitrates;
   $("bitrate-label").textContent = b
-    ? `caps: camera ${formatBps(b.camera)}, screen ${formatBps(b.screen)}, audio ${formatBps(b.audio)}`
+    ? `caps: camera ${capText(b.camera)}, screen ${capText(b.screen)}, audio ${formatBps(b.audio)}`
     : "";
 }
 
