@@ -586,6 +586,31 @@ async def test_bitrate_cap_from_the_server_reaches_the_senders(join: Join, serve
     await post_json(server, f"/api/rooms/{room}/participants/{alice_id}/cap", {"bps": None})
     await wait_until(lambda: _equals(video_cap, default), "the cap to be lifted")
 
+    # the adaptation's last tier: a camera cap of 0 stops the camera's encoding
+    async def camera_active() -> bool | None:
+        stats = await alice.evaluate("window.qkdmeet.stats()")
+        flags = [c["active"] for pc in stats.values()
+                 if pc["role"] == "publish" and pc["kind"] == "camera"
+                 for c in pc["maxBitrates"] if c["kind"] == "video"]
+        return flags[0] if flags else None
+
+    async def frames_encoded() -> int:
+        stats = await alice.evaluate("window.qkdmeet.stats()")
+        return sum(o["framesEncoded"] for pc in stats.values()
+                   if pc["role"] == "publish" and pc["kind"] == "camera"
+                   for o in pc["outbound"] if o["kind"] == "video")
+
+    await post_json(server, f"/api/rooms/{room}/cap", {"bps": None, "camera_bps": 0})
+    await wait_until(lambda: _equals(camera_active, False), "the camera encoding to stop")
+    await expect(alice.locator("#bitrate-label")).to_contain_text("camera paused")
+    await asyncio.sleep(0.5)
+    held = await frames_encoded()
+    assert held > 0
+    await asyncio.sleep(1.5)
+    assert await frames_encoded() <= held + 1  # paused (one frame may be in flight)
+    await post_json(server, f"/api/rooms/{room}/cap", {"bps": None, "camera_bps": None})
+    await wait_until(lambda: _equals(camera_active, True), "the camera encoding to resume")
+
 
 async def _equals(probe: Callable[[], Awaitable[Any]], expected: Any) -> bool:
     return bool(await probe() == expected)

@@ -259,3 +259,40 @@ async def test_bad_uploads_are_refused(server: ConferenceServer, make_bot: MakeB
             assert r.status == 404
         async with http.get(server.url + "/api/rooms") as r:
             assert (await r.json())["rooms"][0]["documents"] == []
+
+
+async def test_a_zero_cap_pauses_the_cameras_and_lifting_it_resumes_them(
+    server: ConferenceServer, make_bot: MakeBot
+) -> None:
+    a, b = await make_bot("A"), await make_bot("B")
+    assert a.camera is not None
+    await until(lambda: a.camera is not None and a.camera.frames_sent > 5)
+    room_cap = server.url + "/api/rooms/ward/cap"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
+        async with http.post(room_cap, json={"bps": None, "audio_bps": 16_000,
+                                             "camera_bps": 0}) as r:
+            assert r.status == 200 and (await r.json())["camera_cap"] == 0
+        msg = await a.wait_for("bitrate", camera=0)
+        assert msg["screen"] > 0 and msg["audio"] == 16_000  # screen and audio go on
+        await until(lambda: a.camera is not None and a.camera.paused)
+        await asyncio.sleep(0.2)
+        held = a.camera.frames_sent
+        tone = a.tone.frames_sent if a.tone else 0
+        await asyncio.sleep(1.0)
+        assert a.camera.frames_sent == held  # paused: not one frame
+        assert a.tone is not None and a.tone.frames_sent > tone + 20  # audio continues
+        async with http.post(room_cap, json={"bps": None, "audio_bps": None,
+                                             "camera_bps": None}) as r:
+            assert r.status == 200
+        await a.wait_for("bitrate", camera=800_000)
+        await until(lambda: a.camera is not None and a.camera.frames_sent > held + 10)
+        assert a.camera.paused_s >= 1.0
+        # B keeps receiving A's camera after the pause, without a frame counted lost
+        cams = [r for r in b.received.values() if r.track == "video"]
+        assert cams
+        before = sum(r.stats.frames for r in cams)
+        await until(lambda: sum(r.stats.frames for r in cams) > before + 5)
+        assert sum(r.stats.lost for r in cams) == 0  # the counter resumed where it stopped
+        for bad in ({"bps": None, "camera_bps": 10}, {"bps": None, "audio_bps": 0}):
+            async with http.post(room_cap, json=bad) as r:
+                assert r.status == 400

@@ -93,7 +93,7 @@ def test_qkd_table_for_the_real_time_link() -> None:
 
 
 # --- adaptation ----------------------------------------------------------------------
-LOADS = {"A->B": adapt.DirectionLoad(1, 1), "B->A": adapt.DirectionLoad(2, 1)}
+LOADS = {"A->B": adapt.DirectionLoad(1, 1, 1), "B->A": adapt.DirectionLoad(2, 1, 1)}
 
 
 def test_no_cap_when_key_is_plentiful() -> None:
@@ -118,10 +118,12 @@ def test_cap_floor_when_no_key_arrives() -> None:
 async def test_adapter_posts_only_real_changes_and_recovers() -> None:
     posted: list[int | None] = []
     audio: list[int | None] = []
+    camera: list[int | None] = []
 
-    async def post(cap: int | None, audio_cap: int | None) -> None:
-        posted.append(cap)
-        audio.append(audio_cap)
+    async def post(caps: adapt.Caps) -> None:
+        posted.append(caps.video)
+        audio.append(caps.audio)
+        camera.append(caps.camera)
 
     a = adapt.Adapter(post, LOADS)
     await a.update(14e6)
@@ -130,24 +132,55 @@ async def test_adapter_posts_only_real_changes_and_recovers() -> None:
     await a.update(455e3)  # within a step: unchanged
     await a.update(0.0)
     await a.update(14e6)
-    assert posted[0] is not None and posted[1] == adapt.MIN_VIDEO_BPS and posted[2] is None
+    assert posted[0] is not None and posted[0] > adapt.MIN_VIDEO_BPS
+    assert posted[1] == 0 and posted[2] is None  # no key: every video paused
     assert len(posted) == 3 and [h["cap_bps"] for h in a.history] == posted
-    assert audio == [None, adapt.AUDIO_LEAN_BPS, None]  # lean audio only with no key
+    assert audio == [None, adapt.AUDIO_LEAN_BPS, None]  # lean audio only when short of key
+    assert camera == [None, 0, None]
 
 
 def test_lean_audio_when_the_video_floor_does_not_fit() -> None:
     # 80 km with the real-time link: about 0.2 Mb/s of payload
-    cap, audio = adapt.choose_caps(200e3, LOADS)
-    assert audio == adapt.AUDIO_LEAN_BPS and cap == adapt.MIN_VIDEO_BPS
-    # the lean tier frees key: full audio would need 2 * 64 kb/s of the 140 kb/s
-    assert 2 * adapt.AUDIO_LEAN_WIRE_BPS + 3 * cap < 2 * adapt.AUDIO_BPS + 3 * cap
+    # the floor for three video streams beside lean audio: 2 * 40 + 3 * 30 kb/s
+    rate = 1.05 * (2 * adapt.AUDIO_LEAN_WIRE_BPS + 3 * adapt.MIN_VIDEO_BPS) / adapt.HEADROOM
+    cap, audio, camera = adapt.choose_caps(rate, LOADS)
+    assert audio == adapt.AUDIO_LEAN_BPS and cap is not None and cap >= adapt.MIN_VIDEO_BPS
+    assert camera is None
+    assert 2 * adapt.AUDIO_LEAN_WIRE_BPS + 3 * cap <= adapt.HEADROOM * rate
     # enough key for the floor beside full audio: audio is left alone
-    cap, audio = adapt.choose_caps(450e3, LOADS)
-    assert audio is None and cap is not None and cap > adapt.MIN_VIDEO_BPS
-    assert adapt.choose_caps(14e6, LOADS) == (None, None)
+    cap, audio, camera = adapt.choose_caps(450e3, LOADS)
+    assert audio is None and cap is not None and cap > adapt.MIN_VIDEO_BPS and camera is None
+    assert adapt.choose_caps(14e6, LOADS) == (None, None, None)
+
+
+def test_cameras_pause_before_the_screen_share_and_audio_stays() -> None:
+    # 80 km with the real-time link: about 0.2 Mb/s of payload for both directions
+    cap, audio, camera = adapt.choose_caps(200e3, LOADS)
+    assert camera == 0 and audio == adapt.AUDIO_LEAN_BPS
+    assert cap is not None and cap >= adapt.MIN_VIDEO_BPS  # the one screen share
+    assert 2 * adapt.AUDIO_LEAN_WIRE_BPS + 1 * cap <= adapt.HEADROOM * 200e3
+    # less still: audio only
+    assert adapt.choose_caps(100e3, LOADS) == (0, adapt.AUDIO_LEAN_BPS, 0)
+    # no screen share in the room: cameras cannot pause alone, audio only
+    cams = {"A->B": adapt.DirectionLoad(1, 1, 1), "B->A": adapt.DirectionLoad(1, 1, 1)}
+    assert adapt.choose_caps(130e3, cams) == (0, adapt.AUDIO_LEAN_BPS, 0)
+
+
+def test_a_better_tier_returns_only_with_key_to_spare() -> None:
+    # the supply at which the screen share's floor just fits beside lean audio
+    edge = (2 * adapt.AUDIO_LEAN_WIRE_BPS + adapt.MIN_VIDEO_BPS) / adapt.HEADROOM
+    assert adapt.tier_of(adapt.choose_caps(edge * 0.99, LOADS)) == adapt.TIER_AUDIO_ONLY
+    assert adapt.tier_of(adapt.choose_caps(edge * 1.01, LOADS)) == adapt.TIER_CAMERAS_PAUSED
+    now = adapt.TIER_AUDIO_ONLY
+    assert adapt.tier_of(adapt.choose_caps(edge * 1.01, LOADS, tier_now=now)) == now
+    back = adapt.choose_caps(edge * adapt.LEAN_HYSTERESIS * 1.01, LOADS, tier_now=now)
+    assert adapt.tier_of(back) == adapt.TIER_CAMERAS_PAUSED
+    # going down is immediate
+    worse = adapt.choose_caps(edge * 0.99, LOADS, tier_now=adapt.TIER_FULL)
+    assert adapt.tier_of(worse) == adapt.TIER_AUDIO_ONLY
 
 async def test_adapter_survives_a_failing_server() -> None:
-    async def post(cap: int | None, audio_cap: int | None) -> None:
+    async def post(caps: adapt.Caps) -> None:
         raise OSError("connection refused")
 
     a = adapt.Adapter(post, LOADS)
@@ -286,5 +319,6 @@ def test_lean_audio_has_hysteresis() -> None:
     assert adapt.choose_caps(edge * 1.01, LOADS)[1] is None
     assert adapt.choose_caps(edge * 0.99, LOADS)[1] == adapt.AUDIO_LEAN_BPS
     # once lean, a little more key is not enough to go back
-    assert adapt.choose_caps(edge * 1.01, LOADS, lean_now=True)[1] == adapt.AUDIO_LEAN_BPS
-    assert adapt.choose_caps(edge * adapt.LEAN_HYSTERESIS * 1.01, LOADS, lean_now=True)[1] is None
+    lean = adapt.TIER_LEAN_AUDIO
+    assert adapt.choose_caps(edge * 1.01, LOADS, tier_now=lean)[1] == adapt.AUDIO_LEAN_BPS
+    assert adapt.choose_caps(edge * adapt.LEAN_HYSTERESIS * 1.01, LOADS, tier_now=lean)[1] is None

@@ -4,10 +4,12 @@ Both directions' key comes from one QKD link. :func:`choose_cap` turns the
 link's key rate (as payload bit rate) and the gateways' key pools
 (``GET /budget``: key buffered, consumption) into one room-wide video cap so
 that the media of both directions together (video streams at the cap plus
-audio, with headroom) fits the key produced; audio is capped (to a lean Opus
-rate) only when even the video floor would not fit beside it. :class:`Adapter` applies it with
-``POST /api/rooms/{room}/cap`` when it changes by more than a step, and lifts
-the cap (``null``) when key is plentiful again. The gateways fail closed on
+audio, with headroom) fits the key produced. :func:`choose_caps` adds the
+tiers below the video floor: lean Opus audio, then the cameras paused (screen
+shares and audio go on), then audio only; a better tier returns only with key
+to spare. :class:`Adapter` applies them with ``POST /api/rooms/{room}/cap``
+when they change (the video cap by more than a step), and lifts the caps
+(``null``) when key is plentiful again. The gateways fail closed on
 their own: the cap only avoids spending key on packets that would be dropped.
 """
 
@@ -17,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,12 @@ class DirectionLoad:
 
     video_streams: int
     audio_streams: int
+    #: How many of the video streams are cameras (the rest: screen shares).
+    camera_streams: int | None = None
+
+    @property
+    def cameras(self) -> int:
+        return self.video_streams if self.camera_streams is None else self.camera_streams
 
 
 def choose_cap(
@@ -79,69 +87,116 @@ def choose_cap(
     return max(MIN_VIDEO_BPS, int(cap))
 
 
+class Caps(NamedTuple):
+    """The room's caps in bit/s: ``None`` no cap, ``0`` paused (video only)."""
+
+    video: int | None
+    audio: int | None = None
+    camera: int | None = None
+
+
+#: The tiers, best first: video capped (or not), + lean audio, + cameras paused
+#: (screen shares and audio go on), audio only.
+TIER_FULL, TIER_LEAN_AUDIO, TIER_CAMERAS_PAUSED, TIER_AUDIO_ONLY = range(4)
+
+
+def _tier(budget: float, video: int, cameras: int, audio: int) -> int:
+    """The best tier whose floor fits ``budget`` (bit/s of payload)."""
+    if (budget - audio * AUDIO_BPS) / video >= MIN_VIDEO_BPS:
+        return TIER_FULL
+    if (budget - audio * AUDIO_LEAN_WIRE_BPS) / video >= MIN_VIDEO_BPS:
+        return TIER_LEAN_AUDIO
+    screens = video - cameras
+    if screens > 0 and (budget - audio * AUDIO_LEAN_WIRE_BPS) / screens >= MIN_VIDEO_BPS:
+        return TIER_CAMERAS_PAUSED
+    return TIER_AUDIO_ONLY
+
+
+def tier_of(caps: Caps) -> int:
+    if caps.video == 0:
+        return TIER_AUDIO_ONLY
+    if caps.camera == 0:
+        return TIER_CAMERAS_PAUSED
+    return TIER_LEAN_AUDIO if caps.audio is not None else TIER_FULL
+
+
 def choose_caps(
     link_payload_bps: float,
     loads: Mapping[str, DirectionLoad],
     pool_seconds: Mapping[str, float | None] | None = None,
     *,
     default_bps: int = DEFAULT_VIDEO_BPS,
-    lean_now: bool = False,
-) -> tuple[int | None, int | None]:
-    """The room's video cap and audio cap (bit/s; None: no cap).
+    tier_now: int = TIER_FULL,
+) -> Caps:
+    """The room's video, audio and camera caps for the key supply.
 
-    As :func:`choose_cap`; when even the video floor does not fit beside
-    full-rate audio, audio drops to :data:`AUDIO_LEAN_BPS` and the video cap
-    is recomputed with the lean audio's wire rate (still at least the floor).
-    With ``lean_now`` (audio is lean already) full audio returns only once it
-    fits with :data:`LEAN_HYSTERESIS` to spare, so that audio does not flip at
-    every block the link delivers.
+    Tiers, while the key cannot carry the one before: video capped as
+    :func:`choose_cap` (audio at full rate); audio at :data:`AUDIO_LEAN_BPS`
+    with the video at least at the floor; cameras paused (``camera = 0``) so
+    that the screen shares (the documents under discussion) keep the floor
+    beside lean audio; every video paused (``video = 0``): audio only. A tier
+    better than ``tier_now`` is taken only once it fits with
+    :data:`LEAN_HYSTERESIS` to spare, so that the media do not flip with every
+    block the link delivers.
     """
-    video_cap = choose_cap(link_payload_bps, loads, pool_seconds, default_bps=default_bps)
     video = sum(load.video_streams for load in loads.values())
     audio = sum(load.audio_streams for load in loads.values())
-    if video_cap is None or video <= 0:
-        return video_cap, None
+    cameras = sum(load.cameras for load in loads.values())
+    if video <= 0:
+        return Caps(None)
     budget = HEADROOM * max(0.0, link_payload_bps)
     if any(s is not None and s < LOW_POOL_SECONDS for s in (pool_seconds or {}).values()):
-        budget *= 0.8
-    spare = LEAN_HYSTERESIS if lean_now else 1.0
-    if (budget / spare - audio * AUDIO_BPS) / video >= MIN_VIDEO_BPS:
-        return video_cap, None
-    lean = (budget - audio * AUDIO_LEAN_WIRE_BPS) / video
-    return max(MIN_VIDEO_BPS, int(lean)), AUDIO_LEAN_BPS
+        budget *= 0.8  # the pool drains: fit what arrives, not what is still buffered
+    tier = _tier(budget, video, cameras, audio)
+    if tier < tier_now:
+        tier = min(tier_now, _tier(budget / LEAN_HYSTERESIS, video, cameras, audio))
+    if tier == TIER_FULL:
+        return Caps(choose_cap(link_payload_bps, loads, pool_seconds, default_bps=default_bps))
+    if tier == TIER_LEAN_AUDIO:
+        lean = (budget - audio * AUDIO_LEAN_WIRE_BPS) / video
+        return Caps(max(MIN_VIDEO_BPS, int(min(lean, default_bps))), AUDIO_LEAN_BPS)
+    if tier == TIER_CAMERAS_PAUSED:
+        screen = (budget - audio * AUDIO_LEAN_WIRE_BPS) / (video - cameras)
+        return Caps(max(MIN_VIDEO_BPS, int(min(screen, default_bps))), AUDIO_LEAN_BPS, 0)
+    return Caps(0, AUDIO_LEAN_BPS, 0)
 
 
 def changed(old: int | None, new: int | None) -> bool:
     if old is None or new is None:
         return old != new
-    if new == MIN_VIDEO_BPS:
+    if new in (0, MIN_VIDEO_BPS) or old == 0:
         return new != old  # reaching the floor is always applied
     return abs(new - old) > STEP * old
 
 
 @dataclass(slots=True)
 class Adapter:
-    """Applies :func:`choose_cap` to the room; records every change."""
+    """Applies :func:`choose_caps` to the room; records every change."""
 
-    post_cap: Callable[[int | None, int | None], Awaitable[Any]]
+    post_cap: Callable[[Caps], Awaitable[Any]]
     loads: Mapping[str, DirectionLoad]
-    current: int | None = None
-    audio: int | None = None
+    caps: Caps = Caps(None)
     history: list[dict[str, Any]] = field(default_factory=list)
     t0: float = field(default_factory=time.time)
 
+    @property
+    def current(self) -> int | None:
+        return self.caps.video
+
     async def update(self, link_payload_bps: float,
                      pool_seconds: Mapping[str, float | None] | None = None) -> int | None:
-        cap, audio = choose_caps(link_payload_bps, self.loads, pool_seconds,
-                                 lean_now=self.audio is not None)
-        if not changed(self.current, cap) and audio == self.audio:
-            return self.current
+        new = choose_caps(link_payload_bps, self.loads, pool_seconds,
+                          tier_now=tier_of(self.caps))
+        old = self.caps
+        if not changed(old.video, new.video) and (new.audio, new.camera) == (old.audio, old.camera):
+            return old.video
         try:
-            await self.post_cap(cap, audio)
+            await self.post_cap(new)
         except Exception as exc:  # the conference may be restarting: retry next sample
             log.warning("setting the video cap failed: %s", exc)
-            return self.current
-        self.current, self.audio = cap, audio
-        self.history.append({"t": time.time() - self.t0, "cap_bps": cap, "audio_cap_bps": audio})
-        log.info("video cap -> %s, audio cap -> %s", cap, audio)
-        return cap
+            return old.video
+        self.caps = new
+        self.history.append({"t": time.time() - self.t0, "cap_bps": new.video,
+                             "audio_cap_bps": new.audio, "camera_cap_bps": new.camera})
+        log.info("caps -> video %s, audio %s, camera %s", new.video, new.audio, new.camera)
+        return new.video

@@ -37,8 +37,12 @@ def format_line(snap: dict[str, Any], prev: dict[str, Any] | None) -> str:
         people = room.get("participants", [])
         parts.append(f"{len(people)} participants")
     cap = snap.get("cap_bps")
-    if cap:
+    if cap == 0:
+        parts.append("video paused (key)")
+    elif cap:
         parts.append(f"video cap {_kbps(float(cap))}")
+    if snap.get("camera_cap_bps") == 0 and cap != 0:
+        parts.append("cameras paused (key)")
     alarms = snap.get("active_alarms") or []
     if alarms:
         parts.append("ALARM " + ",".join(alarms))

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from qkdmeet.demo import media
-from qkdmeet.demo.adapt import Adapter, DirectionLoad
+from qkdmeet.demo.adapt import Adapter, Caps, DirectionLoad
 from qkdmeet.demo.monitor import DIRECTIONS, Monitor, endpoints_for
 from qkdmeet.demo.preflight import check_demo_host
 from qkdmeet.demo.processes import Owned, ProcessSet, qkdmeet_argv
@@ -348,14 +348,16 @@ class DemoRunner:
         if self.traffic == "conference" and self.options.adapt:
             mon = self.monitor
 
-            async def post_cap(cap: int | None, audio: int | None) -> Any:
+            async def post_cap(caps: Caps) -> Any:
                 coro = mon.conference_post(f"/api/rooms/{self.plan.room}/cap",
-                                           {"bps": cap, "audio_bps": audio})
+                                           {"bps": caps.video, "audio_bps": caps.audio,
+                                            "camera_bps": caps.camera})
                 return await coro if coro is not None else None
 
             self.adapter = Adapter(post_cap, {
-                "A->B": DirectionLoad(video_streams=1, audio_streams=1),
-                "B->A": DirectionLoad(video_streams=2, audio_streams=1),  # camera + screen
+                "A->B": DirectionLoad(video_streams=1, audio_streams=1, camera_streams=1),
+                # camera + screen
+                "B->A": DirectionLoad(video_streams=2, audio_streams=1, camera_streams=1),
             })
         self._recorder = recorder
         self._t_start = time.time()
@@ -380,6 +382,7 @@ class DemoRunner:
 
     def _annotate(self, snap: dict[str, Any]) -> None:
         snap["cap_bps"] = self.adapter.current if self.adapter is not None else None
+        snap["camera_cap_bps"] = self.adapter.caps.camera if self.adapter is not None else None
 
     async def _adapt(self, link_bps: float | None = None) -> None:
         """Fit the video cap to the key supply; push the link status to the browsers."""
@@ -505,8 +508,12 @@ class DemoRunner:
             participants.append(media.participant_summary(name, side, result))
         if self.adapter is not None:
             for h in self.adapter.history:
-                self._recorder.bitrate("video cap", self._t_start + h["t"],
-                                       float(h["cap_bps"] or 1_000_000))
+                t = self._t_start + h["t"]
+                video, camera = h["cap_bps"], h.get("camera_cap_bps")
+                # no cap plotted as the camera's default; 0: paused
+                self._recorder.bitrate("video cap", t, float(1_000_000 if video is None else video))
+                self._recorder.bitrate("camera cap", t, float(
+                    1_000_000 if camera is None else camera) if video != 0 else 0.0)
         audit = None
         if self.topology.relay_capture.exists():
             audit = audit_capture(self.topology.relay_capture, [self.options.marker.encode()])

@@ -624,6 +624,7 @@ async function stats() {
       ? entry.pc.getSenders().filter((s) => s.track).map((s) => ({
         kind: s.track.kind,
         maxBitrate: s.getParameters().encodings?.[0]?.maxBitrate ?? null,
+        active: s.getParameters().encodings?.[0]?.active ?? true,
       }))
       : [];
     out[name] = {
