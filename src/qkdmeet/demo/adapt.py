@@ -175,7 +175,7 @@ class Adapter:
 
     post_cap: Callable[[Caps], Awaitable[Any]]
     loads: Mapping[str, DirectionLoad]
-    caps: Caps = Caps(None)
+    caps: Caps = field(default_factory=lambda: Caps(None))
     history: list[dict[str, Any]] = field(default_factory=list)
     t0: float = field(default_factory=time.time)
 
