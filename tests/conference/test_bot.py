@@ -87,8 +87,31 @@ def test_opus_cap_change_keeps_timestamps_increasing() -> None:
 
 async def test_bot_refuses_unreachable_server() -> None:
     bot = ConferenceBot("https://127.0.0.1:1", "ward", "A")
-    with pytest.raises(BotError):
-        await bot.start()
+    with pytest.raises(BotError, match=r"cannot connect .* \(3 attempts\)"):
+        await bot.start(wait_s=2.5)
+
+
+async def test_bot_joins_a_server_that_comes_up_late(tmp_path: Any) -> None:
+    """As in the demo, where the server is reachable only once the QKD-VPN has key."""
+    import socket
+
+    from qkdmeet.conference.config import ServerConfig
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bot = ConferenceBot(f"https://127.0.0.1:{port}", "ward", "A", SMALL)
+    joining = asyncio.ensure_future(bot.start(wait_s=15.0))
+    await asyncio.sleep(1.5)
+    assert not joining.done()
+    server = ConferenceServer(ServerConfig(port=port, state_dir=tmp_path / "state"))
+    await server.start()
+    try:
+        await asyncio.wait_for(joining, 15.0)
+        assert bot.id is not None
+    finally:
+        await bot.stop()
+        await server.stop()
 
 
 def test_replay_wrap_counts_no_loss_and_no_latency() -> None:

@@ -86,6 +86,8 @@ class BotState(enum.Enum):
 #: bring the 640x480 test pattern under about 280 kb/s (measured: 281 kb/s at a
 #: 56 kb/s cap), while at 320x240 it holds 54 kb/s for a 56 kb/s cap.
 HALF_RESOLUTION_BELOW_BPS = 300_000
+#: Seconds between attempts to reach the server's WebSocket while joining.
+CONNECT_RETRY_S = 1.0
 
 
 class CappedVp8Encoder(Vp8Encoder):
@@ -306,11 +308,23 @@ class ConferenceBot:
         # 1. connect the signalling socket and join
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl()))
         ws_url = self.url.replace("https://", "wss://").replace("http://", "ws://") + "/ws"
-        try:
-            self._ws = await self._session.ws_connect(ws_url, max_msg_size=0)
-        except (aiohttp.ClientError, OSError) as exc:
-            await self._session.close()
-            raise BotError(f"cannot connect to {ws_url}: {exc}") from exc
+        # the server may not be reachable yet (a QKD-VPN still waiting for its
+        # first key drops packets): retry until the join deadline
+        deadline = time.monotonic() + wait_s
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                self._ws = await self._session.ws_connect(ws_url, max_msg_size=0)
+                break
+            except (aiohttp.ClientError, OSError) as exc:
+                if time.monotonic() + CONNECT_RETRY_S >= deadline:
+                    await self._session.close()
+                    raise BotError(
+                        f"cannot connect to {ws_url} ({attempts} attempts): {exc}"
+                    ) from exc
+                logger.info("bot %s: %s unreachable (%s), retrying", self.name, ws_url, exc)
+                await asyncio.sleep(CONNECT_RETRY_S)
         loop = asyncio.get_running_loop()
         self._joined = loop.create_future()
         self._reader = asyncio.ensure_future(self._read_loop())

@@ -394,7 +394,7 @@ class DemoRunner:
             rate = link_bps if link_bps is not None else float(
                 mon.latest.get("qkd", {}).get("rate_bps") or 0.0)
             eff = payload_per_key_byte(REFERENCE_PACKET_BYTES, self.plan.key_bytes)
-            pools = {name: (budgets.get(side) or {}).get("seconds_of_key_at_consumption")
+            pools = {name: _stock_seconds(budgets.get(side) or {})
                      for name, (side, _) in DIRECTIONS.items()}
             cap = await self.adapter.update(rate * eff, pools)
             mon.latest["cap_bps"] = cap
@@ -562,3 +562,9 @@ class DemoRunner:
             if self.topology.relay_capture.exists():
                 shutil.copy(self.topology.relay_capture, self.out / "wan.capture")
         self.topology.down()
+
+
+def _stock_seconds(budget: dict[str, Any]) -> float | None:
+    """Seconds of key left for a direction at its consumption: gateway buffer + KME stock."""
+    stock = budget.get("seconds_of_stock_at_consumption")
+    return budget.get("seconds_of_key_at_consumption") if stock is None else float(stock)

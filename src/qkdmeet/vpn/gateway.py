@@ -364,6 +364,12 @@ class Gateway:
             "seconds_of_key_at_consumption": (
                 self.sender.buffered / consumption if consumption > 0 else None
             ),
+            # the gateway's buffer is bounded by its prefetch; what is left in
+            # all is that plus the KME's stock (when the KME reports it)
+            "seconds_of_stock_at_consumption": (
+                (self.sender.buffered + (self.sender.kme_stock_bytes or 0)) / consumption
+                if consumption > 0 else None
+            ),
             "kme_errors": self.sender.kme_errors + self.receiver.kme_errors,
             "rekeys_sent": self.rekeys_sent,
             "rekeys_received": self.rekeys_received,
