@@ -510,11 +510,6 @@ class ReplayVideoTrack(MediaStreamTrack):
         loop = asyncio.get_running_loop()
         if self._start is None:
             self._start = loop.time()
-        if not self._running.is_set():
-            t = loop.time()
-            await self._running.wait()
-            self.paused_s += loop.time() - t
-            self._start += loop.time() - t  # resume at the frame rate, from now
         n = self.frames_sent
         delay = self._start + n / self.fps - loop.time()
         if delay > 0:
