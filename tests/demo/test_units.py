@@ -322,3 +322,16 @@ def test_lean_audio_has_hysteresis() -> None:
     lean = adapt.TIER_LEAN_AUDIO
     assert adapt.choose_caps(edge * 1.01, LOADS, tier_now=lean)[1] == adapt.AUDIO_LEAN_BPS
     assert adapt.choose_caps(edge * adapt.LEAN_HYSTERESIS * 1.01, LOADS, tier_now=lean)[1] is None
+
+
+def test_a_participant_that_received_no_audio_fails_the_demo() -> None:
+    from qkdmeet.demo.cli import silent_participants
+
+    ok = {"settings": {"traffic": "conference"},
+          "participants": [{"name": "A", "audio_frames_received": 2900},
+                           {"name": "B", "audio_frames_received": 2950}]}
+    assert silent_participants(ok) == []
+    bad = {**ok, "participants": [{"name": "A", "audio_frames_received": 2900},
+                                  {"name": "B", "audio_frames_received": 0}]}
+    assert silent_participants(bad) == ["B"]
+    assert silent_participants({**bad, "settings": {"traffic": "udp"}}) == []

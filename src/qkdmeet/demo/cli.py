@@ -118,9 +118,22 @@ async def _demo(args: argparse.Namespace) -> int:
                   f"{audit['marker_hits']} with the plaintext marker: "
                   f"{'clean' if audit['clean'] else 'NOT CLEAN'}")
         print(f"report: {out / 'report.html'}")
+    silent = silent_participants(data)
+    for name in silent:
+        print(f"qkdmeet demo: participant {name} received no audio: the conference did not "
+              "run across the QKD-VPN (see the logs in the report directory)", file=sys.stderr)
     ok = data.get("key_identity_closes", False) and (data.get("wan_audit") or {}).get(
-        "clean", True)
+        "clean", True) and not silent
     return 0 if ok else 1
+
+
+def silent_participants(data: dict[str, Any]) -> list[str]:
+    """Participants of a conference run that received no audio at all (a failed run:
+    the adaptation may pause video, never audio)."""
+    if (data.get("settings") or {}).get("traffic") != "conference":
+        return []
+    return [str(p.get("name")) for p in data.get("participants") or []
+            if not p.get("audio_frames_received")]
 
 
 def register(subparsers: Any) -> None:
