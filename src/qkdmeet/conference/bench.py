@@ -183,7 +183,10 @@ def _run_panel(server: _Server, room: str, n: int, seconds: float, clip: Path) -
         ]
         if i == 0:
             cmd.append("--screen")
-        bots.append(subprocess.Popen(["nice", "-n", str(BOT_NICE), *cmd], stdout=subprocess.PIPE, text=True))
+        # load generators below the server under test: on a real panel every
+        # participant has a machine of its own
+        bots.append(subprocess.Popen(["nice", "-n", str(BOT_NICE), *cmd],
+                                     stdout=subprocess.PIPE, text=True))
     pids = [b.pid for b in bots]
     # The CPU window: from all subscriptions up (plus a settling second) until
     # shortly before the first bot can end its measurement.
@@ -300,7 +303,7 @@ def _latency_run(server: _Server, seconds: float) -> dict[str, Any]:
         ]
         if i == 0:
             cmd.append("--screen")
-        bots.append(subprocess.Popen(["nice", "-n", str(BOT_NICE), *cmd], stdout=subprocess.PIPE, text=True))
+        bots.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
     reports = []
     for proc in bots:
         out, _ = proc.communicate(timeout=seconds + 120)
