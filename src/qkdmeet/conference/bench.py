@@ -27,7 +27,12 @@ from the encoded stream without decoding (``--decode-limit 0``). To the server
 these streams are indistinguishable from live ones (same codecs, frame rates,
 bitrates, RTP/RTCP); they cannot follow bitrate caps or answer a PLI with an
 immediate keyframe (the next periodic one serves it). The screen share stays
-live-encoded (one encoder, mostly static slides). Per size the
+live-encoded (one encoder, mostly static slides). The panel's bots run at
+``nice 10``: they are load generators sharing the 2 cores with the server under
+test (on a real panel every participant has a machine of its own), and at
+equal priority every wake-up of a receiving bot preempted the server inside
+its ``sendto`` (py-spy: half of the server's wall time there, perf: 14 % of
+its CPU in the kernel). Per size the
 JSON gives the lowest received/sent frame-rate ratio, the server's CPU (s/s
 and per forwarded stream), the bots' total CPU (what is left of the machine
 for the server) and the load average, which other work on a shared machine
@@ -380,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         **latency,
         "latency_senders": "live VP8 encoders (2 participants)",
         "senders": "pre-encoded VP8 replay",
+        "panel_bots_nice": BOT_NICE,
         "panel_measures": (
             "server capacity: cameras (and audio) replay VP8 (Opus) packets encoded once, "
             "so no encoder CPU on this machine; receivers count encoded frames without "
