@@ -20,6 +20,7 @@ from qkdmeet.conference.media import (
     ReplayAudioTrack,
     ReplayVideoTrack,
     luma,
+    opus_packet_samples,
     read_frame_code,
     replay_counter,
     write_frame_code,
@@ -72,8 +73,9 @@ def test_vp8_halves_the_picture_under_a_low_cap_and_reads_its_code() -> None:
 def test_opus_cap_change_keeps_timestamps_increasing() -> None:
     enc = CappedOpusEncoder(40_000)
     samples = (1000 * np.sin(np.arange(960) / 10)).astype(np.int16).reshape(1, -1)
-    stamps = []
-    for i in range(20):
+    stamps: list[int] = []
+    durations: list[int] = []
+    for i in range(40):
         if i == 10:
             enc.set_cap(16_000)
             assert enc.codec.bit_rate == 16_000
@@ -82,7 +84,29 @@ def test_opus_cap_change_keeps_timestamps_increasing() -> None:
         payloads, ts = enc.encode(frame)
         if payloads:
             stamps.append(ts)
+            durations.append(opus_packet_samples(payloads[0]))
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    # the lean rate sends 60 ms packets, and the RTP clock follows their length
+    assert durations[0] == 960 and durations[-1] == 2880
+    steps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert steps[:8] == [960] * 8 and steps[-2:] == [2880, 2880]
+
+
+def test_opus_packet_samples_reads_the_toc() -> None:
+    assert opus_packet_samples(b"") == 0
+    assert opus_packet_samples(bytes([15 << 3 | 0])) == 960  # hybrid 20 ms, one frame
+    assert opus_packet_samples(bytes([15 << 3 | 1, 0])) == 1920  # two frames
+    assert opus_packet_samples(bytes([15 << 3 | 3, 3])) == 2880  # code 3: three frames
+    assert opus_packet_samples(bytes([3 << 3 | 0])) == 2880  # SILK 60 ms
+    assert opus_packet_samples(bytes([16 << 3 | 0])) == 120  # CELT 2.5 ms
+    assert opus_packet_samples(bytes([15 << 3 | 3])) == 0  # code 3 without its count byte
+
+
+def test_a_60_ms_packet_counts_three_audio_frames_without_loss() -> None:
+    rec = _Received("p1", "A", "camera", "audio")
+    for i in range(10):
+        rec.record_encoded(1000 + i * 2880, 960, float(i), 120, frames=3)
+    assert rec.stats.frames == 30 and rec.stats.lost == 0
 
 
 async def test_bot_refuses_unreachable_server() -> None:

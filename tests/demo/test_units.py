@@ -154,11 +154,15 @@ def test_lean_audio_when_the_video_floor_does_not_fit() -> None:
 
 
 def test_cameras_pause_before_the_screen_share_and_audio_stays() -> None:
-    # 80 km with the real-time link: about 0.2 Mb/s of payload for both directions
-    cap, audio, camera = adapt.choose_caps(200e3, LOADS)
+    # 80 km with the real-time link (0.22 Mb/s): lean audio and every video at the floor
+    cap, audio, camera = adapt.choose_caps(0.974 * 220e3, LOADS)
+    assert camera is None and audio == adapt.AUDIO_LEAN_BPS
+    assert cap is not None and adapt.MIN_VIDEO_BPS <= cap < 40_000
+    # a little less: the cameras pause, the screen share keeps the rest
+    cap, audio, camera = adapt.choose_caps(150e3, LOADS)
     assert camera == 0 and audio == adapt.AUDIO_LEAN_BPS
     assert cap is not None and cap >= adapt.MIN_VIDEO_BPS  # the one screen share
-    assert 2 * adapt.AUDIO_LEAN_WIRE_BPS + 1 * cap <= adapt.HEADROOM * 200e3
+    assert 2 * adapt.AUDIO_LEAN_WIRE_BPS + 1 * cap <= adapt.HEADROOM * 150e3
     # less still: audio only
     assert adapt.choose_caps(100e3, LOADS) == (0, adapt.AUDIO_LEAN_BPS, 0)
     # no screen share in the room: cameras cannot pause alone, audio only
@@ -335,3 +339,24 @@ def test_a_participant_that_received_no_audio_fails_the_demo() -> None:
                                   {"name": "B", "audio_frames_received": 0}]}
     assert silent_participants(bad) == ["B"]
     assert silent_participants({**bad, "settings": {"traffic": "udp"}}) == []
+
+
+def test_the_adaptation_follows_the_steady_rate_unless_it_collapses() -> None:
+    from qkdmeet.demo.runner import adaptation_rate
+
+    assert adaptation_rate(300e3, 220e3) == 220e3  # a block just landed: not a trend
+    assert adaptation_rate(150e3, 220e3) == 220e3  # between blocks
+    assert adaptation_rate(50e3, 220e3) == 50e3  # collapse (attack, cut): at once
+    assert adaptation_rate(80e3, None) == 80e3  # no steady figure yet
+
+
+def test_window_rates_from_cumulative_samples() -> None:
+    from qkdmeet.demo.monitor import _window_rate
+
+    samples = [(float(t), 1000 * t) for t in range(0, 31)]  # 8 kb/s throughout
+    assert _window_rate(samples, 30.0, 10.0) == pytest.approx(8000)
+    assert _window_rate(samples, 30.0, 30.0) == pytest.approx(8000)
+    burst = [(0.0, 0), (20.0, 0), (29.0, 0), (30.0, 30_000)]  # one block in the last second
+    assert _window_rate(burst, 30.0, 10.0) == pytest.approx(8 * 30_000 / 10)
+    assert _window_rate(burst, 30.0, 30.0) == pytest.approx(8 * 30_000 / 30)
+    assert _window_rate([], 1.0, 10.0) == 0.0

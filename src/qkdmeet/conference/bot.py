@@ -45,7 +45,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.mediastreams import MediaStreamError
-from av import CodecContext, VideoFrame
+from av import AudioResampler, CodecContext, VideoFrame
 
 from qkdmeet.conference.forwarding import PackOnlyEncoder, tap_receiver
 from qkdmeet.conference.media import (
@@ -59,6 +59,7 @@ from qkdmeet.conference.media import (
     cached_clip,
     cached_tone_clip,
     luma,
+    opus_packet_samples,
     read_frame_code,
     split_replay_counter,
 )
@@ -121,34 +122,52 @@ class CappedVp8Encoder(Vp8Encoder):
         return super().encode(frame, force_keyframe)  # type: ignore[no-any-return]
 
 
+#: At or below this Opus bitrate (the adaptation's lean tier) packets carry
+#: 60 ms instead of 20 ms: a third of the packets, so a third of the per-packet
+#: RTP/SRTP/UDP/IP headers and of the VPN's key mask per packet, which at
+#: 16 kb/s cost more key than the speech itself.
+LONG_PACKETS_AT_OR_BELOW_BPS = 16_000
+LONG_PACKET_SAMPLES = 3 * AUDIO_SAMPLES
+
+
 class CappedOpusEncoder(OpusEncoder):
-    """aiortc's Opus encoder at a settable bitrate (re-opened when it changes)."""
+    """aiortc's Opus encoder at a settable bitrate (re-opened when it changes);
+    60 ms packets at :data:`LONG_PACKETS_AT_OR_BELOW_BPS` and below."""
 
     def __init__(self, cap: int) -> None:
         super().__init__()
-        self.codec.bit_rate = cap
-        self.cap = cap
+        self.cap = 0
+        self.packet_samples = AUDIO_SAMPLES
         self._offset = 0
         self._last = -AUDIO_SAMPLES
+        self._last_samples = AUDIO_SAMPLES
+        self.set_cap(cap)
 
     def set_cap(self, cap: int) -> None:
         if cap == self.cap:
             return
         self.cap = cap
+        samples = LONG_PACKET_SAMPLES if cap <= LONG_PACKETS_AT_OR_BELOW_BPS else AUDIO_SAMPLES
         codec = CodecContext.create("libopus", "w")
         for name in ("format", "layout", "sample_rate", "time_base"):
             setattr(codec, name, getattr(self.codec, name))
-        codec.options = {"application": "voip"}
+        codec.options = {"application": "voip", "frame_duration": str(samples * 1000 // 48000)}
         codec.bit_rate = cap
         self.codec = codec
+        if samples != self.packet_samples:
+            self.packet_samples = samples
+            self.resampler = AudioResampler(
+                format="s16", layout="stereo", rate=48000, frame_size=samples
+            )
         self.first_packet_pts = None
-        self._offset = self._last + AUDIO_SAMPLES  # timestamps continue
+        self._offset = self._last + self._last_samples  # timestamps continue
 
     def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         payloads, timestamp = super().encode(frame, force_keyframe)
         if payloads:
             timestamp += self._offset
             self._last = timestamp
+            self._last_samples = opus_packet_samples(payloads[-1]) or self.packet_samples
         return payloads, timestamp
 
 
@@ -197,12 +216,17 @@ class _Received:
     timestamps: Unwrapper = field(default_factory=lambda: Unwrapper(RTP_TIMESTAMP_MODULUS))
     replay_index: Unwrapper | None = None
 
-    def record_encoded(self, timestamp: int, ticks: float, arrived: float, size: int) -> None:
-        """Count a frame from its RTP timestamp (``ticks`` per frame), undecoded."""
+    def record_encoded(
+        self, timestamp: int, ticks: float, arrived: float, size: int, frames: int = 1
+    ) -> None:
+        """Count a frame from its RTP timestamp (``ticks`` per frame), undecoded;
+        a packet of ``frames`` frames (60 ms of Opus: 3) counts as that many."""
         unwrapped = self.timestamps(timestamp)
         if self.origin is None:
             self.origin = unwrapped
-        self.stats.record(round((unwrapped - self.origin) / ticks), None, arrived, size)
+        first = round((unwrapped - self.origin) / ticks)
+        for k in range(max(1, frames)):
+            self.stats.record(first + k, None, arrived, size if k == 0 else 0)
 
     def record_code(self, counter: int, sent_ms: int, arrived: float, size: int) -> None:
         """Count a decoded frame from its frame code (live or replayed)."""
@@ -588,8 +612,12 @@ class ConferenceBot:
         if rec.kind == "screen":
             ticks = VIDEO_CLOCK / self.options.screen_fps
 
+        audio = rec.track == "audio"
+
         def count(data: bytes, timestamp: int) -> None:
-            rec.record_encoded(timestamp, ticks, time.time(), len(data))
+            # audio counts 20 ms frames: a 60 ms packet is three
+            frames = max(1, opus_packet_samples(data) // AUDIO_SAMPLES) if audio else 1
+            rec.record_encoded(timestamp, ticks, time.time(), len(data), frames)
 
         return count
 

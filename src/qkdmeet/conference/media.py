@@ -39,6 +39,29 @@ from qkdmeet.conference.forwarding import is_vp8_keyframe
 VIDEO_CLOCK = 90000
 AUDIO_RATE = 48000
 AUDIO_SAMPLES = 960  # 20 ms
+
+#: Opus frame durations in 48 kHz samples by TOC configuration (RFC 6716, 3.1):
+#: SILK 10/20/40/60 ms, Hybrid 10/20 ms, CELT 2.5/5/10/20 ms.
+_OPUS_CONFIG_SAMPLES = (
+    [480, 960, 1920, 2880] * 3 + [480, 960] * 2 + [120, 240, 480, 960] * 4
+)
+
+
+def opus_packet_samples(packet: bytes) -> int:
+    """The duration of an Opus packet in 48 kHz samples, from its TOC byte (RFC 6716,
+    3.1); 0 for a packet too short to say."""
+    if not packet:
+        return 0
+    toc = packet[0]
+    per_frame = _OPUS_CONFIG_SAMPLES[toc >> 3]
+    code = toc & 3
+    if code == 0:
+        return per_frame
+    if code in (1, 2):
+        return 2 * per_frame
+    if len(packet) < 2:
+        return 0
+    return (packet[1] & 0x3F) * per_frame
 CODE_BITS = 32
 _CHECK_MAGIC = 0xA5C3_5A3C
 _WHITE, _BLACK = 235, 16

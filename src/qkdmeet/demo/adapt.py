@@ -32,19 +32,20 @@ MIN_VIDEO_BPS = 30_000
 #: Default per-stream video rate; a cap at or above it is lifted.
 DEFAULT_VIDEO_BPS = 1_000_000
 #: What one audio stream costs its direction, in payload bit/s at the budget's
-#: key efficiency: the lean tier below was measured in the 80 km demo (audio
-#: only: 66 kb/s of key per direction for 16 kb/s of Opus, 57 packets/s of
-#: about 109 bytes each, i.e. RTP/SRTP/UDP/IP headers, RTCP and the VPN's
-#: 32-byte mask per packet); full-rate audio adds the 24 kb/s of Opus between
-#: the two settings.
+#: key efficiency. Measured in the 80 km demo with audio only: 16 kb/s of Opus
+#: in 20 ms packets cost 66 kb/s of key per direction (57 packets/s of about
+#: 109 bytes: RTP/SRTP/UDP/IP headers, RTCP, and the VPN's 32-byte mask per
+#: packet); full-rate audio (40 kb/s Opus, 20 ms) adds the 24 kb/s between.
 AUDIO_BPS = 88_000
 #: The lean audio tier, when the key cannot carry the video floor beside full audio:
-#: Opus at 16 kb/s (speech stays clear) ...
+#: Opus at 16 kb/s (speech stays clear) in 60 ms packets ...
 AUDIO_LEAN_BPS = 16_000
-#: ... which costs its direction this much (see AUDIO_BPS).
-AUDIO_LEAN_WIRE_BPS = 64_000
+#: ... which costs its direction 40 kb/s of key (measured in the 80 km demo,
+#: audio only, 23 packets/s with RTCP: 40.4 and 39.5 kb/s; in 20 ms packets
+#: it was 66 kb/s).
+AUDIO_LEAN_WIRE_BPS = 40_000
 #: Factor of key to spare before lean audio returns to full rate.
-LEAN_HYSTERESIS = 1.3
+LEAN_HYSTERESIS = 1.1
 #: Seconds of buffered key under which the pool counts as draining.
 LOW_POOL_SECONDS = 3.0
 #: Relative change that triggers a new cap.

@@ -391,8 +391,9 @@ class DemoRunner:
             return
         budgets = mon.latest.get("budgets", {})
         if self.adapter is not None:
-            rate = link_bps if link_bps is not None else float(
-                mon.latest.get("qkd", {}).get("rate_bps") or 0.0)
+            qkd = mon.latest.get("qkd", {})
+            rate = link_bps if link_bps is not None else adaptation_rate(
+                float(qkd.get("rate_bps") or 0.0), qkd.get("rate_steady_bps"))
             eff = payload_per_key_byte(REFERENCE_PACKET_BYTES, self.plan.key_bytes)
             pools = {name: _stock_seconds(budgets.get(side) or {})
                      for name, (side, _) in DIRECTIONS.items()}
@@ -568,3 +569,17 @@ def _stock_seconds(budget: dict[str, Any]) -> float | None:
     """Seconds of key left for a direction at its consumption: gateway buffer + KME stock."""
     stock = budget.get("seconds_of_stock_at_consumption")
     return budget.get("seconds_of_key_at_consumption") if stock is None else float(stock)
+
+
+#: A short-window rate under this fraction of the steady one is a collapse
+#: (attack, cut): the adaptation follows it at once.
+COLLAPSE = 0.5
+
+
+def adaptation_rate(short_bps: float, steady_bps: float | None) -> float:
+    """The key rate the adaptation follows: the steady (30 s) rate, which does not
+    swing with every block the link delivers, unless the short (10 s) window shows
+    the supply collapsing."""
+    if steady_bps is None or steady_bps <= 0 or short_bps < COLLAPSE * steady_bps:
+        return short_bps
+    return float(steady_bps)
