@@ -1,5 +1,6 @@
 import asyncio
 import fractions
+import itertools
 from dataclasses import replace
 from typing import Any
 
@@ -88,7 +89,7 @@ def test_opus_cap_change_keeps_timestamps_increasing() -> None:
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
     # the lean rate sends 60 ms packets, and the RTP clock follows their length
     assert durations[0] == 960 and durations[-1] == 2880
-    steps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    steps = [b - a for a, b in itertools.pairwise(stamps)]
     assert steps[:8] == [960] * 8 and steps[-2:] == [2880, 2880]
 
 
