@@ -136,18 +136,28 @@ class _PacedVideoTrack(MediaStreamTrack):
         self._ticks = round(VIDEO_CLOCK / fps)
         self._running = asyncio.Event()
         self._running.set()
-        #: Seconds spent paused (the pace resumes after a pause, it does not catch up).
-        self.paused_s = 0.0
+        self._paused_total = 0.0
+        self._paused_since: float | None = None
 
     @property
     def paused(self) -> bool:
         return not self._running.is_set()
 
+    @property
+    def paused_s(self) -> float:
+        """Seconds spent paused so far (the pace resumes after a pause, it does not
+        catch up)."""
+        ongoing = time.monotonic() - self._paused_since if self._paused_since else 0.0
+        return self._paused_total + ongoing
+
     def pause(self, paused: bool) -> None:
         """Stop (or resume) producing frames: a paused camera sends nothing at all."""
-        if paused:
+        if paused and self._paused_since is None:
+            self._paused_since = time.monotonic()
             self._running.clear()
-        else:
+        elif not paused and self._paused_since is not None:
+            self._paused_total += time.monotonic() - self._paused_since
+            self._paused_since = None
             self._running.set()
 
     def _planes(self, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +171,6 @@ class _PacedVideoTrack(MediaStreamTrack):
         if not self._running.is_set():
             t = loop.time()
             await self._running.wait()
-            self.paused_s += loop.time() - t
             self._start += loop.time() - t  # resume at the frame rate, from now
         n = self.frames_sent
         delay = self._start + n / self.fps - loop.time()
