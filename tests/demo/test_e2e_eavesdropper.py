@@ -69,14 +69,16 @@ def test_measured_qber_raises_the_alarm(run: tuple[dict[str, Any], int]) -> None
 
 def test_degrades_fails_closed_then_key_returns(run: tuple[dict[str, Any], int]) -> None:
     report, code = run
-    # no key arrives: the conference degrades to the video floor and lean audio
-    # (and once the pools are empty the gateways drop, tx:no_key; whether they
-    # empty within the attack depends on how much key was buffered)
+    # no key arrives: the conference degrades to its last tier, video paused and
+    # lean audio (and once the pools are empty the gateways drop, tx:no_key;
+    # whether they empty within the attack depends on how much key was buffered)
     _, t_off = _attack_window(report)
     in_force = [c for c in report["caps"] if c["t"] <= t_off]  # the caps during the attack
     assert in_force, report["caps"]
-    assert in_force[-1]["cap_bps"] == MIN_VIDEO_BPS, report["caps"]
+    assert in_force[-1]["cap_bps"] == 0 and in_force[-1]["camera_cap_bps"] == 0, report["caps"]
     assert in_force[-1]["audio_cap_bps"] == AUDIO_LEAN_BPS, report["caps"]
+    # (video returns once the link has delivered a few blocks again: 15 s after
+    # the attack is too short for that at 7 km; see a 90 s run in the README)
     drops = {k: v for d in report["directions"] for k, v in d["drops"].items()}
     for reason in ("rx:reused_offset", "tx:key_reissued", "rx:bad_tag", "rx:replayed"):
         assert drops.get(reason, 0) == 0, drops

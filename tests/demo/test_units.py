@@ -348,6 +348,7 @@ def test_the_adaptation_follows_the_steady_rate_unless_it_collapses() -> None:
     assert adaptation_rate(150e3, 220e3) == 220e3  # between blocks
     assert adaptation_rate(50e3, 220e3) == 50e3  # collapse (attack, cut): at once
     assert adaptation_rate(80e3, None) == 80e3  # no steady figure yet
+    assert adaptation_rate(300e3, 100e3) == 300e3  # the link is back after an attack
 
 
 def test_window_rates_from_cumulative_samples() -> None:

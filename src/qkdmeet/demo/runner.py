@@ -571,15 +571,17 @@ def _stock_seconds(budget: dict[str, Any]) -> float | None:
     return budget.get("seconds_of_key_at_consumption") if stock is None else float(stock)
 
 
-#: A short-window rate under this fraction of the steady one is a collapse
-#: (attack, cut): the adaptation follows it at once.
-COLLAPSE = 0.5
+#: A short-window rate off the steady one by more than this factor is a change
+#: of regime (an attack or a cut: down; the link back: up), followed at once.
+REGIME_CHANGE = 2.0
 
 
 def adaptation_rate(short_bps: float, steady_bps: float | None) -> float:
     """The key rate the adaptation follows: the steady (30 s) rate, which does not
     swing with every block the link delivers, unless the short (10 s) window shows
-    the supply collapsing."""
-    if steady_bps is None or steady_bps <= 0 or short_bps < COLLAPSE * steady_bps:
+    the supply collapsing or coming back."""
+    if steady_bps is None or steady_bps <= 0:
+        return short_bps
+    if not steady_bps / REGIME_CHANGE <= short_bps <= steady_bps * REGIME_CHANGE:
         return short_bps
     return float(steady_bps)
