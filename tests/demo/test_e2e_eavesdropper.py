@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from qkdmeet.demo.adapt import AUDIO_LEAN_BPS, MIN_VIDEO_BPS
+from qkdmeet.demo.adapt import AUDIO_LEAN_BPS
 from qkdmeet.testbed import netns
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
