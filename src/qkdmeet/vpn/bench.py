@@ -165,10 +165,28 @@ def _probe(ns: str, *args: str, timeout: float = 60) -> dict[str, Any]:
     return result
 
 
+def _cpu_totals() -> list[int]:
+    """The machine's CPU time counters (/proc/stat: user ... steal)."""
+    return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+
+
+def _steal_fraction(before: list[int]) -> float | None:
+    """Share of CPU time the hypervisor took from this VM since ``before`` (steal)."""
+    after = _cpu_totals()
+    delta = [b - a for a, b in zip(before, after, strict=False)]
+    return round(delta[7] / sum(delta), 4) if len(delta) > 7 and sum(delta) > 0 else None
+
+
+def _cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    tck = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tck, int(fields[12]) / tck
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(_cpu_split(pid))
 
 
 def _flow(topo: Any, seconds: float, size: int, mbps: float, port: int,
@@ -183,20 +201,30 @@ def _flow(topo: Any, seconds: float, size: int, mbps: float, port: int,
                        stdout=subprocess.PIPE)
     assert sink.stdout is not None
     sink.stdout.readline()
-    cpu0 = {side: _cpu_seconds(pid) for side, pid in (gateways or {}).items()}
+    cpu0 = {side: _cpu_split(pid) for side, pid in (gateways or {}).items()}
     t0 = time.monotonic()
     sent = _probe(topo.a.lan_ns, "udp-load", topo.b.host_ip, str(port), "--seconds",
                   str(seconds), "--size", str(size), "--mbps", str(mbps))
     wall = time.monotonic() - t0
-    cpu = {side: (_cpu_seconds(pid) - cpu0[side]) / wall
-           for side, pid in (gateways or {}).items()}
+    split = {side: tuple((b - a) / wall for a, b in zip(cpu0[side], _cpu_split(pid),
+                                                         strict=True))
+             for side, pid in (gateways or {}).items()}
+    cpu = {side: sum(v) for side, v in split.items()}
     out, _ = sink.communicate(timeout=seconds + 15)
     got: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
     for side, share in cpu.items():
         got[f"gateway_{side}_cpu_s_per_s"] = share
+        # user: the gateway's own work (Python, numba); system: its system calls
+        # *and* the kernel's forwarding that runs on their way (softirqs on the
+        # veth/TUN path of this one-machine testbed are charged to whoever is on
+        # the CPU)
+        got[f"gateway_{side}_user_s_per_s"] = split[side][0]
+        got[f"gateway_{side}_system_s_per_s"] = split[side][1]
     if cpu:
         busiest = max(cpu.values())
         got["mbps_per_gateway_core"] = got["mbps"] / busiest if busiest > 0 else None
+        user = max(v[0] for v in split.values())
+        got["mbps_per_gateway_user_core"] = got["mbps"] / user if user > 0 else None
     got["offered_packets"] = sent["sent"]
     got["loss"] = 1 - got["packets"] / sent["sent"] if sent["sent"] else None
     return got
@@ -211,6 +239,7 @@ def _testbed(runs: int, seconds: float, size: int, offered: list[float]) -> dict
     from qkdmeet.vpn.filekeys import fill, pooled_bytes
 
     result: dict[str, Any] = {}
+    cpu_before = _cpu_totals()
     routed = Topology("qkb-", mode="routed")
     routed.down()
     try:
@@ -264,24 +293,28 @@ def _testbed(runs: int, seconds: float, size: int, offered: list[float]) -> dict
             for g in gws:
                 g.terminate()
                 g.wait(timeout=10)
-        # the same maximal flow through gateways that send and receive one
-        # datagram per system call (udp_offload = false): what GSO/GRO brings
-        _log("through the gateways without UDP offload")
-        gws = [routed.start_gateway(side, routed.gateway_config(
-            side, keys, key_size_bits=8 << 20, prefetch_bytes=64 << 20, udp_offload=False))
-            for side in ("a", "b")]
-        try:
-            time.sleep(2)
-            plain_bind = []
-            for i in range(runs):
-                top_up(0)
-                plain_bind.append(_flow(routed, seconds, size, 0, 7500 + i,
-                                        {"a": gws[0].pid, "b": gws[1].pid}))
-        finally:
-            for g in gws:
-                g.terminate()
-                g.wait(timeout=10)
+        # GSO/GRO against one datagram per system call (udp_offload = false): the
+        # same maximal flow, the two kinds of gateway pair taking turns so that
+        # both see the same moments of this shared machine
+        _log("UDP offload A/B: gateways with and without GSO/GRO, in turns")
+        with_gso: list[dict[str, Any]] = []
+        plain_bind: list[dict[str, Any]] = []
+        for i in range(runs):
+            for offload, into in ((True, with_gso), (False, plain_bind)):
+                gws = [routed.start_gateway(side, routed.gateway_config(
+                    side, keys, key_size_bits=8 << 20, prefetch_bytes=64 << 20,
+                    udp_offload=offload)) for side in ("a", "b")]
+                try:
+                    time.sleep(1)
+                    top_up(0)
+                    into.append(_flow(routed, seconds, size, 0, 7500 + 2 * i + offload,
+                                      {"a": gws[0].pid, "b": gws[1].pid}))
+                finally:
+                    for g in gws:
+                        g.terminate()
+                        g.wait(timeout=10)
         no_offload = _median_dicts(plain_bind)
+        gso = _median_dicts(with_gso)
         b_med = _median_dicts(base)
         t_med = max(sweep.values(), key=lambda r: float(r["mbps"] or 0.0))
         bl, tl = _median_dicts(base_lat), _median_dicts(tun_lat)
@@ -293,15 +326,24 @@ def _testbed(runs: int, seconds: float, size: int, offered: list[float]) -> dict
             "tunnel_mbps_per_gateway_core": max(
                 (float(r.get("mbps_per_gateway_core") or 0.0) for r in sweep.values()),
                 default=None),
+            "tunnel_mbps_per_gateway_user_core": max(
+                (float(r.get("mbps_per_gateway_user_core") or 0.0) for r in sweep.values()),
+                default=None),
             "cpu_note": "load generator, sink and both gateways share the machine's 2 cores; "
             "mbps_per_gateway_core = goodput / the busier gateway's CPU share: what one "
             "dedicated core per gateway (one machine per site) would carry",
             "throughput_ratio": t_med["mbps"] / b_med["mbps"] if b_med["mbps"] else None,
             "udp_offload": {
-                "with_gso_gro_mbps": sweep["max"]["mbps"] if "max" in sweep else None,
+                "with_gso_gro_mbps": gso["mbps"],
                 "without_mbps": no_offload["mbps"],
-                "without_mbps_per_gateway_core": no_offload.get("mbps_per_gateway_core"),
+                "ratio": gso["mbps"] / no_offload["mbps"] if no_offload["mbps"] else None,
+                "with_mbps_per_gateway_user_core": gso.get("mbps_per_gateway_user_core"),
+                "without_mbps_per_gateway_user_core": no_offload.get(
+                    "mbps_per_gateway_user_core"),
+                "runs": runs,
             },
+            # time the hypervisor took from this VM during the testbed runs
+            "cpu_steal_fraction": _steal_fraction(cpu_before),
             "latency_10mbps": {
                 "plain_us_p50": bl["latency_us_p50"], "plain_us_p99": bl["latency_us_p99"],
                 "tunnel_us_p50": tl["latency_us_p50"], "tunnel_us_p99": tl["latency_us_p99"],

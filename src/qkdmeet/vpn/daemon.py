@@ -86,5 +86,9 @@ async def run_gateway(cfg: GatewayConfig, stop: asyncio.Event | None = None) -> 
         await stop.wait()
     # after the stack has stopped the gateway: the key it still held is zeroed and
     # counted as discarded, so this run's final counters account for all it received
-    print(json.dumps(gateway.metrics.as_dict()), file=sys.stderr, flush=True)
+    final = gateway.metrics.as_dict()
+    final["wan_bind"] = {"gso": bind.gso, "gro": bind.gro, "gso_sends": bind.gso_sends,
+                         "gso_datagrams": bind.gso_datagrams, "gro_buffers": bind.gro_buffers,
+                         "send_errors": bind.send_errors}
+    print(json.dumps(final), file=sys.stderr, flush=True)
     return 0
