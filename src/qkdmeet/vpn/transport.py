@@ -24,51 +24,11 @@ import struct
 from collections.abc import Callable
 from typing import Protocol
 
+from qkdmeet.udpgso import GRO_CMSG_SPACE, UDP_GRO, gso_runs, segment_cmsg, split_gro
 from qkdmeet.vpn.constants import READ_BATCH
 
 Address = tuple[str, int]
 DeliverDatagrams = Callable[[list[tuple[bytes, Address]]], None]
-
-#: Linux socket options (linux/udp.h), absent from Python's socket module.
-UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
-UDP_GRO = getattr(socket, "UDP_GRO", 104)
-#: The kernel's limits on one GSO send: segments, and bytes of UDP payload.
-GSO_MAX_SEGMENTS = 64
-GSO_MAX_BYTES = 65_000
-_GRO_CMSG_SPACE = socket.CMSG_SPACE(4)
-
-
-def gso_runs(datagrams: list[bytes]) -> list[tuple[int, int]]:
-    """Split ``datagrams`` into ``(start, end)`` runs that one GSO send can carry.
-
-    A run's datagrams all have the first one's size, except that the last may
-    be shorter (the kernel cuts the buffer at the segment size); at most
-    :data:`GSO_MAX_SEGMENTS` and :data:`GSO_MAX_BYTES` per run. Order is kept.
-    """
-    runs = []
-    i, n = 0, len(datagrams)
-    while i < n:
-        size = len(datagrams[i])
-        total, j = size, i + 1
-        while j < n and j - i < GSO_MAX_SEGMENTS:
-            s = len(datagrams[j])
-            if s > size or total + s > GSO_MAX_BYTES:
-                break
-            total += s
-            j += 1
-            if s < size:
-                break  # a shorter datagram ends the run
-        runs.append((i, j))
-        i = j
-    return runs
-
-
-def split_gro(data: bytes, segment: int) -> list[bytes]:
-    """The datagrams of one GRO buffer of ``segment``-byte segments (last may be short)."""
-    if segment <= 0 or len(data) <= segment:
-        return [data]
-    return [data[k : k + segment] for k in range(0, len(data), segment)]
-
 
 class DatagramBind(Protocol):
     """Where the gateway's outer packets come from and go to."""
@@ -159,7 +119,7 @@ class UdpBind:
         recvmsg = self._sock.recvmsg
         for _ in range(READ_BATCH):
             try:
-                data, ancillary, flags, addr = recvmsg(65535, _GRO_CMSG_SPACE)
+                data, ancillary, flags, addr = recvmsg(65535, GRO_CMSG_SPACE)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
@@ -197,9 +157,8 @@ class UdpBind:
                 self.send(datagrams[start])
                 continue
             run = datagrams[start:end]
-            cmsg = [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", len(run[0])))]
             try:
-                sendmsg([b"".join(run)], cmsg)
+                sendmsg([b"".join(run)], segment_cmsg(len(run[0])))
             except OSError as exc:
                 if exc.errno in (errno.EIO, errno.EINVAL, errno.ENOPROTOOPT):
                     self.gso = False  # the path cannot segment: one send per datagram
