@@ -424,7 +424,8 @@ class ConferenceServer:
                 continue
             transceiver = pc.addTransceiver(fwd.subscribe(), direction="sendonly")
             transceiver.setCodecPreferences(codec_preferences(kind))
-            packers.append(install_packer(transceiver.sender, fwd))
+            packers.append(install_packer(transceiver.sender, fwd,
+                                          frame_send=self.config.frame_send))
         sub = Subscription(subscriber, pub, pc_name, pc, packers)
         subscriber.subscriptions[pc_name] = sub
         try:
