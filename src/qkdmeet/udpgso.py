@@ -4,8 +4,10 @@ Python has no ``sendmmsg``/``recvmmsg``; the kernel's UDP offloads batch
 instead: one ``sendmsg`` with a ``UDP_SEGMENT`` control message sends a run of
 equal-sized datagrams (the last may be shorter), and a socket with ``UDP_GRO``
 receives such runs as one buffer plus the segment size. Used by the VPN's WAN
-bind (``vpn/transport.py``) and the conference server's forwarding senders
-(``conference/fastsend.py``).
+bind (``vpn/transport.py``). (A frame-per-sendmsg loop for the conference
+server's forwarding senders was tried and measured no change in the server's
+CPU per forwarded stream, 0.0093-0.0094 with it, 0.0091-0.0097 without, at a
+panel of 6: removed.)
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ state_dir = "/var/lib/qkdmeet/conference"   # self-signed cert and uploads
 cert = "/etc/qkdmeet/conference.pem"         # optional; with key
 key = "/etc/qkdmeet/conference.key"
 tls = true                                   # false: plain HTTP (behind a proxy)
-frame_send = true                            # forward a frame per sendmsg (UDP GSO)
 
 [rooms]
 max_participants = 16
@@ -59,9 +58,6 @@ class ServerConfig:
     upload_dir: Path | None = None
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     web_dir: Path = Path(__file__).parent / "web"
-    #: Forwarding senders send a frame per system call (``fastsend.py``);
-    #: False: aiortc's packet-by-packet loop.
-    frame_send: bool = True
 
     def __post_init__(self) -> None:
         if (self.cert is None) != (self.key is None):
@@ -94,7 +90,6 @@ class ServerConfig:
                 ("host", data.get("host")),
                 ("port", data.get("port")),
                 ("tls", data.get("tls")),
-                ("frame_send", data.get("frame_send")),
                 ("max_participants", rooms.get("max_participants")),
                 ("max_upload_bytes", uploads.get("max_bytes")),
             ):
@@ -112,8 +107,6 @@ class ServerConfig:
         except AttributeError as exc:
             raise ConfigError(f"bad configuration table: {exc}") from exc
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
-        if not isinstance(kwargs.get("frame_send", True), bool):
-            raise ConfigError("frame_send must be true or false")
         for name, typ in (("port", int), ("max_participants", int), ("max_upload_bytes", int)):
             if name in kwargs and (
                 not isinstance(kwargs[name], typ) or isinstance(kwargs[name], bool)

@@ -58,8 +58,6 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
 
-from qkdmeet.conference.fastsend import install_fast_rtp
-
 logger = logging.getLogger(__name__)
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
@@ -181,16 +179,11 @@ class PackOnlyEncoder(Encoder):
         return payloads, int(packet.pts or 0)
 
 
-def install_packer(
-    sender: RTCRtpSender, forwarder: Forwarder, *, frame_send: bool = True
-) -> PackOnlyEncoder:
-    """Make ``sender`` forward pre-encoded frames and route its PLI/FIR upstream;
-    with ``frame_send``, a frame per system call (:mod:`qkdmeet.conference.fastsend`)."""
+def install_packer(sender: RTCRtpSender, forwarder: Forwarder) -> PackOnlyEncoder:
+    """Make ``sender`` forward pre-encoded frames and route its PLI/FIR upstream."""
     packer = PackOnlyEncoder(sender.kind)
     sender._RTCRtpSender__encoder = packer  # type: ignore[attr-defined]
     sender._send_keyframe = forwarder.request_keyframe  # type: ignore[method-assign]
-    if frame_send and not install_fast_rtp(sender):
-        logger.warning("this aiortc lacks what fastsend needs: packet-by-packet sending")
     return packer
 
 

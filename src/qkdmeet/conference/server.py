@@ -424,8 +424,7 @@ class ConferenceServer:
                 continue
             transceiver = pc.addTransceiver(fwd.subscribe(), direction="sendonly")
             transceiver.setCodecPreferences(codec_preferences(kind))
-            packers.append(install_packer(transceiver.sender, fwd,
-                                          frame_send=self.config.frame_send))
+            packers.append(install_packer(transceiver.sender, fwd))
         sub = Subscription(subscriber, pub, pc_name, pc, packers)
         subscriber.subscriptions[pc_name] = sub
         try:
