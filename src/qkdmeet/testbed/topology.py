@@ -250,7 +250,7 @@ class Topology:
         prefetch_bytes: int = 8 << 20,
         etsi: dict[str, str] | None = None,
         extra_routes: list[str] | None = None,
-        udp_offload: bool = True,
+        udp_offload: bool = False,
     ) -> Path:
         """Write a gateway TOML for site ``side`` ("a"/"b").
 

@@ -293,7 +293,7 @@ def _testbed(runs: int, seconds: float, size: int, offered: list[float]) -> dict
             for g in gws:
                 g.terminate()
                 g.wait(timeout=10)
-        # GSO/GRO against one datagram per system call (udp_offload = false): the
+        # GSO/GRO (udp_offload = true) against one datagram per system call: the
         # same maximal flow, the two kinds of gateway pair taking turns so that
         # both see the same moments of this shared machine
         _log("UDP offload A/B: gateways with and without GSO/GRO, in turns")
