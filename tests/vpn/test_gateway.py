@@ -357,3 +357,36 @@ async def test_key_arrived_equals_consumed_plus_buffered_both_sides(pair: Pair) 
         for d in (g.metrics.outbound, g.metrics.inbound):
             assert d.key_buffered_bytes == 0
             assert d.key_arrived_bytes == d.key_bytes, g.metrics.as_dict()
+
+
+async def test_lost_announcements_and_a_full_prefetch_room_do_not_stall_a_key() -> None:
+    """An overloaded WAN drops ANNOUNCEs; the receiver's room for announced keys may
+    be full of later ones. Packets waiting for the key in use fetch it anyway."""
+    from qkdmeet.vpn.constants import TYPE_ANNOUNCE
+    from qkdmeet.vpn.packet import parse
+
+    keys = MemoryKeyPair("A", "B")
+    binds = FakeBindPair()
+    tun_a, tun_b = FakeTun(), FakeTun()
+
+    def no_announce(datagram: bytes) -> list[bytes]:
+        parsed, _ = parse(datagram)
+        return [] if parsed is not None and parsed.ptype == TYPE_ANNOUNCE else [datagram]
+
+    binds.a.tap = no_announce
+    a = make_gateway(keys, "A", "B", tun_a, binds.a)
+    b = make_gateway(keys, "B", "A", tun_b, binds.b)
+    b.receiver._max_held = 0  # no room at all for announced keys
+    await a.start()
+    await b.start()
+    try:
+        await settle(lambda: a.sender.buffered > 0)
+        packets = [ip_packet(os.urandom(300)) for _ in range(40)]  # 13 kB: spans 4 keys
+        tun_a.inject(*packets)
+        await settle(lambda: len(tun_b.written) == len(packets), limit=10)
+        assert tun_b.written == packets
+        assert b.metrics.inbound.announces == 0  # every key was fetched on demand
+        assert not b.metrics.inbound.drops
+    finally:
+        await a.stop()
+        await b.stop()

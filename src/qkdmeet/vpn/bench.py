@@ -114,6 +114,13 @@ async def _data_path_once(size: int, packets: int) -> dict[str, float]:
 def _median_dicts(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k in runs[0]:
+        if isinstance(runs[0][k], dict):  # counters (drops by reason): summed over the runs
+            total: dict[str, int] = {}
+            for r in runs:
+                for reason, n in (r.get(k) or {}).items():
+                    total[reason] = total.get(reason, 0) + n
+            out[k] = total
+            continue
         vals = [r[k] for r in runs if isinstance(r.get(k), int | float)]
         out[k] = statistics.median(vals) if vals else None
     out["runs"] = len(runs)
@@ -201,6 +208,7 @@ def _flow(topo: Any, seconds: float, size: int, mbps: float, port: int,
                        stdout=subprocess.PIPE)
     assert sink.stdout is not None
     sink.stdout.readline()
+    drops0 = _gateway_drops(topo) if gateways else {}
     cpu0 = {side: _cpu_split(pid) for side, pid in (gateways or {}).items()}
     t0 = time.monotonic()
     sent = _probe(topo.a.lan_ns, "udp-load", topo.b.host_ip, str(port), "--seconds",
@@ -212,6 +220,9 @@ def _flow(topo: Any, seconds: float, size: int, mbps: float, port: int,
     cpu = {side: sum(v) for side, v in split.items()}
     out, _ = sink.communicate(timeout=seconds + 15)
     got: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
+    if gateways:
+        # where the packets the sink missed were dropped (by the gateways' counters)
+        got["gateway_drops"] = _drops_between(drops0, _gateway_drops(topo))
     for side, share in cpu.items():
         got[f"gateway_{side}_cpu_s_per_s"] = share
         # user: the gateway's own work (Python, numba); system: its system calls
@@ -227,6 +238,36 @@ def _flow(topo: Any, seconds: float, size: int, mbps: float, port: int,
         got["mbps_per_gateway_user_core"] = got["mbps"] / user if user > 0 else None
     got["offered_packets"] = sent["sent"]
     got["loss"] = 1 - got["packets"] / sent["sent"] if sent["sent"] else None
+    return got
+
+
+def _gateway_drops(topo: Any) -> dict[str, dict[str, int]]:
+    """Each gateway's drop counters ("a:tx", "a:rx", ...), from its /metrics.json."""
+    from qkdmeet.testbed import netns
+
+    out: dict[str, dict[str, int]] = {}
+    for side, site in (("a", topo.a), ("b", topo.b)):
+        code = ("import urllib.request;print(urllib.request.urlopen("
+                f"'http://{site.gw_lan_ip}:9180/metrics.json',timeout=5).read().decode())")
+        try:
+            proc = netns.run_in(site.gw_ns, [sys.executable, "-c", code], timeout=15)
+            metrics = json.loads(proc.stdout.decode())
+        except Exception:  # a gateway without its endpoint: no counters, not a failure
+            continue
+        for way, key in (("tx", "outbound"), ("rx", "inbound")):
+            out[f"{side}:{way}"] = dict(metrics.get(key, {}).get("drops", {}))
+    return out
+
+
+def _drops_between(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]
+                   ) -> dict[str, int]:
+    """The drops counted between two :func:`_gateway_drops` readings, non-zero only."""
+    got = {}
+    for where, counts in after.items():
+        for reason, n in counts.items():
+            d = n - before.get(where, {}).get(reason, 0)
+            if d:
+                got[f"{where}:{reason}"] = d
     return got
 
 
@@ -288,7 +329,8 @@ def _testbed(runs: int, seconds: float, size: int, offered: list[float]) -> dict
             tun_lat = []
             for i in range(runs):
                 top_up(10)
-                tun_lat.append(_flow(routed, seconds, REFERENCE_PACKET_BYTES, 10, 7400 + i))
+                tun_lat.append(_flow(routed, seconds, REFERENCE_PACKET_BYTES, 10, 7400 + i,
+                                     {"a": gws[0].pid, "b": gws[1].pid}))
         finally:
             for g in gws:
                 g.terminate()
@@ -350,6 +392,7 @@ def _testbed(runs: int, seconds: float, size: int, offered: list[float]) -> dict
                 "added_us_p50": _minus(tl["latency_us_p50"], bl["latency_us_p50"]),
                 "added_us_p99": _minus(tl["latency_us_p99"], bl["latency_us_p99"]),
                 "tunnel_loss": tl["loss"],
+                "tunnel_gateway_drops": tl.get("gateway_drops"),
             },
         }
     finally:

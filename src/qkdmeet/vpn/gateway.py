@@ -322,7 +322,7 @@ class Gateway:
                 m.drop("pending_full")
                 return
             queue = self._pending[raw_id] = []
-            self.receiver.want([raw_id])
+            self.receiver.want([raw_id], urgent=True)  # bounded by _MAX_PENDING_KEYS
         if len(queue) >= PENDING_PER_KEY:
             m.drop("pending_full")
             return

@@ -410,8 +410,15 @@ class ReceiverKeyStream:
         m.key_pad_bytes += nbytes - KEY_MASK_BYTES
         m.key_buffered_bytes -= nbytes
 
-    def want(self, raw_ids: list[bytes]) -> None:
-        """Fetch these keys in the background unless known, fetching or retired."""
+    def want(self, raw_ids: list[bytes], *, urgent: bool = False) -> None:
+        """Fetch these keys in the background unless known, fetching or retired.
+
+        Announced keys are fetched while fewer than ``max_held`` are held or on
+        their way; an ``urgent`` key (packets are waiting for it) is fetched
+        regardless: when the announcement of the key in use was lost (an
+        overloaded WAN drops datagrams) and later keys fill the room, waiting
+        for room would drop every packet of that key.
+        """
         new = [
             r
             for r in raw_ids
@@ -420,8 +427,9 @@ class ReceiverKeyStream:
             and r not in self._fetching
             and r not in self._retired
         ]
-        room = self._max_held - len(self._held) - len(self._fetching)
-        new = new[: max(0, room)]
+        if not urgent:
+            room = self._max_held - len(self._held) - len(self._fetching)
+            new = new[: max(0, room)]
         if not new:
             return
         self._fetching.update(new)
