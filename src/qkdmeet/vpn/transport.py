@@ -13,8 +13,8 @@ refuses GSO (no checksum offload: ``EIO``) the bind falls back to one
 ``send`` per datagram for good.
 
 Measured on the two-site testbed (``qkdmeet bench vpn``: gateways with and
-without offload taking turns, 3 runs each, twice): 76 against 89 and 92
-against 107 Mb/s, GSO/GRO about 14 % *slower* here. The load reaches gateway A
+without offload taking turns, 3 runs each, four times): 76 / 89, 92 / 107,
+103 / 107 and 106 / 112 Mb/s, GSO/GRO 3-14 % *slower* here. The load reaches gateway A
 a packet at a time (a GSO run carried 2.0 datagrams on average at its
 maximum), so little is batched, while ``recvmsg`` with ancillary data and the
 split of the GRO buffer cost more in Python than ``recvfrom``. So offload is
