@@ -511,10 +511,11 @@ class DemoRunner:
             for h in self.adapter.history:
                 t = self._t_start + h["t"]
                 video, camera = h["cap_bps"], h.get("camera_cap_bps")
-                # no cap plotted as the camera's default; 0: paused
-                self._recorder.bitrate("video cap", t, float(1_000_000 if video is None else video))
-                self._recorder.bitrate("camera cap", t, float(
-                    1_000_000 if camera is None else camera) if video != 0 else 0.0)
+                # no cap plotted as the camera's default; 0: paused. A camera
+                # without a camera cap follows the video cap.
+                shown = float(1_000_000 if video is None else video)
+                self._recorder.bitrate("video cap", t, shown)
+                self._recorder.bitrate("camera cap", t, 0.0 if camera == 0 else shown)
         audit = None
         if self.topology.relay_capture.exists():
             audit = audit_capture(self.topology.relay_capture, [self.options.marker.encode()])
