@@ -175,3 +175,13 @@ def test_abort_backoff_doubles_to_its_cap() -> None:
     assert abort_backoff(50) == ABORT_BACKOFF_MAX_S
     waits = [abort_backoff(k) for k in range(1, 12)]
     assert waits == sorted(waits)
+
+
+def test_error_correction_mask_budget_leaves_the_next_block_its_masks() -> None:
+    from qkdmeet.qkd.protocol import ec_mask_budget
+
+    assert ec_mask_budget(4096) == 1024  # the demo's reserve: 3x a block at 3 % QBER
+    assert ec_mask_budget(1023) == 511  # half of what is left
+    assert ec_mask_budget(20) == 64  # never below a minimal exchange
+    for unused in (700, 1023, 4096, 16384):
+        assert unused - ec_mask_budget(unused) >= min(unused // 2, unused - 1024)

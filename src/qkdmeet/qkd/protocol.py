@@ -90,6 +90,18 @@ T = TypeVar("T")
 
 #: Floor and ceiling of the QBER estimate that sizes Cascade's first blocks.
 _QBER_FLOOR, _QBER_CEIL = 0.005, 0.25
+def ec_mask_budget(unused_masks: int) -> int:
+    """Authenticated messages one block may spend per direction before its error
+    correction is aborted, from the masks unused at the block's start (the
+    smaller direction): a block at 3 % QBER needs about 350 (the demo), and the
+    reserve is refilled from each block's key. A block that could spend them all
+    (its pulses mixed with the dark counts of a cut fibre: each Cascade round
+    trip a mask per direction, and no key at the end) left the link unable to
+    authenticate another message. Half of what is left, at most 1,024: the rest
+    carries the next block."""
+    return max(64, min(1024, unused_masks // 2))
+
+
 _BLOCK_ERRORS = (
     AuthenticationError,
     m.ProtocolError,
@@ -753,6 +765,9 @@ class Receiver(_End):
         ev = p.events
         report.pulses, report.detections = p.end - p.first, len(ev)
         report.first_pulse = p.first
+        seq0 = (self.channel.next_send, self.channel.next_recv)
+        keys = self.channel.keys
+        budget = ec_mask_budget(min(keys.outgoing.unused(seq0[0]), keys.incoming.unused(seq0[1])))
         await self._send(
             m.ANNOUNCE, bid, m.u64(p.first), m.u64(p.end),
             m.encode_indices(ev.pulse_index, p.first), m.bits(ev.basis),
@@ -790,6 +805,14 @@ class Receiver(_End):
         bob.handle_reply(msg.body)
         while (request := bob.next_request()) is not None:
             self._inline("error_correction", t0)
+            spent = max(self.channel.next_send - seq0[0], self.channel.next_recv - seq0[1])
+            if spent > budget:
+                # a block that error correction cannot finish within its share of
+                # the authentication reserve (pulses of a cut fibre: dark counts):
+                # abort it rather than spend the masks the next blocks need
+                raise m.ProtocolError(
+                    f"error correction needs more than {budget} authenticated messages"
+                )
             await self._send(m.EC_REQUEST, bid, request)
             msg = await self._recv(bid, m.EC_REPLY)
             t0 = time.perf_counter()
