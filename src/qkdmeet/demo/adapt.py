@@ -66,6 +66,18 @@ class DirectionLoad:
         return self.video_streams if self.camera_streams is None else self.camera_streams
 
 
+def media_budget(
+    link_payload_bps: float, pool_seconds: Mapping[str, float | None] | None = None
+) -> float:
+    """Payload bit/s the media of all directions may use: :data:`HEADROOM` of what
+    the link's key carries, less while any pool drains (under
+    :data:`LOW_POOL_SECONDS` of its consumption)."""
+    budget = HEADROOM * max(0.0, link_payload_bps)
+    if any(s is not None and s < LOW_POOL_SECONDS for s in (pool_seconds or {}).values()):
+        budget *= 0.8  # the pool drains: fit what arrives, not what is still buffered
+    return budget
+
+
 def choose_cap(
     link_payload_bps: float,
     loads: Mapping[str, DirectionLoad],
@@ -86,9 +98,7 @@ def choose_cap(
     audio = sum(load.audio_streams for load in loads.values())
     if video <= 0:
         return None
-    budget = HEADROOM * max(0.0, link_payload_bps)
-    if any(s is not None and s < LOW_POOL_SECONDS for s in (pool_seconds or {}).values()):
-        budget *= 0.8  # the pool drains: fit what arrives, not what is still buffered
+    budget = media_budget(link_payload_bps, pool_seconds)
     cap = (budget - audio * AUDIO_BPS) / video
     if cap >= default_bps:
         return None
@@ -152,9 +162,7 @@ def choose_caps(
     cameras = sum(load.cameras for load in loads.values())
     if video <= 0:
         return Caps(None)
-    budget = HEADROOM * max(0.0, link_payload_bps)
-    if any(s is not None and s < LOW_POOL_SECONDS for s in (pool_seconds or {}).values()):
-        budget *= 0.8  # the pool drains: fit what arrives, not what is still buffered
+    budget = media_budget(link_payload_bps, pool_seconds)
     tier = _tier(budget, video, cameras, audio)
     if tier < tier_now:
         tier = min(tier_now, _tier(budget / LEAN_HYSTERESIS, video, cameras, audio))
