@@ -515,22 +515,22 @@ class ConferenceServer:
             raise web.HTTPNotFound(text="no such room")
         return web.json_response(self._room_json(state))
 
-    async def _read_cap(self, request: web.Request) -> int | None:
+    async def _read_cap(self, request: web.Request) -> dict[str, Any]:
+        """The cap request's JSON object, which has at least ``"bps"``."""
         try:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
             raise web.HTTPBadRequest(text='body must be JSON {"bps": int|null}') from None
         if not isinstance(body, dict) or "bps" not in body:
             raise web.HTTPBadRequest(text='body must be JSON {"bps": int|null}')
-        bps: int | None = body["bps"]
-        return bps
+        return body
 
     async def _api_room_cap(self, request: web.Request) -> web.Response:
         """``{"bps": int|null}``: the room's video cap (0 pauses video); optional
         ``"audio_bps": int|null`` and ``"camera_bps": int|null`` (0 pauses the
         cameras only) set or lift the room's audio and camera caps with it."""
-        bps = await self._read_cap(request)
-        body = await request.json()
+        body = await self._read_cap(request)
+        bps = body["bps"]
         state = self._room(request.match_info["room"])
         try:
             if "audio_bps" in body or "camera_bps" in body:
@@ -543,7 +543,7 @@ class ConferenceServer:
         return web.json_response(self._room_json(state))
 
     async def _api_participant_cap(self, request: web.Request) -> web.Response:
-        bps = await self._read_cap(request)
+        bps = (await self._read_cap(request))["bps"]
         state = self.rooms.get(request.match_info["room"])
         pid = request.match_info["pid"]
         if state is None or pid not in state.sessions:
