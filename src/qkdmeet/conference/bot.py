@@ -358,8 +358,7 @@ class ConferenceBot:
         self.bitrates = dict(joined["bitrates"])
         self.documents = list(joined.get("documents", []))
         self.state = BotState.JOINED
-        if isinstance(self.camera, TestPatternTrack):
-            self.camera.pause(self.bitrates.get("camera") == 0)
+        self._follow_pauses()
         # 2. publish the camera (and screen)
         tracks: list[MediaStreamTrack] = [self.camera]
         if self.options.audio:
@@ -376,7 +375,7 @@ class ConferenceBot:
     async def start_screen(self, wait_s: float = 20.0) -> None:
         o = self.options
         self.screen = SlidesTrack(o.screen_width, o.screen_height, o.screen_fps)
-        self.screen.pause(self.bitrates.get("screen") == 0)
+        self._follow_pauses()
         await self._publish("screen", "screen", [self.screen], wait_s)
 
     async def stop_screen(self) -> None:
@@ -558,6 +557,13 @@ class ConferenceBot:
         sender._RTCRtpSender__encoder = packer  # type: ignore[attr-defined]
         sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
 
+    def _follow_pauses(self) -> None:
+        """Pause (or resume) each live video track whose cap is 0 (a replayed clip
+        cannot follow caps)."""
+        for kind, track in (("camera", self.camera), ("screen", self.screen)):
+            if isinstance(track, (TestPatternTrack, SlidesTrack)):
+                track.pause(self.bitrates.get(kind) == 0)
+
     def _apply_bitrates(self, data: dict[str, Any]) -> None:
         """Follow the server's caps; a video cap of 0 pauses that track (no frames)."""
         for key in DEFAULT_BITRATES:
@@ -566,9 +572,7 @@ class ConferenceBot:
                 if value == 0 and key == "audio":
                     continue  # audio is never paused
                 self.bitrates[key] = value
-        for kind, track in (("camera", self.camera), ("screen", self.screen)):
-            if isinstance(track, (TestPatternTrack, SlidesTrack)):
-                track.pause(self.bitrates[kind] == 0)
+        self._follow_pauses()
         for kind, enc in self.video_encoders.items():
             if self.bitrates[kind] > 0:
                 enc.cap = self.bitrates[kind]
