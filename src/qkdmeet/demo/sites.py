@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qkdmeet.kme import pki
+from qkdmeet.qkd.classical import DEFAULT_SECRET_BYTES
 
 #: SAE IDs of the gateways: the names in the PKI's SAE certificates.
 SAE = {"a": pki.sae_id("a"), "b": pki.sae_id("b")}
@@ -35,10 +36,9 @@ QKD_PORT = 7700
 #: Pre-shared secret that authenticates the QKD link's classical channel until
 #: its first block (same file at both sites).
 QKD_PSK_FILE = "qkd-psk.bin"
-#: 32 bytes of hash key and 4,096 masks per direction: the reserve the link keeps
-#: topped up (a block at 7 km spends about 350 per direction; with 1,023 one
-#: block of a cut fibre's dark counts emptied it for good).
-QKD_PSK_BYTES = 32 + 2 * 4096 * 32
+#: The link's default secret, 4,096 masks per direction (with 1,023 one block of
+#: a cut fibre's dark counts emptied the reserve for good).
+QKD_PSK_BYTES = DEFAULT_SECRET_BYTES
 CONFERENCE_PORT = 8443
 ROOM = "expert-panel"
 #: Bounds of the gateways' ETSI 014 key size (bytes): power of two in between.

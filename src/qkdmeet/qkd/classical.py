@@ -47,6 +47,12 @@ from qkdmeet.crypto.wegman_carter import HASH_KEY_BYTES, MASK_BYTES, TAG_BYTES, 
 
 log = logging.getLogger(__name__)
 
+#: Masks per direction in a default pre-shared secret: the reserve the link keeps
+#: topped up (a block at 7 km spends about 350 per direction).
+DEFAULT_SECRET_MASKS = 4096
+#: Bytes of that secret: the hash key, then each direction's masks.
+DEFAULT_SECRET_BYTES = HASH_KEY_BYTES + 2 * DEFAULT_SECRET_MASKS * MASK_BYTES
+
 _HEAD = struct.Struct("<QI")
 #: Largest classical payload accepted (a block's announcement of ~10^8 detections fits).
 MAX_PAYLOAD = 1 << 30

@@ -50,6 +50,7 @@ from qkdmeet.qkd.channel import (
     encode_bob_chunk,
 )
 from qkdmeet.qkd.classical import (
+    DEFAULT_SECRET_BYTES,
     AuthenticatedChannel,
     AuthKeys,
     ChannelClosed,
@@ -92,7 +93,7 @@ def link_params(
     return fk.optimise_intensities(p) if optimise else p
 
 
-def bootstrap_secret(nbytes: int = 32 + 2 * 4096 * 32) -> bytes:
+def bootstrap_secret(nbytes: int = DEFAULT_SECRET_BYTES) -> bytes:
     """A fresh pre-shared secret (hash key and 4096 masks per direction by default)."""
     return os.urandom(nbytes)
 
