@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,8 @@ import pytest
 
 from qkdmeet.testbed import netns
 from qkdmeet.testbed.wanrelay import read_capture
+
+from .demo_run import run_demo
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
@@ -21,12 +21,7 @@ PREFIX = "qke-"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, int]:
     out = tmp_path_factory.mktemp("demo")
-    proc = subprocess.run(
-        [sys.executable, "-m", "qkdmeet", "demo", "--seconds", "30", "--prefix", PREFIX,
-         "--out", str(out), "--json", "--quiet"],
-        capture_output=True, timeout=170, check=False,
-    )
-    assert proc.stdout, proc.stderr.decode(errors="replace")[-3000:]
+    proc = run_demo(out, PREFIX, 30, timeout=170)
     report: dict[str, Any] = json.loads(proc.stdout)
     return report, out, proc.returncode
 

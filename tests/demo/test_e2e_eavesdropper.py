@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
 from qkdmeet.demo.adapt import AUDIO_LEAN_BPS
 from qkdmeet.testbed import netns
+
+from .demo_run import run_demo
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
@@ -24,12 +24,7 @@ SECONDS = 45  # the attack runs from 1/3 to 2/3 of the run
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], int]:
     out = tmp_path_factory.mktemp("demo-eve")
-    proc = subprocess.run(
-        [sys.executable, "-m", "qkdmeet", "demo", "--seconds", str(SECONDS), "--prefix", PREFIX,
-         "--scenario", "eavesdropper", "--out", str(out), "--json", "--quiet"],
-        capture_output=True, timeout=240, check=False,
-    )
-    assert proc.stdout, proc.stderr.decode(errors="replace")[-3000:]
+    proc = run_demo(out, PREFIX, SECONDS, "--scenario", "eavesdropper", timeout=240)
     assert not [ns for ns in netns.list_namespaces() if ns.startswith(PREFIX)]
     saved: dict[str, Any] = json.loads((out / "report.json").read_text())  # with the series
     return saved, proc.returncode

@@ -6,13 +6,13 @@ dark counts must not spend the authentication reserve the link needs."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
 from qkdmeet.testbed import netns
+
+from .demo_run import run_demo
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
@@ -23,12 +23,7 @@ SECONDS = 48  # the cut lasts from 1/3 to 2/3 of the run
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], int, str]:
     out = tmp_path_factory.mktemp("demo-cut")
-    proc = subprocess.run(
-        [sys.executable, "-m", "qkdmeet", "demo", "--seconds", str(SECONDS), "--prefix", PREFIX,
-         "--scenario", "link-cut", "--out", str(out), "--json", "--quiet"],
-        capture_output=True, timeout=240, check=False,
-    )
-    assert proc.stdout, proc.stderr.decode(errors="replace")[-3000:]
+    proc = run_demo(out, PREFIX, SECONDS, "--scenario", "link-cut", timeout=240)
     assert not [ns for ns in netns.list_namespaces() if ns.startswith(PREFIX)]
     saved: dict[str, Any] = json.loads((out / "report.json").read_text())
     logs = "".join(p.read_text(errors="replace") for p in (out / "logs").glob("kme-*.log"))

@@ -5,13 +5,13 @@ accounting identity still closes to the byte across both of its runs."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
 from qkdmeet.testbed import netns
+
+from .demo_run import run_demo
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
@@ -21,12 +21,7 @@ PREFIX = "qkg-"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], int]:
     out = tmp_path_factory.mktemp("demo-restart")
-    proc = subprocess.run(
-        [sys.executable, "-m", "qkdmeet", "demo", "--seconds", "30", "--prefix", PREFIX,
-         "--scenario", "gateway-restart", "--out", str(out), "--json", "--quiet"],
-        capture_output=True, timeout=200, check=False,
-    )
-    assert proc.stdout, proc.stderr.decode(errors="replace")[-3000:]
+    proc = run_demo(out, PREFIX, 30, "--scenario", "gateway-restart", timeout=200)
     assert not [ns for ns in netns.list_namespaces() if ns.startswith(PREFIX)]
     return json.loads(proc.stdout), proc.returncode
 
