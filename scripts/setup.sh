@@ -31,3 +31,6 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
     touch "$stamp"
 fi
+# compile the VPN data path's numba kernels into their cache now (a cold compile
+# takes ~13 s, which a gateway would otherwise spend at its first start)
+.venv/bin/python -c "from qkdmeet.vpn import pump; pump.warm_up()"

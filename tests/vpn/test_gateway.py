@@ -390,3 +390,86 @@ async def test_lost_announcements_and_a_full_prefetch_room_do_not_stall_a_key() 
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_announced_keys_beyond_the_receivers_room_are_fetched_ahead_later() -> None:
+    """The master buffers (and announces) more keys than the slave has room for; the
+    slave keeps the announcements and fetches each key as room frees, so no packet
+    ever waits for its key (before: every key past the room was an on-demand fetch
+    with its packets held, ``pending_full`` drops under load)."""
+    keys = MemoryKeyPair("A", "B")
+    binds = FakeBindPair()
+    tun_a, tun_b = FakeTun(), FakeTun()
+    a = make_gateway(keys, "A", "B", tun_a, binds.a, prefetch=12 * 4096)
+    b = make_gateway(keys, "B", "A", tun_b, binds.b)
+    b.receiver._max_held = 2
+    held: list[bytes] = []
+    hold = b._hold
+
+    def counting_hold(raw_id: bytes, datagram: bytes) -> None:
+        held.append(raw_id)
+        hold(raw_id, datagram)
+
+    b._hold = counting_hold  # type: ignore[method-assign]
+    await a.start()
+    await b.start()
+    try:
+        await settle(lambda: a.sender.buffered >= 10 * 4096 and len(b.receiver._held) == 2)
+        assert len(b.receiver._announced) >= 6  # announced past the room: remembered
+        held.clear()  # the first announcement itself waited for the first key
+        packets = [ip_packet(os.urandom(300)) for _ in range(80)]  # ~26 kB: 7 keys
+        for i in range(0, len(packets), 4):  # a key's worth takes three steps
+            tun_a.inject(*packets[i : i + 4])
+            await settle(lambda i=i: len(tun_b.written) == i + 4)
+            await asyncio.sleep(0.02)  # the fetch of the next announced key completes
+        assert tun_b.written == packets
+        assert held == []
+        assert not b.metrics.inbound.drops
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_a_key_delivered_twice_is_refused_and_journaled_before_use(tmp_path: Path) -> None:
+    """A KME that delivers a key ID again (also to a restarted master): the key is
+    refused and counted, never used; every key was journaled before its first use."""
+    from qkdmeet.kme.types import Key
+
+    keys = MemoryKeyPair("A", "B")
+    supplier = keys.supplier("A")
+    first: list[Key] = []
+    real_enc = supplier.enc_keys
+
+    async def enc_keys(slave: str, number: int, size_bits: int) -> list[Key]:
+        got = await real_enc(slave, number, size_bits)
+        if not first:
+            first.extend(got)
+            return got
+        return [first[0], *got]  # the first key ID once more, with fresh ones
+
+    supplier.enc_keys = enc_keys  # type: ignore[method-assign]
+    binds = FakeBindPair()
+    tun_a, tun_b = FakeTun(), FakeTun()
+    ledger: list[tuple[uuid.UUID, int, int]] = []
+    a = Gateway(tun=tun_a, bind=binds.a, keys=GatewayKeys(supplier, "A", "B", KEY_BITS, 4 * 4096),
+                name="A", state_dir=tmp_path, ledger=lambda *r: ledger.append(r))
+    b = make_gateway(keys, "B", "A", tun_b, binds.b)
+    await a.start()
+    await b.start()
+    try:
+        await settle(lambda: a.sender.buffered > 0)
+        packets = [ip_packet(os.urandom(300)) for _ in range(60)]  # ~20 kB: new fetches
+        for i in range(0, 60, 10):
+            tun_a.inject(*packets[i : i + 10])
+            await settle(lambda i=i: len(tun_b.written) == i + 10)
+        assert tun_b.written == packets
+        assert a.metrics.outbound.drops["key_reissued"] >= 1
+        opened = {kid for kid, off, n in ledger if off == 0}
+        assert sum(1 for kid, off, n in ledger if off == 0 and kid == first[0].key_id) == 1
+        journal = set((tmp_path / "used_keys").read_text().split())
+        assert {str(k) for k in opened} <= journal
+        m = a.metrics.outbound
+        assert m.key_arrived_bytes == m.key_bytes + m.key_buffered_bytes
+    finally:
+        await a.stop()
+        await b.stop()

@@ -54,15 +54,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from qkdmeet.kme.types import KeySupplier
+from qkdmeet.vpn import pump
 from qkdmeet.vpn.constants import (
     DEFAULT_KEY_SIZE_BITS,
     DEFAULT_PREFETCH_BYTES,
+    HEADER_BYTES,
     KEY_HASH_BYTES,
     KEY_MASK_BYTES,
     MAX_BODY_BYTES,
     MAX_KEYS_PER_REQUEST,
     PENDING_PER_KEY,
+    READ_BATCH,
     REFERENCE_PACKET_BYTES,
     REKEY_INTERVAL_SECONDS,
     REKEY_MAX,
@@ -77,13 +82,15 @@ from qkdmeet.vpn.keystream import Ledger, OpenKey, ReceiverKeyStream, SenderKeyS
 from qkdmeet.vpn.metrics import GatewayMetrics, RateMeter
 from qkdmeet.vpn.packet import announce_body, key_bytes_used, parse, parse_announce
 from qkdmeet.vpn.replay import ReplayWindow
-from qkdmeet.vpn.transport import Address, DatagramBind
-from qkdmeet.vpn.tun import PacketDevice
+from qkdmeet.vpn.transport import Address, DatagramBind, RawDatagramBind
+from qkdmeet.vpn.tun import PacketDevice, RawPacketDevice
 
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("!BBHQ16sI")
 _MAX_PENDING_KEYS = 4 * MAX_KEYS_PER_REQUEST
+#: Kernel calls per wake-up of a reader on the batched path (READ_BATCH packets each).
+_PUMP_ROUNDS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +163,20 @@ class Gateway:
         self.max_packet = min(
             MAX_BODY_BYTES, keys.key_size_bits // 8 - KEY_HASH_BYTES - KEY_MASK_BYTES
         )
+        #: the batched data path (:mod:`.pump`) when both ends are file descriptors
+        self.batched = (isinstance(tun, RawPacketDevice) and isinstance(bind, RawDatagramBind)
+                        and not getattr(bind, "gso", False))
+        # typed views of the two ends for the batched path (isinstance on a
+        # Protocol costs microseconds: checked once, here)
+        self._raw_tun: RawPacketDevice = tun  # type: ignore[assignment]
+        self._raw_bind: RawDatagramBind = bind  # type: ignore[assignment]
+        self._out_buf, self._out_st = pump.buffer(), pump.counters()
+        self._in_buf, self._in_st = pump.buffer(), pump.counters()
+        self._seq = np.zeros(1, np.uint64)
+        self._no_ledger = np.zeros(0, np.int64)
+        self._ledger_buf = np.zeros(2 * READ_BATCH, np.int64)
+        #: the key of the last DATA packet accepted: the one the inbound kernel opens
+        self._fast_key: OpenKey | None = None
         self._running = False
         self._last_rekey = float("-inf")
         self._started_at = 0.0
@@ -168,7 +189,11 @@ class Gateway:
         first outbound key is buffered or ``first_key_timeout`` seconds have
         passed (packets the kernel queues meanwhile wait in the TUN instead of
         being dropped for lack of key; without key they are dropped, as ever)."""
-        self.bind.open(self._on_udp)
+        if self.batched:
+            pump.warm_up()
+            self._raw_bind.watch(self._pump_in)
+        else:
+            self.bind.open(self._on_udp)
         self._started_at = time.monotonic()
         self.sender.start()
         self._running = True
@@ -177,7 +202,10 @@ class Gateway:
             if self.sender.buffered:
                 break
             await asyncio.sleep(poll)
-        self.tun.open(self._on_tun)
+        if self.batched:
+            self._raw_tun.watch(self._pump_out)
+        else:
+            self.tun.open(self._on_tun)
 
     async def stop(self) -> None:
         self._running = False
@@ -213,6 +241,39 @@ class Gateway:
             m.payload_bytes += n
         if out:
             self.bind.send_many(out)  # one system call per run of equal sizes (GSO)
+
+    def _pump_out(self) -> None:
+        """The TUN is readable (batched path): the kernel seals runs of packets with
+        the open key; the packet that needs the next key, and every packet while
+        no key is open, takes :meth:`_on_tun`."""
+        tun, bind = self._raw_tun, self._raw_bind
+        m, st, buf = self.metrics.outbound, self._out_st, self._out_buf
+        ledger = self._ledger_buf if self.sender.has_ledger else self._no_ledger
+        for _ in range(_PUMP_ROUNDS):
+            run = self.sender.run()
+            if run is None:
+                packet = tun.read_one()
+                if packet is None:
+                    return
+                self._on_tun([packet])
+                continue
+            key, off, seq, seq_end = run
+            self._seq[0] = seq
+            pump.seal_run(tun.fileno(), bind.fileno(), buf, key.view, off, key.r, key.id_array,
+                          self._seq, np.uint64(seq_end), self.max_packet, READ_BATCH, ledger, st)
+            packets, payload = int(st[pump.PACKETS]), int(st[pump.PAYLOAD])
+            self.sender.commit_run(key, int(st[pump.OFFSET]), int(self._seq[0]), packets,
+                                   payload, ledger)
+            m.packets += packets
+            m.payload_bytes += payload
+            if st[pump.BAD_SIZE]:
+                m.drop("bad_size", int(st[pump.BAD_SIZE]))
+            bind.send_errors += int(st[pump.IO_ERRORS])
+            stop = st[pump.STOP]
+            if stop == pump.STOP_KEY:
+                self._on_tun([bytes(buf[HEADER_BYTES : HEADER_BYTES + st[pump.HELD]])])
+            elif stop != pump.STOP_SEQUENCE:
+                return  # empty, or a batch done: the reader fires again while readable
 
     def _announce(self, key_ids: list[uuid.UUID]) -> None:
         """Tell the slave which keys come next, so it fetches them ahead of need."""
@@ -254,6 +315,34 @@ class Gateway:
                 continue
             self._inbound(datagram)
 
+    def _pump_in(self) -> None:
+        """The WAN socket is readable (batched path): the kernel opens the DATA packets
+        of the key in use; every other datagram takes :meth:`_inbound`, which
+        also picks the key the kernel uses next."""
+        tun, bind = self._raw_tun, self._raw_bind
+        m, st, buf = self.metrics.inbound, self._in_st, self._in_buf
+        w = self.window
+        for _ in range(_PUMP_ROUNDS):
+            key = self._fast_key
+            if key is None or key.closed:
+                datagram = bind.recv_one()  # connected: only the peer's datagrams arrive
+                if datagram is None:
+                    return
+                self._inbound(datagram)
+                continue
+            pump.open_run(bind.fileno(), tun.fileno(), buf, key.view, key.r, key.id_array,
+                          key.seen, w.ring, w.state, self.check_inner, READ_BATCH, st)
+            if st[pump.ACCEPTED]:
+                self.receiver.used_run(key, int(st[pump.KEY_USED]), int(st[pump.ACCEPTED]))
+                m.packets += int(st[pump.PACKETS])
+                m.payload_bytes += int(st[pump.PAYLOAD])
+                if st[pump.BAD_INNER]:
+                    m.drop("bad_inner", int(st[pump.BAD_INNER]))
+                tun.write_errors += int(st[pump.IO_ERRORS])
+            if st[pump.STOP] != pump.STOP_SLOW:
+                return
+            self._inbound(bytes(buf[: st[pump.HELD]]))
+
     def _inbound(self, datagram: bytes) -> None:
         m = self.metrics.inbound
         parsed, reason = parse(datagram)
@@ -274,7 +363,7 @@ class Gateway:
         if off < KEY_HASH_BYTES or off + need > len(key.data):
             m.drop("bad_offset")
             return
-        if off in key.offsets:
+        if key.offset_seen(off):
             m.drop("reused_offset")
             return
         if not verify(datagram, parsed.length, key.view, off, key.r):
@@ -284,7 +373,7 @@ class Gateway:
         if reason:
             m.drop(reason)
             return
-        key.offsets.add(off)
+        key.mark_seen(off)
         self.receiver.used(key, need)
         if parsed.ptype == TYPE_REKEY:
             self.rekeys_received += 1
@@ -304,6 +393,7 @@ class Gateway:
     def _deliver(self, key: OpenKey, off: int, datagram: bytes, length: int) -> None:
         m = self.metrics.inbound
         plain = open_body(datagram, length, key.view, off)  # key bytes zeroed
+        self._fast_key = key
         if self.check_inner and not _inner_ok(plain):
             m.drop("bad_inner")
             return

@@ -20,7 +20,7 @@ Never reuse across restarts -- the choice made here: a restarted master
 *discards* every key it held (buffered or partly used) and opens only keys
 newly delivered by ``enc_keys``, which an ETSI 014 KME delivers once. As a
 guard against a KME that would deliver a key twice, the master appends every
-key ID it opens to ``state_dir/used_keys`` (fsync'd before the first byte of
+key ID it receives to ``state_dir/used_keys`` (fsync'd before the first byte of
 that key is used) and refuses such a key again. Sequence numbers are
 reserved in blocks persisted to ``state_dir/sequence`` so a restarted sender
 always continues above every number it sent, and the peer's replay window
@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from qkdmeet.crypto.wegman_carter import WegmanCarterMac
 from qkdmeet.kme.types import Key, KeySupplier
@@ -62,27 +63,40 @@ log = logging.getLogger(__name__)
 Ledger = Callable[[uuid.UUID, int, int], None]
 
 _MIN_KEY_BYTES = KEY_HASH_BYTES + KEY_MASK_BYTES + 1
+#: Announced key IDs a slave remembers while it has no room to fetch them (16 B each).
+ANNOUNCED_KEYS = 1024
 
 
 class OpenKey:
     """A key being used: its bytes (zeroed on close), hash keys and position."""
 
-    __slots__ = ("data", "key_id", "mac", "offsets", "r", "raw_id", "used", "view")
+    __slots__ = ("closed", "data", "id_array", "key_id", "mac", "r", "raw_id", "seen", "used",
+                 "view")
 
     def __init__(self, key: Key) -> None:
         self.key_id = key.key_id
         self.raw_id = key.key_id.bytes
         self.data = bytearray(key.key)
         self.mac = WegmanCarterMac(bytes(self.data[:KEY_HASH_BYTES]))
-        #: The same bytes as a uint8 array (no copy) and the hash key r1 || r2, for
-        #: the kernels of :mod:`qkdmeet.vpn.fastpath`.
+        #: The same bytes as a uint8 array (no copy), the hash key r1 || r2 and the
+        #: key ID, for the kernels of :mod:`qkdmeet.vpn.fastpath` and :mod:`.pump`.
         self.view = np.frombuffer(self.data, np.uint8)
         self.r = np.frombuffer(bytes(self.data[:KEY_HASH_BYTES]), np.uint8)
+        self.id_array = np.frombuffer(self.raw_id, np.uint8)
         self.used = KEY_HASH_BYTES  # sender: next offset; receiver: bytes accepted
-        self.offsets: set[int] = set()  # receiver: offsets already accepted
+        #: receiver: bit ``off`` set once a packet at offset ``off`` was accepted
+        self.seen = np.zeros((len(self.data) + 7) // 8, np.uint8)
+        self.closed = False
+
+    def offset_seen(self, off: int) -> bool:
+        return bool(self.seen[off >> 3] & (1 << (off & 7)))
+
+    def mark_seen(self, off: int) -> None:
+        self.seen[off >> 3] |= 1 << (off & 7)
 
     def close(self) -> None:
-        self.data[:] = bytes(len(self.data))
+        self.view.fill(0)
+        self.closed = True
 
 
 @dataclass(slots=True)
@@ -132,25 +146,39 @@ class SenderState:
         os.replace(tmp, self._dir / name)
 
     def take_sequence(self) -> int:
+        seq = self.reserve()
+        self.next_sequence = seq + 1
+        return seq
+
+    def reserve(self) -> int:
+        """The next sequence number, with a reservation (persisted) that covers it."""
         seq = self.next_sequence
         if seq >= self.reserved_until:
             if seq >= MAX_SEQUENCE:
                 raise OverflowError("sequence space exhausted")
             self.reserved_until = min(MAX_SEQUENCE, seq + SEQUENCE_RESERVATION)
             self._write_atomic("sequence", f"{self.reserved_until}\n")
-        self.next_sequence = seq + 1
         return seq
 
-    def mark_used(self, raw_id: bytes) -> bool:
-        """Record a key as opened; False if it was already used (refuse it)."""
-        if raw_id in self.used:
-            return False
-        self.used.add(raw_id)
-        if self._dir is not None:
-            self._journal.write(str(uuid.UUID(bytes=raw_id)) + "\n")
-            self._journal.flush()
-            os.fsync(self._journal.fileno())
-        return True
+    def mark_used(self, raw_ids: list[bytes]) -> list[bool]:
+        """Record keys as taken (one fsync for all); False for a key taken before
+        (refuse it). Blocking: the sender calls it in a thread as keys arrive."""
+        fresh = [r not in self.used for r in raw_ids]
+        self.used.update(raw_ids)
+        if self._dir is not None and any(fresh):
+            try:
+                for raw, new in zip(raw_ids, fresh, strict=True):
+                    if new:
+                        self._journal.write(str(uuid.UUID(bytes=raw)) + "\n")
+                self._journal.flush()
+                os.fsync(self._journal.fileno())
+            except ValueError:  # journal closed by a stop meanwhile: use none of them
+                return [False] * len(raw_ids)
+        return fresh
+
+    @property
+    def persistent(self) -> bool:
+        return self._dir is not None
 
     def close(self) -> None:
         if self._dir is not None:
@@ -271,18 +299,45 @@ class SenderKeyStream:
             self._ledger(cur.key_id, offset, need)
         return Slot(self._state.take_sequence(), cur, offset)
 
+    def run(self) -> tuple[OpenKey, int, int, int] | None:
+        """For the batched path (:mod:`.pump`): the open key, its next offset, the
+        next sequence number and the end of their reservation; ``None`` when no
+        key is open or its rest cannot carry a packet (then :meth:`reserve` opens
+        the next one)."""
+        cur = self._current
+        if cur is None or cur.used + KEY_MASK_BYTES >= len(cur.data):
+            return None
+        seq = self._state.reserve()
+        return cur, cur.used, seq, self._state.reserved_until
+
+    def commit_run(self, key: OpenKey, offset: int, sequence: int, packets: int,
+                   payload: int, ledger: npt.NDArray[np.int64]) -> None:
+        """Account a batch the kernel sealed with ``key``: it moved to ``offset``
+        and ``sequence``; ``ledger`` holds its ``offset, length`` pairs."""
+        used = offset - key.used
+        key.used = offset
+        self._state.next_sequence = sequence
+        self._buffered -= used
+        m = self._metrics
+        m.key_mask_bytes += KEY_MASK_BYTES * packets
+        m.key_pad_bytes += payload
+        m.key_buffered_bytes = self._buffered
+        if self._buffered < self._prefetch // 2:
+            self._wake.set()
+        if self._ledger is not None:
+            for i in range(packets):
+                self._ledger(key.key_id, int(ledger[2 * i]), int(ledger[2 * i + 1]))
+
+    @property
+    def has_ledger(self) -> bool:
+        return self._ledger is not None
+
     def _open_next(self, need: int) -> OpenKey | None:
         while self._queue:
             key = self._queue.popleft()
             if len(key.key) < KEY_HASH_BYTES + need:
                 # too short for this packet: never partially trusted, counted
                 self._metrics.key_discarded_bytes += len(key.key)
-                self._buffered -= len(key.key)
-                continue
-            if not self._state.mark_used(key.key_id.bytes):
-                log.error("KME delivered key %s a second time: refused", key.key_id)
-                self._metrics.key_discarded_bytes += len(key.key)
-                self._metrics.drop("key_reissued")
                 self._buffered -= len(key.key)
                 continue
             opened = OpenKey(key)
@@ -322,14 +377,35 @@ class SenderKeyStream:
             if not keys:
                 await asyncio.sleep(KME_RETRY_SECONDS)
                 continue
-            arrived = sum(len(k.key) for k in keys)
+            fresh = await self._journal(keys)
+            arrived = sum(len(k.key) for k in fresh)
+            self._metrics.key_arrived_bytes += sum(len(k.key) for k in keys)
+            self._metrics.key_discarded_bytes += sum(len(k.key) for k in keys) - arrived
+            keys = fresh
             self._queue.extend(keys)
             self._buffered += arrived
-            self._metrics.key_arrived_bytes += arrived
             self._metrics.key_buffered_bytes = self._buffered
             self._sample_rates()
             if self._on_new_keys is not None:
                 self._on_new_keys([k.key_id for k in keys])
+
+    async def _journal(self, keys: list[Key]) -> list[Key]:
+        """The keys never taken before, journaled (fsync'd) before any is queued.
+
+        Done as keys arrive, in a thread, not as each is opened on the data
+        path: the fsync took 5-10 ms on this machine's disk while the key store
+        wrote files, a stall of the tunnel at every key switch. A restarted
+        master discards what it had buffered, so journaling a key at arrival
+        refuses exactly the keys that opening it would have.
+        """
+        raw = [k.key_id.bytes for k in keys]
+        fresh = (await asyncio.to_thread(self._state.mark_used, raw) if self._state.persistent
+                 else self._state.mark_used(raw))
+        for key, ok in zip(keys, fresh, strict=True):
+            if not ok:
+                log.error("KME delivered key %s a second time: refused", key.key_id)
+                self._metrics.drop("key_reissued")
+        return [k for k, ok in zip(keys, fresh, strict=True) if ok]
 
     async def _poll_kme_stock(self) -> None:
         """Key the KME holds for this link (ETSI 014 ``status``), at most once a second.
@@ -378,6 +454,8 @@ class ReceiverKeyStream:
         self._held: dict[bytes, OpenKey] = {}  # fetched, not yet used
         self._open: OrderedDict[bytes, OpenKey] = OrderedDict()  # in use, newest last
         self._fetching: set[bytes] = set()
+        #: announced, not yet fetched for want of room; fetched in order as keys open
+        self._announced: OrderedDict[bytes, None] = OrderedDict()
         self._retired: OrderedDict[bytes, None] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self.kme_errors = 0
@@ -405,19 +483,34 @@ class ReceiverKeyStream:
             while len(self._open) > OPEN_KEYS:
                 _, old = self._open.popitem(last=False)
                 self._retire(old)
+            self._fetch_announced()  # a held key opened: room for the next announced one
         key.used += nbytes
         m.key_mask_bytes += KEY_MASK_BYTES
         m.key_pad_bytes += nbytes - KEY_MASK_BYTES
+        m.key_buffered_bytes -= nbytes
+
+    def used_run(self, key: OpenKey, nbytes: int, packets: int) -> None:
+        """Account a batch of ``packets`` accepted by the kernel with an open ``key``."""
+        key.used += nbytes
+        m = self._metrics
+        m.key_mask_bytes += KEY_MASK_BYTES * packets
+        m.key_pad_bytes += nbytes - KEY_MASK_BYTES * packets
         m.key_buffered_bytes -= nbytes
 
     def want(self, raw_ids: list[bytes], *, urgent: bool = False) -> None:
         """Fetch these keys in the background unless known, fetching or retired.
 
         Announced keys are fetched while fewer than ``max_held`` are held or on
-        their way; an ``urgent`` key (packets are waiting for it) is fetched
-        regardless: when the announcement of the key in use was lost (an
-        overloaded WAN drops datagrams) and later keys fill the room, waiting
-        for room would drop every packet of that key.
+        their way; the rest wait, in the order announced (at most
+        :data:`ANNOUNCED_KEYS` of them), and are fetched as held keys open. The master
+        buffers as much key as it likes and announces each key when it gets
+        it, so under a sustained load its announcements run ahead of this
+        room: forgetting them made every such key an urgent fetch with its
+        packets held meanwhile, and ``pending_full`` drops at 250 Mb/s. An
+        ``urgent`` key (packets are waiting for it) is fetched regardless:
+        when the announcement of the key in use was lost (an overloaded WAN
+        drops datagrams) and later keys fill the room, waiting for room would
+        drop every packet of that key.
         """
         new = [
             r
@@ -427,15 +520,34 @@ class ReceiverKeyStream:
             and r not in self._fetching
             and r not in self._retired
         ]
-        if not urgent:
-            room = self._max_held - len(self._held) - len(self._fetching)
-            new = new[: max(0, room)]
-        if not new:
+        if urgent:
+            for r in new:
+                self._announced.pop(r, None)
+            self._start_fetch(new)
             return
+        for r in new:
+            self._announced[r] = None
+        while len(self._announced) > ANNOUNCED_KEYS:
+            self._announced.popitem(last=False)  # bounded (announcements are authenticated)
+        self._fetch_announced()
+
+    def _fetch_announced(self) -> None:
+        room = self._max_held - len(self._held) - len(self._fetching)
+        batch: list[bytes] = []
+        while self._announced and len(batch) < room:
+            r, _ = self._announced.popitem(last=False)
+            if r not in self._open and r not in self._held and r not in self._retired:
+                batch.append(r)
+        self._start_fetch(batch)
+
+    def _start_fetch(self, new: list[bytes]) -> None:
         self._fetching.update(new)
-        task = asyncio.create_task(self._fetch(new), name="vpn-key-fetch")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        for i in range(0, len(new), MAX_KEYS_PER_REQUEST):
+            task = asyncio.create_task(
+                self._fetch(new[i : i + MAX_KEYS_PER_REQUEST]), name="vpn-key-fetch"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _fetch(self, raw_ids: list[bytes]) -> None:
         ids = [uuid.UUID(bytes=r) for r in raw_ids]
@@ -465,6 +577,7 @@ class ReceiverKeyStream:
             # whole key buffered until opened, so arrived == consumed + buffered
             self._metrics.key_buffered_bytes += len(key.key)
             self._on_key_ready(raw, True)
+        self._fetch_announced()  # a failed fetch left room
 
     def _retire(self, key: OpenKey) -> None:
         rest = len(key.data) - key.used
@@ -488,6 +601,7 @@ class ReceiverKeyStream:
             key.close()
         self._open.clear()
         self._held.clear()
+        self._announced.clear()
         # what was buffered is discarded unused: arrived == consumed still holds
         self._metrics.key_discarded_bytes += max(0, self._metrics.key_buffered_bytes)
         self._metrics.key_buffered_bytes = 0

@@ -31,7 +31,7 @@ import errno
 import socket
 import struct
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from qkdmeet.udpgso import GRO_CMSG_SPACE, UDP_GRO, gso_runs, segment_cmsg, split_gro
 from qkdmeet.vpn.constants import READ_BATCH
@@ -51,6 +51,22 @@ class DatagramBind(Protocol):
     def accepts(self, addr: Address) -> bool: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class RawDatagramBind(Protocol):
+    """A bind that is one connected socket (only the peer's datagrams arrive): the
+    gateway's batched path (:mod:`.pump`) sends and receives on it from a kernel."""
+
+    send_errors: int
+
+    def fileno(self) -> int: ...
+
+    def watch(self, on_readable: Callable[[], None]) -> None:
+        """Call ``on_readable`` from the event loop whenever datagrams wait (instead of open)."""
+
+    def recv_one(self) -> bytes | None:
+        """One datagram from the peer, or ``None`` when none waits."""
 
 
 def parse_address(text: str) -> Address:
@@ -102,10 +118,22 @@ class UdpBind:
     def accepts(self, addr: Address) -> bool:
         return addr[0] == self._peer_ip and addr[1] == self.peer[1]
 
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
     def open(self, deliver: DeliverDatagrams) -> None:
         self._deliver = deliver
+        self.watch(self._on_readable)
+
+    def watch(self, on_readable: Callable[[], None]) -> None:
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._sock.fileno(), self._on_readable)
+        self._loop.add_reader(self._sock.fileno(), on_readable)
+
+    def recv_one(self) -> bytes | None:
+        try:
+            return self._sock.recv(65535)
+        except OSError:  # BlockingIOError: nothing waits; or an ICMP error reported
+            return None
 
     def _on_readable(self) -> None:
         if self.gro:

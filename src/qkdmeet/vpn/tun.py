@@ -15,7 +15,7 @@ import os
 import struct
 import subprocess
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from qkdmeet.vpn.constants import READ_BATCH, TUN_MTU
 
@@ -34,6 +34,22 @@ class PacketDevice(Protocol):
     def write(self, packet: bytes) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class RawPacketDevice(Protocol):
+    """A packet device that is one file descriptor, one packet per read/write: the
+    gateway's batched path (:mod:`.pump`) reads and writes it from a kernel."""
+
+    write_errors: int
+
+    def fileno(self) -> int: ...
+
+    def watch(self, on_readable: Callable[[], None]) -> None:
+        """Call ``on_readable`` from the event loop whenever packets wait (instead of open)."""
+
+    def read_one(self) -> bytes | None:
+        """One packet, or ``None`` when none waits."""
 
 
 class TunDevice:
@@ -67,10 +83,22 @@ class TunDevice:
     def add_address(self, cidr: str) -> None:
         _ip("addr", "replace", cidr, "dev", self.name)
 
+    def fileno(self) -> int:
+        return self._fd
+
     def open(self, deliver: Deliver) -> None:
         self._deliver = deliver
+        self.watch(self._on_readable)
+
+    def watch(self, on_readable: Callable[[], None]) -> None:
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._fd, self._on_readable)
+        self._loop.add_reader(self._fd, on_readable)
+
+    def read_one(self) -> bytes | None:
+        try:
+            return os.read(self._fd, 65535)
+        except OSError:  # BlockingIOError: nothing waits
+            return None
 
     def _on_readable(self) -> None:
         batch: list[bytes] = []
