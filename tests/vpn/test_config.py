@@ -35,6 +35,7 @@ def test_load_good(tmp_path: Path) -> None:
     assert cfg.keys.cert_file == tmp_path / "sae.pem"
     assert cfg.keys.ca_file == Path("/etc/ca.pem")
     assert cfg.budget_listen == ("10.1.0.1", 9180)
+    assert cfg.data_path == "batched"
 
 
 @pytest.mark.parametrize(
@@ -47,6 +48,7 @@ def test_load_good(tmp_path: Path) -> None:
         (('name = "gw-a"', 'name = "gw-a"\nmtu = 100'), "mtu"),
         (('sae_id = "gw-a"', "sae_id = 3"), "sae_id"),
         (("[keys]", "[nokeys]"), "[keys]"),
+        (('name = "gw-a"', 'name = "gw-a"\ndata_path = "gso"'), "data_path"),
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, change: tuple[str, str], message: str) -> None:

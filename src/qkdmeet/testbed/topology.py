@@ -250,7 +250,7 @@ class Topology:
         prefetch_bytes: int = 8 << 20,
         etsi: dict[str, str] | None = None,
         extra_routes: list[str] | None = None,
-        udp_offload: bool = False,
+        data_path: str = "batched",
     ) -> Path:
         """Write a gateway TOML for site ``side`` ("a"/"b").
 
@@ -286,7 +286,7 @@ class Topology:
             f'peer = "{peer_addr}"\n'
             f'state_dir = "{self.run_dir / ("state-" + side)}"\n'
             f'budget_listen = "{me.gw_lan_ip}:9180"\n'
-            f"udp_offload = {'true' if udp_offload else 'false'}\n"
+            f'data_path = "{data_path}"\n'
             "[keys]\n"
             + source
             + f'sae_id = "{sae}"\npeer_sae_id = "{peer_sae}"\n'

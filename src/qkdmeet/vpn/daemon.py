@@ -60,7 +60,7 @@ async def run_gateway(cfg: GatewayConfig, stop: asyncio.Event | None = None) -> 
         stack.callback(tun.close)
         for route in cfg.routes:
             tun.add_route(route)
-        bind = UdpBind(cfg.listen, cfg.peer, offload=cfg.udp_offload)
+        bind = UdpBind(cfg.listen, cfg.peer)
         stack.callback(bind.close)
         gateway = Gateway(
             tun=tun,
@@ -74,6 +74,7 @@ async def run_gateway(cfg: GatewayConfig, stop: asyncio.Event | None = None) -> 
             ),
             name=cfg.name,
             state_dir=cfg.state_dir,
+            batched=cfg.data_path == "batched",
         )
         stack.push_async_callback(gateway.stop)
         await gateway.start(first_key_timeout=FIRST_KEY_WAIT_SECONDS)
@@ -87,8 +88,8 @@ async def run_gateway(cfg: GatewayConfig, stop: asyncio.Event | None = None) -> 
     # after the stack has stopped the gateway: the key it still held is zeroed and
     # counted as discarded, so this run's final counters account for all it received
     final = gateway.metrics.as_dict()
-    final["wan_bind"] = {"gso": bind.gso, "gro": bind.gro, "gso_sends": bind.gso_sends,
-                         "gso_datagrams": bind.gso_datagrams, "gro_buffers": bind.gro_buffers,
-                         "send_errors": bind.send_errors}
+    final["wan_bind"] = {"send_errors": bind.send_errors}
+    final["tun"] = {"write_errors": tun.write_errors}
+    final["data_path"] = "batched" if gateway.batched else "per-packet"
     print(json.dumps(final), file=sys.stderr, flush=True)
     return 0

@@ -136,6 +136,7 @@ class Gateway:
         state_dir: Path | None = None,
         ledger: Ledger | None = None,
         check_inner: bool = True,
+        batched: bool = True,
     ) -> None:
         self.name = name
         self.tun = tun
@@ -164,8 +165,8 @@ class Gateway:
             MAX_BODY_BYTES, keys.key_size_bits // 8 - KEY_HASH_BYTES - KEY_MASK_BYTES
         )
         #: the batched data path (:mod:`.pump`) when both ends are file descriptors
-        self.batched = (isinstance(tun, RawPacketDevice) and isinstance(bind, RawDatagramBind)
-                        and not getattr(bind, "gso", False))
+        self.batched = (batched and isinstance(tun, RawPacketDevice)
+                        and isinstance(bind, RawDatagramBind))
         # typed views of the two ends for the batched path (isinstance on a
         # Protocol costs microseconds: checked once, here)
         self._raw_tun: RawPacketDevice = tun  # type: ignore[assignment]
@@ -240,7 +241,7 @@ class Gateway:
             m.packets += 1
             m.payload_bytes += n
         if out:
-            self.bind.send_many(out)  # one system call per run of equal sizes (GSO)
+            self.bind.send_many(out)
 
     def _pump_out(self) -> None:
         """The TUN is readable (batched path): the kernel seals runs of packets with

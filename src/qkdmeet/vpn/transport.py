@@ -1,24 +1,16 @@
 """The UDP bind between gateways (as wireguard-go's ``conn.Bind``) and a fake.
 
-:class:`UdpBind` is a non-blocking UDP socket read in batches from the event
-loop (no asyncio transport objects on the hot path); it sends to one peer.
-Python has no ``sendmmsg``/``recvmmsg``; with ``offload`` the bind batches
-through the kernel's UDP segmentation offload instead, as wireguard-go does on Linux: a
-run of equal-sized datagrams (the last may be shorter) leaves in one
-``sendmsg`` with a ``UDP_SEGMENT`` control message, and with ``UDP_GRO`` on
-the socket the kernel hands such a run up as one buffer plus its segment
-size. On the wire they are ordinary datagrams: a receiver or middlebox
-without GRO (the WAN relay, a capture) sees them one by one. Where the path
-refuses GSO (no checksum offload: ``EIO``) the bind falls back to one
-``send`` per datagram for good.
+:class:`UdpBind` is a non-blocking UDP socket *connected* to the peer (the
+kernel itself filters datagrams from other sources), read in batches from the
+event loop (no asyncio transport objects on the hot path). On the gateway's
+batched path (:mod:`.pump`) a kernel sends and receives on its descriptor
+directly; :meth:`UdpBind.watch` and :meth:`UdpBind.recv_one` serve it.
 
-Measured on the two-site testbed (``qkdmeet bench vpn``: gateways with and
-without offload taking turns, 3 runs each, four times): 76 / 89, 92 / 107,
-103 / 107 and 106 / 112 Mb/s, GSO/GRO 3-14 % *slower* here. The load reaches gateway A
-a packet at a time (a GSO run carried 2.0 datagrams on average at its
-maximum), so little is batched, while ``recvmsg`` with ancillary data and the
-split of the GRO buffer cost more in Python than ``recvfrom``. So offload is
-off by default (the gateways' ``udp_offload``); the bench keeps measuring both.
+An earlier version batched through the kernel's UDP segmentation offload
+(GSO/GRO, as wireguard-go does on Linux) because Python has no
+``sendmmsg``/``recvmmsg``: measured 3-14 % slower than one ``send`` per
+datagram on the testbed, and half the batched path's rate (176 against 342
+Mb/s, ``qkdmeet bench vpn``, 2026-12-04), it was removed.
 
 :class:`FakeBindPair` links two binds in memory, with a ``tap`` that can
 drop, alter, duplicate or reorder datagrams for tests.
@@ -27,13 +19,10 @@ drop, alter, duplicate or reorder datagrams for tests.
 from __future__ import annotations
 
 import asyncio
-import errno
 import socket
-import struct
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from qkdmeet.udpgso import GRO_CMSG_SPACE, UDP_GRO, gso_runs, segment_cmsg, split_gro
 from qkdmeet.vpn.constants import READ_BATCH
 
 Address = tuple[str, int]
@@ -79,9 +68,7 @@ def parse_address(text: str) -> Address:
 class UdpBind:
     """One UDP socket bound to ``listen``, talking to ``peer``."""
 
-    def __init__(
-        self, listen: Address, peer: Address, *, buffer_bytes: int = 4 << 20, offload: bool = False
-    ) -> None:
+    def __init__(self, listen: Address, peer: Address, *, buffer_bytes: int = 4 << 20) -> None:
         self.peer = peer
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
@@ -96,19 +83,6 @@ class UdpBind:
         self.send_errors = 0
         self._peer_ip = socket.gethostbyname(peer[0])
         self._send = self._sock.send
-        self.gso = offload
-        self.gro = False
-        if offload:
-            try:
-                self._sock.setsockopt(socket.SOL_UDP, UDP_GRO, 1)
-                self.gro = True
-            except OSError:
-                pass  # an older kernel: datagrams arrive one by one
-        #: GSO sends and the datagrams they carried (a batching figure).
-        self.gso_sends = 0
-        self.gso_datagrams = 0
-        self.gro_buffers = 0
-        self.recv_truncated = 0
 
     @property
     def local(self) -> Address:
@@ -136,9 +110,6 @@ class UdpBind:
             return None
 
     def _on_readable(self) -> None:
-        if self.gro:
-            self._read_gro()
-            return
         batch: list[tuple[bytes, Address]] = []
         recv = self._sock.recvfrom
         for _ in range(READ_BATCH):
@@ -151,31 +122,6 @@ class UdpBind:
         if batch and self._deliver is not None:
             self._deliver(batch)
 
-    def _read_gro(self) -> None:
-        batch: list[tuple[bytes, Address]] = []
-        recvmsg = self._sock.recvmsg
-        for _ in range(READ_BATCH):
-            try:
-                data, ancillary, flags, addr = recvmsg(65535, GRO_CMSG_SPACE)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break
-            if flags & socket.MSG_TRUNC:
-                self.recv_truncated += 1  # cannot happen with a 64 KiB buffer; counted
-                continue
-            segment = 0
-            for level, kind, value in ancillary:
-                if level == socket.SOL_UDP and kind == UDP_GRO and len(value) >= 4:
-                    segment = struct.unpack("=i", value[:4])[0]
-            if segment and len(data) > segment:
-                self.gro_buffers += 1
-                batch.extend((d, addr) for d in split_gro(data, segment))
-            else:
-                batch.append((data, addr))
-        if batch and self._deliver is not None:
-            self._deliver(batch)
-
     def send(self, datagram: bytes) -> None:
         try:
             self._send(datagram)
@@ -183,29 +129,9 @@ class UdpBind:
             self.send_errors += 1  # buffer full or no route: the datagram is lost
 
     def send_many(self, datagrams: list[bytes]) -> None:
-        """Send ``datagrams`` in order, runs of them per system call where GSO allows."""
-        if not self.gso or len(datagrams) < 2:
-            for d in datagrams:
-                self.send(d)
-            return
-        sendmsg = self._sock.sendmsg
-        for start, end in gso_runs(datagrams):
-            if end - start == 1:
-                self.send(datagrams[start])
-                continue
-            run = datagrams[start:end]
-            try:
-                sendmsg([b"".join(run)], segment_cmsg(len(run[0])))
-            except OSError as exc:
-                if exc.errno in (errno.EIO, errno.EINVAL, errno.ENOPROTOOPT):
-                    self.gso = False  # the path cannot segment: one send per datagram
-                    for d in run:
-                        self.send(d)
-                else:
-                    self.send_errors += len(run)  # buffer full: the datagrams are lost
-                continue
-            self.gso_sends += 1
-            self.gso_datagrams += len(run)
+        """Send ``datagrams`` in order."""
+        for d in datagrams:
+            self.send(d)
 
     def close(self) -> None:
         if self._sock.fileno() >= 0:
