@@ -305,3 +305,29 @@ async def test_a_gateway_pair_on_the_batched_path() -> None:
     finally:
         for g in gws.values():
             await g.stop()
+
+
+def test_the_warm_up_compiles_what_the_gateway_calls() -> None:
+    """In a fresh process: after warm_up(), a gateway pair's traffic adds no kernel
+    signature (a signature numba has not seen is a compile, seconds without a
+    cache, on the first packet; read-only and writable arrays are two types)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import asyncio\n"
+        "from qkdmeet.vpn import fastpath, pump\n"
+        "from tests.vpn import test_pump\n"
+        "kernels = [pump.seal_run, pump.open_run, fastpath._seal, fastpath._verify,"
+        " fastpath._open]\n"
+        "pump.warm_up()\n"
+        "before = [len(k.signatures) for k in kernels]\n"
+        "asyncio.run(test_pump.test_a_gateway_pair_on_the_batched_path())\n"
+        "print(before, [len(k.signatures) for k in kernels])\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split("\n")[-2]
+    before, after = out.split("] [")
+    assert before == "[1, 1, 1, 1, 1" and after == "1, 1, 1, 1, 1]", out

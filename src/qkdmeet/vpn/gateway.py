@@ -35,6 +35,15 @@ packet can make a fetch fail, and must not make the peer waste key). The
 peer then discards its current and buffered keys (counted as discarded) and
 moves to fresh ones, which it announces.
 
+Batched path: when the TUN and the bind are file descriptors (the daemon's
+TunDevice and UdpBind; ``data_path = "batched"``, the default), the readers
+call :meth:`Gateway._pump_out` and :meth:`Gateway._pump_in` instead, which run
+both pipelines for runs of packets inside one numba kernel each
+(:mod:`qkdmeet.vpn.pump`) with the key in use; whatever the kernel hands back
+(the packet that needs the next key, any datagram that is not a plain DATA
+packet of the key in use or fails a check) goes through the functions below,
+so every drop is decided and counted here.
+
 Every failed check drops the packet silently and counts the reason in
 :class:`~qkdmeet.vpn.metrics.GatewayMetrics`. Control work (key prefetch,
 key fetch, budget endpoint) runs in tasks owned by this object and stopped

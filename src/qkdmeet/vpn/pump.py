@@ -44,6 +44,7 @@ import numpy.typing as npt
 from numba import types
 
 from qkdmeet.crypto.poly1305 import poly1305_into
+from qkdmeet.vpn import fastpath
 from qkdmeet.vpn.constants import (
     HEADER_BYTES,
     KEY_HASH_BYTES,
@@ -249,10 +250,14 @@ def open_run(udp_fd: int, tun_fd: int, buf: Bytes, key: Bytes, r: Bytes, key_id:
 def warm_up() -> None:
     """Compile (or load from numba's cache) both kernels now, not at the first packet:
     a compile takes seconds, during which a starting gateway would drop packets.
-    On descriptor -1 every system call fails at once: nothing is read or sent."""
+    On descriptor -1 every system call fails at once: nothing is read or sent.
+    The per-packet kernels the Python path uses between keys are loaded too."""
+    fastpath.warm_up()
+    # the types the gateway passes: hash key and key ID read-only (from bytes)
     buf, st = np.zeros(OVERHEAD_BYTES + 1, np.uint8), counters()
-    key, r, kid = np.zeros(64, np.uint8), np.zeros(32, np.uint8), np.zeros(16, np.uint8)
+    key = np.frombuffer(bytearray(64), np.uint8)
+    r, kid = np.frombuffer(bytes(32), np.uint8), np.frombuffer(bytes(16), np.uint8)
     seal_run(-1, -1, buf, key, KEY_HASH_BYTES, r, kid, np.zeros(1, np.uint64), np.uint64(1),
              1, 1, np.zeros(0, np.int64), st)
-    open_run(-1, -1, buf, key, r, kid, np.zeros(8, np.uint8), np.zeros(8, np.uint8),
-             np.zeros(2, np.uint64), True, 1, st)
+    open_run(-1, -1, buf, key, r, kid, np.frombuffer(bytearray(8), np.uint8),
+             np.zeros(8, np.uint8), np.zeros(2, np.uint64), True, 1, st)
