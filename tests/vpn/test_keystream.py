@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 from qkdmeet.kme.types import Key
-from qkdmeet.vpn.keystream import OpenKey
+from qkdmeet.vpn.keystream import OpenKey, SenderState
 
 
 def test_a_closed_key_holds_no_key_bytes_and_its_buffers_serve_the_next_key() -> None:
@@ -26,3 +27,16 @@ def test_a_closed_key_holds_no_key_bytes_and_its_buffers_serve_the_next_key() ->
     assert live.data is not second.data  # a buffer in use is never handed out again
     second.close()
     live.close()
+
+
+def test_the_used_key_journal_refuses_an_id_seen_before_also_within_one_delivery(
+        tmp_path: Path) -> None:
+    a, b = uuid.uuid4().bytes, uuid.uuid4().bytes
+    state = SenderState(tmp_path)
+    assert state.mark_used([a, b, a]) == [True, True, False]
+    assert state.mark_used([b]) == [False]
+    state.close()
+    again = SenderState(tmp_path)  # a restart reads the journal
+    assert again.used == {a, b}
+    assert again.mark_used([a, uuid.uuid4().bytes]) == [False, True]
+    again.close()

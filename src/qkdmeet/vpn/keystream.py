@@ -203,8 +203,10 @@ class SenderState:
     def mark_used(self, raw_ids: list[bytes]) -> list[bool]:
         """Record keys as taken (one fsync for all); False for a key taken before
         (refuse it). Blocking: the sender calls it in a thread as keys arrive."""
-        fresh = [r not in self.used for r in raw_ids]
-        self.used.update(raw_ids)
+        fresh = []
+        for r in raw_ids:  # one by one: an ID twice in one delivery is refused the second time
+            fresh.append(r not in self.used)
+            self.used.add(r)
         if self._dir is not None and any(fresh):
             try:
                 for raw, new in zip(raw_ids, fresh, strict=True):
