@@ -319,8 +319,8 @@ def test_the_warm_up_compiles_what_the_gateway_calls() -> None:
         "import asyncio\n"
         "from qkdmeet.vpn import fastpath, pump\n"
         "from tests.vpn import test_pump\n"
-        "kernels = [pump.seal_run, pump.open_run, fastpath._seal, fastpath._verify,"
-        " fastpath._open]\n"
+        "kernels = [pump.seal_run, pump.open_run, pump.inner_ok, fastpath._seal,"
+        " fastpath._verify, fastpath._open]\n"
         "pump.warm_up()\n"
         "before = [len(k.signatures) for k in kernels]\n"
         "asyncio.run(test_pump.test_a_gateway_pair_on_the_batched_path())\n"
@@ -330,4 +330,4 @@ def test_the_warm_up_compiles_what_the_gateway_calls() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                          timeout=300, check=True).stdout.split("\n")[-2]
     before, after = out.split("] [")
-    assert before == "[1, 1, 1, 1, 1" and after == "1, 1, 1, 1, 1]", out
+    assert before == "[1, 1, 1, 1, 1, 1" and after == "1, 1, 1, 1, 1, 1]", out

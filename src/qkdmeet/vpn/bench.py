@@ -354,7 +354,8 @@ def _testbed(runs: int, seconds: float, size: int, offered: list[float]) -> dict
                 try:
                     time.sleep(1)
                     top_up(0)
-                    into.append(_flow(routed, seconds, size, ab_mbps, 7500 + 2 * i + len(into),
+                    port = 7500 + 2 * i + (path == "batched")
+                    into.append(_flow(routed, seconds, size, ab_mbps, port,
                                       {"a": gws[0].pid, "b": gws[1].pid}))
                 finally:
                     for g in gws:

@@ -120,18 +120,6 @@ def payload_per_key_byte(packet_bytes: int, key_bytes: int) -> float:
     return packets * packet_bytes / key_bytes if key_bytes else 0.0
 
 
-def _inner_ok(packet: bytes) -> bool:
-    """An IPv4/IPv6 packet whose length field matches what was carried."""
-    if not packet:
-        return False
-    v = packet[0] >> 4
-    if v == 4:
-        return len(packet) >= 20 and (packet[2] << 8 | packet[3]) == len(packet)
-    if v == 6:
-        return len(packet) >= 40 and (packet[4] << 8 | packet[5]) + 40 == len(packet)
-    return False
-
-
 class Gateway:
     """One site's QKD-VPN gateway over a packet device and a datagram bind."""
 
@@ -404,7 +392,7 @@ class Gateway:
         m = self.metrics.inbound
         plain = open_body(datagram, length, key.view, off)  # key bytes zeroed
         self._fast_key = key
-        if self.check_inner and not _inner_ok(plain):
+        if self.check_inner and not pump.inner_ok(np.frombuffer(plain, np.uint8), 0, len(plain)):
             m.drop("bad_inner")
             return
         self.tun.write(plain)

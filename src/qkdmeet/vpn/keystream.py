@@ -329,14 +329,7 @@ class SenderKeyStream:
                 self._wake.set()
                 return None
         offset = cur.used
-        cur.used += need
-        self._buffered -= need
-        m = self._metrics
-        m.key_mask_bytes += KEY_MASK_BYTES
-        m.key_pad_bytes += length
-        m.key_buffered_bytes = self._buffered
-        if self._buffered < self._prefetch // 2:
-            self._wake.set()
+        self._account(cur, offset + need, 1, length)
         if self._ledger is not None:
             self._ledger(cur.key_id, offset, need)
         return Slot(self._state.take_sequence(), cur, offset)
@@ -356,19 +349,22 @@ class SenderKeyStream:
                    payload: int, ledger: npt.NDArray[np.int64]) -> None:
         """Account a batch the kernel sealed with ``key``: it moved to ``offset``
         and ``sequence``; ``ledger`` holds its ``offset, length`` pairs."""
-        used = offset - key.used
-        key.used = offset
+        self._account(key, offset, packets, payload)
         self._state.next_sequence = sequence
-        self._buffered -= used
+        if self._ledger is not None:
+            for i in range(packets):
+                self._ledger(key.key_id, int(ledger[2 * i]), int(ledger[2 * i + 1]))
+
+    def _account(self, key: OpenKey, offset: int, packets: int, payload: int) -> None:
+        """``packets`` carrying ``payload`` bytes moved ``key`` on to ``offset``."""
+        self._buffered -= offset - key.used
+        key.used = offset
         m = self._metrics
         m.key_mask_bytes += KEY_MASK_BYTES * packets
         m.key_pad_bytes += payload
         m.key_buffered_bytes = self._buffered
         if self._buffered < self._prefetch // 2:
             self._wake.set()
-        if self._ledger is not None:
-            for i in range(packets):
-                self._ledger(key.key_id, int(ledger[2 * i]), int(ledger[2 * i + 1]))
 
     @property
     def has_ledger(self) -> bool:
@@ -420,9 +416,10 @@ class SenderKeyStream:
                 await asyncio.sleep(KME_RETRY_SECONDS)
                 continue
             fresh = await self._journal(keys)
+            delivered = sum(len(k.key) for k in keys)
             arrived = sum(len(k.key) for k in fresh)
-            self._metrics.key_arrived_bytes += sum(len(k.key) for k in keys)
-            self._metrics.key_discarded_bytes += sum(len(k.key) for k in keys) - arrived
+            self._metrics.key_arrived_bytes += delivered
+            self._metrics.key_discarded_bytes += delivered - arrived  # refused: reissued
             keys = fresh
             self._queue.extend(keys)
             self._buffered += arrived
@@ -526,10 +523,7 @@ class ReceiverKeyStream:
                 _, old = self._open.popitem(last=False)
                 self._retire(old)
             self._fetch_announced()  # a held key opened: room for the next announced one
-        key.used += nbytes
-        m.key_mask_bytes += KEY_MASK_BYTES
-        m.key_pad_bytes += nbytes - KEY_MASK_BYTES
-        m.key_buffered_bytes -= nbytes
+        self.used_run(key, nbytes, 1)
 
     def used_run(self, key: OpenKey, nbytes: int, packets: int) -> None:
         """Account a batch of ``packets`` accepted by the kernel with an open ``key``."""

@@ -103,8 +103,9 @@ def counters() -> Counters:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _inner_ok(buf: Bytes, start: int, n: int) -> bool:
-    """An IPv4/IPv6 packet whose length field matches what was carried."""
+def inner_ok(buf: Bytes, start: int, n: int) -> bool:
+    """``buf[start:start+n]`` is an IPv4/IPv6 packet whose length field matches what
+    was carried (the one check of both paths: the gateway's Python path calls it too)."""
     if n < 1:
         return False
     v = buf[start] >> 4
@@ -240,7 +241,7 @@ def open_run(udp_fd: int, tun_fd: int, buf: Bytes, key: Bytes, r: Bytes, key_id:
             key[i] = 0
         out[ACCEPTED] += 1
         out[KEY_USED] += need
-        if check_inner and not _inner_ok(buf, HEADER_BYTES, length):
+        if check_inner and not inner_ok(buf, HEADER_BYTES, length):
             out[BAD_INNER] += 1
             continue
         if _c_write(tun_fd, base + HEADER_BYTES, length) < 0:
@@ -255,6 +256,7 @@ def warm_up() -> None:
     On descriptor -1 every system call fails at once: nothing is read or sent.
     The per-packet kernels the Python path uses between keys are loaded too."""
     fastpath.warm_up()
+    inner_ok(np.frombuffer(bytes(20), np.uint8), 0, 20)  # as the Python path calls it
     # the types the gateway passes: hash key and key ID read-only (from bytes)
     buf, st = np.zeros(OVERHEAD_BYTES + 1, np.uint8), counters()
     key = np.frombuffer(bytearray(64), np.uint8)
