@@ -60,3 +60,26 @@ def test_bad_key_sizes_raise() -> None:
 def test_forgery_bound_meets_packet_target() -> None:
     assert forgery_bound_log2(1500) <= -100
     assert forgery_bound_log2(100_000_000) <= -100
+
+
+def test_stream_tag_equals_the_one_shot_tag_of_the_concatenation() -> None:
+    import os
+
+    from qkdmeet.crypto.wegman_carter import WegmanCarterMac
+
+    mac = WegmanCarterMac(os.urandom(32))
+    for sizes in ([0], [1], [15, 1], [16, 16, 3], [1000, 7, 70001]):
+        pieces = [os.urandom(n) for n in sizes]
+        mask = os.urandom(32)
+        st = mac.stream()
+        for piece in pieces:
+            st.update(piece)
+        tag = st.tag(mask)
+        assert tag == mac.tag(b"".join(pieces), mask)
+        st2 = mac.stream()
+        for piece in pieces:
+            st2.update(piece)
+        assert st2.verify(mask, tag)
+        bad = mac.stream()
+        bad.update(b"".join(pieces) + b"x")
+        assert not bad.verify(mask, tag)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from qkdmeet.qkd import finite_key as fk
+from qkdmeet.qkd import optics
 from qkdmeet.qkd.events import sample_detections
 from qkdmeet.qkd.params import LinkParams, get_preset
 
@@ -159,3 +160,114 @@ def test_lim_preset_per_bit_eps_and_block_size_order() -> None:
     assert 0 < rates[0] < rates[1]
     blk = fk.model_block(fk.optimise_intensities(dataclasses.replace(lim, n_x=10**9)))
     assert blk.estimate.eps_sec == pytest.approx(1e-15 * blk.key_length, rel=0.05)
+
+
+# -- zero (and few) observed Z errors -----------------------------------------------------
+
+
+def _lim_phi(v_z1: float, s_z1: float, s_x1: float, eps: float) -> float:
+    """The paper's eq. 5 written out again (no floor): b + gamma(eps, b, s_Z1, s_X1)."""
+    b, c, d = v_z1 / s_z1, s_z1, s_x1
+    inner = (c + d) / (c * d * (1 - b) * b) * 21**2 / eps**2
+    return b + math.sqrt((c + d) * (1 - b) * b / (c * d * math.log(2)) * math.log2(inner))
+
+
+@pytest.mark.parametrize("n_x", [4 * 10**6, 10**7])
+def test_zero_z_errors_give_a_valid_phase_error_bound(n_x: int) -> None:
+    p = dataclasses.replace(get_preset("toshiba").with_loss_db(2.0), n_x=n_x)
+    _, counts = fk.expected_counts(p)
+    clean = dataclasses.replace(counts, m_z=(0, 0, 0))
+    est = fk.estimate(clean, p)
+    assert est.v_z1 == 0.0 and not est.aborted
+    c, d = est.s_z1, est.s_x1
+    # not below what the paper's formula gives for a single single-photon Z error
+    assert est.phi_x > _lim_phi(1.0, c, d, p.eps_sec)
+    # the zero-error tail in closed form: ln(21/eps) / ln(1 + c/d), over d; ~ ln(21/eps) / c
+    closed = math.log(21 / p.eps_sec) / math.log1p(c / d) / d
+    assert est.phi_x == pytest.approx(closed, rel=1e-9)
+    assert 0.9 * math.log(21 / p.eps_sec) / c < est.phi_x < 1.1 * math.log(21 / p.eps_sec) / c
+    # orders of magnitude above the old collapsed value (b floored at 1e-12 in gamma)
+    assert est.phi_x > 1e3 * (fk.gamma(p.eps_sec, 1e-12, c, d))
+    # one observed error never gives a smaller bound than none
+    one = fk.estimate(dataclasses.replace(counts, m_z=(1, 0, 0)), p)
+    assert one.phi_x >= est.phi_x
+    # the key is not nearly all of s_X1 any more
+    assert fk.secret_key_length(est, 0.0, p) < est.s_x0 + est.s_x1 * (
+        1 - fk.binary_entropy(closed) / 2
+    )
+
+
+@pytest.mark.parametrize(("c", "d", "k"), [(2_000, 20_000, 0), (2_000, 20_000, 3), (500, 400, 0)])
+def test_tail_bound_holds_against_the_exact_hypergeometric(c: int, d: int, k: int) -> None:
+    from scipy.stats import hypergeom
+
+    eps = 1e-6
+    phi = fk.phase_error_tail_bound(k, c, d, eps)
+    assert 0 < phi < 0.5
+    # with phi d errors in X (+ k in Z) among the c + d single-photon events, seeing at
+    # most k of them in the Z set has probability at most eps / 21
+    total = math.ceil(phi * d) + k
+    assert hypergeom.cdf(k, c + d, total, c) <= eps / 21
+    # and it is not loose: 10 % fewer errors are seen that rarely no longer
+    fewer = math.floor(0.9 * phi * d) + k
+    assert hypergeom.cdf(k, c + d, fewer, c) > eps / 21
+
+
+def test_paper_value_unchanged_with_many_errors_and_raised_with_few() -> None:
+    eps, c, d = 1e-10, 1e5, 4e5
+    for b in (1e-3, 1e-2, 0.05, 0.2):
+        # the paper's gamma is the larger at hundreds of errors: estimate keeps it
+        assert fk.phase_error_tail_bound(b * c, c, d, eps) < _lim_phi(b * c, c, d, eps)
+    for k in (1.0, 5.0):
+        assert fk.phase_error_tail_bound(k, c, d, eps) > _lim_phi(k, c, d, eps)
+    # the hand-worked block of test_key_length_formula_by_hand keeps the paper's value
+    est = fk.estimate(COUNTS, HAND)
+    assert est.phi_x == pytest.approx(_lim_phi(est.v_z1, est.s_z1, est.s_x1, 1e-10), rel=1e-12)
+
+
+def test_decoy_bound_clipped_to_zero_errors_uses_the_tail() -> None:
+    # Z errors only at the vacuum decoy push v_Z1 below 0 (clipped): the tail still applies
+    counts = dataclasses.replace(COUNTS, n_z=(200_000, 40_000, 1_000), m_z=(0, 0, 200))
+    est = fk.estimate(counts, HAND)
+    assert est.v_z1 == 0.0
+    assert est.phi_x == pytest.approx(fk.phase_error_tail_bound(0.0, est.s_z1, est.s_x1, 1e-10))
+    assert est.phi_x > 10 / est.s_z1
+
+
+# -- rates net of authentication ----------------------------------------------------------
+
+
+def test_net_key_rate_subtracts_authentication_per_block() -> None:
+    assert fk.AUTH_BITS_PER_BLOCK == 2048.0
+    base = get_preset("toshiba").with_loss_db(2.0)
+    shares = []
+    for n_x in (10**7, 10**8):
+        p = dataclasses.replace(base, n_x=n_x)
+        r = fk.net_key_rate(p)
+        assert r.gross_bps == fk.model_secure_key_rate_bps(p)
+        blocks = optics.sifted_x_rate_hz(p) / n_x
+        assert r.blocks_per_s == pytest.approx(blocks, rel=1e-12)
+        assert r.net_bps == pytest.approx(r.gross_bps - 2048.0 * blocks, rel=1e-12)
+        assert fk.model_net_key_rate_bps(p) == r.net_bps
+        assert 0 < r.auth_share < 0.01 and r.auth_share == pytest.approx(r.auth_bps / r.gross_bps)
+        assert r.net_per_pulse == pytest.approx(r.net_bps / p.clock_hz)
+        d = r.as_dict()
+        assert d["net_key_rate_bps"] == r.net_bps and d["gross_key_rate_bps"] == r.gross_bps
+        shares.append(r.auth_share)
+    assert shares[0] > shares[1]  # longer blocks amortise authentication
+    # a per-message protocol (~700 masks a block) at 1e6-bit blocks: net below zero possible
+    small = fk.optimise_intensities(dataclasses.replace(base, n_x=10**6))
+    heavy = fk.net_key_rate(small, 700 * 256.0)
+    assert heavy.gross_bps > 0 and 0.3 < heavy.auth_share <= 1.0
+    assert fk.net_key_rate(small, 0.0).net_bps == heavy.gross_bps
+    with pytest.raises(ValueError, match="auth_bits_per_block"):
+        fk.net_key_rate(base, -1.0)
+    nothing = fk.net_key_rate(dataclasses.replace(base, n_x=10**6))  # preset q_x: no key
+    assert nothing.gross_bps == 0.0 and nothing.net_bps < 0 and nothing.auth_share == 1.0
+
+
+def test_net_optimisation_never_loses_net_rate() -> None:
+    p = dataclasses.replace(get_preset("toshiba").with_loss_db(2.0), n_x=10**6)
+    gross_opt = fk.optimise_intensities(p)
+    net_opt = fk.optimise_intensities(p, auth_bits_per_block=fk.AUTH_BITS_PER_BLOCK)
+    assert fk.model_net_key_rate_bps(net_opt) >= 0.999 * fk.model_net_key_rate_bps(gross_opt)

@@ -177,11 +177,90 @@ def test_abort_backoff_doubles_to_its_cap() -> None:
     assert waits == sorted(waits)
 
 
-def test_error_correction_mask_budget_leaves_the_next_block_its_masks() -> None:
-    from qkdmeet.qkd.protocol import ec_mask_budget
+def test_transcript_hash_keeps_message_boundaries_and_directions() -> None:
+    from qkdmeet.qkd.protocol import transcript_piece
 
-    assert ec_mask_budget(4096) == 1024  # the demo's reserve: 3x a block at 3 % QBER
-    assert ec_mask_budget(1023) == 511  # half of what is left
-    assert ec_mask_budget(20) == 64  # never below a minimal exchange
-    for unused in (700, 1023, 4096, 16384):
-        assert unused - ec_mask_budget(unused) >= min(unused // 2, unused - 1024)
+    def hashed(*msgs: tuple[bool, bytes]) -> bytes:
+        return b"".join(transcript_piece(a, p) + p for a, p in msgs)
+
+    assert hashed((False, b"ab"), (True, b"c")) != hashed((False, b"a"), (True, b"bc"))
+    assert hashed((False, b"ab")) != hashed((True, b"ab"))
+    assert hashed((False, b"")) != hashed()
+
+
+async def test_forged_checkpoint_is_refused(params_2db: LinkParams) -> None:
+    """A VERDICT whose tag was changed on the way gives Alice no key of that block."""
+    import struct
+
+    from qkdmeet.qkd import messages as m
+    from qkdmeet.qkd.classical import OPEN_SEQ
+
+    link = _link(params_2db, 19, auth_target_masks=0)
+    _, tb = link.transports
+    state = {"done": False}
+
+    def forge_first_verdict(frame: bytes) -> list[bytes]:
+        seq, _ = struct.unpack_from("<QI", frame)
+        if seq != OPEN_SEQ and not state["done"]:
+            msg = m.decode(frame[12:-32])
+            if msg.kind == m.VERDICT:
+                state["done"] = True
+                return [frame[:-1] + bytes([frame[-1] ^ 1])]
+        return [frame]
+
+    tb.tamper = forge_first_verdict  # type: ignore[attr-defined]
+    async with link:
+        await link.wait_blocks(1)
+    first = link.alice.stats.reports[0]
+    assert state["done"] and not first.ok and "authentication" in first.reason
+    assert link.alice.channel.rejected == 1
+
+
+async def test_one_mask_per_direction_per_block(params_2db: LinkParams) -> None:
+    """Authentication per block: only HELLO and the two checkpoints are tagged."""
+    link = _link(params_2db, 17, auth_target_masks=0)
+    async with link:
+        await link.wait_blocks(3)
+    a = link.alice.channel
+    ok = [r for r in link.alice.stats.reports if r.ok]
+    assert len(ok) >= 3
+    # HELLO plus one checkpoint per completed block, each direction (blocks still in
+    # flight at the stop may have sent theirs)
+    assert len(ok) + 1 <= a.next_send <= len(ok) + 1 + 3
+    assert a.sent_open > 20 * len(ok)  # the Cascade messages travel open
+    for r in ok:
+        assert r.messages > 2 * r.ec_rounds
+
+
+async def test_disclosed_bits_on_the_wire_equal_lambda_ec(params_2db: LinkParams) -> None:
+    """Every parity Alice sends and Bob's EC_DONE count are charged to the key length."""
+    import struct
+
+    from qkdmeet.qkd import messages as m
+    from qkdmeet.qkd.classical import OPEN_SEQ
+    from qkdmeet.qkd.protocol import EC_DONE_DISCLOSED_BITS
+
+    link = _link(params_2db, 18, auth_target_masks=0)
+    ta, tb = link.transports
+    wire: dict[int, int] = {}
+
+    def count(frame: bytes) -> list[bytes]:
+        seq, _ = struct.unpack_from("<QI", frame)
+        if seq == OPEN_SEQ:
+            msg = m.decode(frame[12:])
+            if msg.kind == m.EC_REPLY:  # parities: kind u8, count u32, packed bits
+                (n,) = struct.unpack_from("<I", msg.body, 1)
+                wire[msg.block_id] = wire.get(msg.block_id, 0) + n
+            elif msg.kind == m.EC_DONE:
+                wire[msg.block_id] = wire.get(msg.block_id, 0) + 8 * len(msg.body)
+        return [frame]
+
+    ta.tamper = count  # type: ignore[attr-defined]
+    tb.tamper = count  # type: ignore[attr-defined]
+    async with link:
+        await link.wait_blocks(2)
+    reports = [r for r in link.alice.stats.reports if r.ok]
+    assert reports
+    for r in reports:
+        assert wire[r.block_id] == r.leaked_bits
+        assert EC_DONE_DISCLOSED_BITS == 64

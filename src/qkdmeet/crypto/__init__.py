@@ -4,6 +4,7 @@ from qkdmeet.crypto.wegman_carter import (
     HASH_KEY_BYTES,
     MASK_BYTES,
     TAG_BYTES,
+    MacStream,
     WegmanCarterMac,
     forgery_bound_log2,
 )
@@ -12,6 +13,7 @@ __all__ = [
     "HASH_KEY_BYTES",
     "MASK_BYTES",
     "TAG_BYTES",
+    "MacStream",
     "WegmanCarterMac",
     "forgery_bound_log2",
 ]

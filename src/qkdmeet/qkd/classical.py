@@ -10,6 +10,16 @@ Frame (every classical message)::
 is masked with the n-th mask of that direction's pool, so a mask never
 serves two messages, and a lost message costs its mask at both ends.
 
+Open frames (``seq`` = :data:`OPEN_SEQ`, no tag) carry the messages inside a
+block: they spend no mask. The protocol hashes each block's transcript
+(every message sent and received, in order) into a
+:class:`~qkdmeet.crypto.wegman_carter.MacStream` as it goes and closes it with
+a *checkpoint*, a tagged frame whose tag covers ``transcript | payload | seq |
+length`` (:meth:`AuthenticatedChannel.send` with ``stream``, checked by
+:meth:`AuthenticatedChannel.check`): one mask per direction per block instead
+of one per message, and nothing of the block is used before both ends have
+checked both checkpoints (:mod:`qkdmeet.qkd.protocol`).
+
 The receiver accepts only ``seq`` at or above the next expected one:
 
 - ``seq`` below it: :class:`ReplayError` (a replayed or duplicated frame);
@@ -43,7 +53,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from qkdmeet.crypto.wegman_carter import HASH_KEY_BYTES, MASK_BYTES, TAG_BYTES, WegmanCarterMac
+from qkdmeet.crypto.wegman_carter import (
+    HASH_KEY_BYTES,
+    MASK_BYTES,
+    TAG_BYTES,
+    MacStream,
+    WegmanCarterMac,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +70,8 @@ DEFAULT_SECRET_MASKS = 4096
 DEFAULT_SECRET_BYTES = HASH_KEY_BYTES + 2 * DEFAULT_SECRET_MASKS * MASK_BYTES
 
 _HEAD = struct.Struct("<QI")
+#: ``seq`` of an open (untagged) frame.
+OPEN_SEQ = (1 << 64) - 1
 #: Largest classical payload accepted (a block's announcement of ~10^8 detections fits).
 MAX_PAYLOAD = 1 << 30
 
@@ -359,8 +377,28 @@ class StreamTransport:
 # -- the authenticated channel ---------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A frame as read: open (``seq`` None) or tagged and not yet checked (see ``check``)."""
+
+    payload: bytes
+    seq: int | None = None
+    body: bytes = b""
+    mask: bytes = b""
+    tag: bytes = b""
+
+    @property
+    def tagged(self) -> bool:
+        return self.seq is not None
+
+
 class AuthenticatedChannel:
-    """Sequence-numbered, Wegman-Carter-authenticated messages over a :class:`FrameTransport`."""
+    """Sequence-numbered, Wegman-Carter-authenticated messages over a :class:`FrameTransport`.
+
+    ``send``/``recv``: one tag per message. ``send_open``/``recv_frame`` and
+    ``send(..., transcript=...)``/``check``: open frames closed by a checkpoint
+    whose tag covers their transcript (the module docstring).
+    """
 
     def __init__(self, transport: FrameTransport, keys: AuthKeys) -> None:
         self.transport = transport
@@ -370,10 +408,19 @@ class AuthenticatedChannel:
         self.next_recv = keys.incoming.base
         self.sent = 0
         self.received = 0
+        self.sent_open = 0
+        self.received_open = 0
+        #: The tag of the last tagged frame sent.
+        self.last_tag = b""
         self.rejected = 0
         self.replayed = 0
 
-    async def send(self, payload: bytes) -> None:
+    def transcript_mac(self) -> MacStream:
+        """A fresh incremental hash for a transcript that a checkpoint will close."""
+        return self._mac.stream()
+
+    async def send(self, payload: bytes, stream: MacStream | None = None) -> int:
+        """Send ``payload`` tagged (after ``stream``'s transcript); returns the seq (mask) used."""
         if len(payload) > MAX_PAYLOAD:
             raise ValueError(f"classical message of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
         seq = self.next_send
@@ -381,18 +428,38 @@ class AuthenticatedChannel:
         self.next_send = seq + 1
         self.keys.spent_bits += MASK_BYTES * 8
         head = _HEAD.pack(seq, len(payload))
-        tag = self._mac.tag(head + payload, mask)
+        if stream is not None:
+            stream.update(payload)
+            stream.update(head)
+            tag = stream.tag(mask)
+        else:
+            tag = self._mac.tag(head + payload, mask)
+        self.last_tag = tag
         await self.transport.send(b"".join((head, payload, tag)))
         self.sent += 1
+        return seq
 
-    async def recv(self) -> bytes:
-        """The next authentic message, or :class:`AuthenticationError` / :class:`ReplayError`."""
+    async def send_open(self, payload: bytes) -> None:
+        """Send ``payload`` untagged: it counts only inside a checkpointed transcript."""
+        if len(payload) > MAX_PAYLOAD:
+            raise ValueError(f"classical message of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+        await self.transport.send(_HEAD.pack(OPEN_SEQ, len(payload)) + payload)
+        self.sent_open += 1
+
+    async def recv_frame(self) -> Received:
+        """The next frame: open, or tagged with its mask taken (:meth:`check` verifies it)."""
         frame = await self.transport.recv()
-        if len(frame) < _HEAD.size + TAG_BYTES:
+        if len(frame) < _HEAD.size:
             self.rejected += 1
             raise AuthenticationError(f"malformed classical frame of {len(frame)} bytes")
         seq, length = _HEAD.unpack_from(frame)
-        if length != len(frame) - _HEAD.size - TAG_BYTES:
+        if seq == OPEN_SEQ:
+            if length != len(frame) - _HEAD.size:
+                self.rejected += 1
+                raise AuthenticationError("open classical frame length does not match its header")
+            self.received_open += 1
+            return Received(frame[_HEAD.size :])
+        if len(frame) < _HEAD.size + TAG_BYTES or length != len(frame) - _HEAD.size - TAG_BYTES:
             self.rejected += 1
             raise AuthenticationError("classical frame length does not match its header")
         if seq < self.next_recv:
@@ -404,9 +471,27 @@ class AuthenticatedChannel:
         mask = self.keys.incoming.take(seq)
         self.keys.spent_bits += MASK_BYTES * 8 * (seq + 1 - self.next_recv)  # lost ones too
         self.next_recv = seq + 1
-        body = frame[: len(frame) - TAG_BYTES]
-        if not self._mac.verify(body, mask, frame[len(frame) - TAG_BYTES :]):
+        end = len(frame) - TAG_BYTES
+        return Received(frame[_HEAD.size : end], seq, frame[:end], mask, frame[end:])
+
+    async def check(self, frame: Received, stream: MacStream | None = None) -> None:
+        """Verify a tagged frame (after ``stream``'s transcript): AuthenticationError if forged."""
+        if frame.seq is None:
             self.rejected += 1
-            raise AuthenticationError(f"classical message {seq} failed authentication")
+            raise AuthenticationError("an open frame where a tagged one was expected")
+        if stream is not None:
+            stream.update(frame.payload)
+            stream.update(frame.body[: _HEAD.size])
+            ok = stream.verify(frame.mask, frame.tag)
+        else:
+            ok = self._mac.verify(frame.body, frame.mask, frame.tag)
+        if not ok:
+            self.rejected += 1
+            raise AuthenticationError(f"classical message {frame.seq} failed authentication")
         self.received += 1
-        return frame[_HEAD.size : len(frame) - TAG_BYTES]
+
+    async def recv(self) -> bytes:
+        """The next authentic tagged message (else AuthenticationError or ReplayError)."""
+        frame = await self.recv_frame()
+        await self.check(frame)
+        return frame.payload

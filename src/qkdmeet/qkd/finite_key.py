@@ -14,11 +14,23 @@ correction disclosed into the key length (eq. 1):
 and returns 0 when the phase error bound exceeds its tolerance (the block is
 aborted) or l is not positive.
 
+With few or no observed Z errors the paper's gamma term (eq. 5), which
+scales with sqrt(b (1 - b)) for the ratio b = v_Z1 / s_Z1, tends to 0 and is no
+longer a valid sampling bound. :func:`estimate` therefore takes the larger of
+the paper's phi_X and a tail bound that holds at every count, zero included
+(:func:`phase_error_tail_bound`: the Chernoff bound of the hypergeometric
+sampling of the single-photon errors into the Z and X sets). For blocks with
+more than about a hundred single-photon Z errors and b below about 0.35 the
+paper's value is the larger, so the result is the paper's, unchanged.
+
 The model side: :func:`expected_counts` gives a block's expected statistics
-from the optics; :func:`model_secure_key_rate_bps` the rate those imply at
-the clock rate; :func:`asymptotic_key_rate` the infinite-key ceiling at
-f_EC = 1; :func:`optimise_intensities` chooses mu1, mu2, their
-probabilities and q_x that maximise the finite-key rate (scipy).
+from the optics; :func:`model_secure_key_rate_bps` the (gross) rate those
+imply at the clock rate; :func:`net_key_rate` (:class:`NetKeyRate`) and
+:func:`model_net_key_rate_bps` the rate net of the key that authenticating
+the classical channel consumes (:data:`AUTH_BITS_PER_BLOCK` per block);
+:func:`asymptotic_key_rate` the infinite-key ceiling at f_EC = 1;
+:func:`optimise_intensities` chooses mu1, mu2, their probabilities and q_x
+that maximise the finite-key rate (scipy), net of authentication on request.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import minimize
+from scipy.optimize import brentq, minimize
 
 from qkdmeet.qkd import optics
 from qkdmeet.qkd.events import BASIS_X, BASIS_Z, DetectionRecord
@@ -38,6 +50,15 @@ from qkdmeet.qkd.params import LinkParams
 PHASE_ERROR_TOLERANCE = 0.5
 #: Numbers of the security-parameter split of Lim et al. (21 = number of estimated terms).
 _EPS_SPLIT = 21.0
+#: Key spent on authenticating the classical channel per block, in bits (the default of
+#: :func:`net_key_rate`). The protocol authenticates each block with one 256-bit
+#: Wegman-Carter mask per direction per block checkpoint, four masks (1024 bits) in all;
+#: the figure doubles that as a margin, which also covers the 32-byte (256-bit) hash key
+#: amortised over the blocks it serves and any extra authenticated message (a retry).
+#: A protocol that authenticates every message instead spends one mask per message
+#: (about 350 per direction per block before the per-checkpoint scheme, some 179 kbit):
+#: pass that figure to :func:`net_key_rate` to model it.
+AUTH_BITS_PER_BLOCK = 2048.0
 
 IntArray = npt.NDArray[np.int64]
 
@@ -165,10 +186,65 @@ def gamma(a: float, b: float, c: float, d: float) -> float:
     return math.sqrt((c + d) * (1.0 - b) * b / (c * d * math.log(2.0)) * math.log2(inner))
 
 
+def _kl(q: float, p: float) -> float:
+    """Relative entropy D(q || p) of two Bernoulli laws, in nats (0 <= q < 1, 0 < p < 1)."""
+    head = q * math.log(q / p) if q > 0.0 else 0.0
+    return head + (1.0 - q) * math.log((1.0 - q) / (1.0 - p))
+
+
+def _tail_exponent(k: float, total: float, p: float) -> float:
+    """-ln of the Chernoff bound on P(at most k of ``total`` errors fall in the Z set).
+
+    Each of the ``total`` single-photon errors lands in the Z set with
+    probability p = c / (c + d), sampling without replacement; Hoeffding
+    (1963, Thm. 4) bounds that tail by the binomial's exp(-total D(k/total || p))
+    for k <= total p. It grows with ``total``, and falls as k grows along
+    total = T + k (so that a larger observed count never gives a smaller bound).
+    """
+    return total * _kl(k / total, p)
+
+
+def phase_error_tail_bound(v_z1: float, s_z1: float, s_x1: float, eps: float) -> float:
+    """Upper bound on the single-photon X phase error rate from at most ``v_z1`` Z errors.
+
+    The s_Z1 + s_X1 single-photon events are split at random into the Z set
+    (size c = s_Z1) and the X set (d = s_X1). With T phase errors in X and
+    j <= v_z1 errors in Z the total is T + j, and the chance of seeing so few in
+    Z is at most exp(-(T + j) D(j / (T + j) || c / (c + d))). The bound is T / d
+    for the T at which that reaches ``eps / 21`` (the share of one estimated term,
+    as in eq. 5) with j = v_z1. At v_z1 = 0 this is the closed form
+    T = ln(21 / eps) / ln(1 + c / d), about ln(21 / eps) / c for c << d: a few tens
+    over s_Z1, not 0. Valid at every count, it lies within a few per cent of the
+    paper's gamma term when the Z errors number in the hundreds or more.
+    """
+    c, d = float(s_z1), float(s_x1)
+    if not (c > 0.0 and d > 0.0):
+        return float("nan")
+    k = max(float(v_z1), 0.0)
+    log_inv = math.log(_EPS_SPLIT / eps)
+    p = c / (c + d)
+    if k == 0.0:
+        total = log_inv / math.log1p(c / d)
+    else:
+        lo = k / p  # the exponent is 0 here and grows with the total
+        hi = 2.0 * lo + log_inv / p
+        while _tail_exponent(k, hi, p) < log_inv:
+            hi *= 2.0
+        total = float(brentq(lambda t: _tail_exponent(k, t, p) - log_inv, lo, hi, xtol=1e-9 * hi))
+    return (total - k) / d
+
+
 def estimate(
     counts: DecoyCounts, params: LinkParams, eps_sec: float | None = None
 ) -> DecoyEstimate:
-    """The decoy-state bounds for one block (eqs. 2-5); ``eps_sec`` defaults to params.eps_sec."""
+    """The decoy-state bounds for one block (eqs. 2-5); ``eps_sec`` defaults to params.eps_sec.
+
+    ``phi_x`` is the larger of the paper's v_Z1/s_Z1 + gamma and
+    :func:`phase_error_tail_bound`, so that it stays a valid bound when few or
+    no Z errors are seen (the paper's gamma tends to 0 with them). The paper's
+    value is kept, unchanged, whenever the tail bound confirms it (one
+    evaluation of the Chernoff exponent at the paper's phi_x).
+    """
     eps = params.eps_sec if eps_sec is None else eps_sec
     s_x0, s_x1 = _vacuum_and_single(counts.n_x, params, eps)
     s_z0, s_z1 = _vacuum_and_single(counts.n_z, params, eps)
@@ -181,6 +257,14 @@ def estimate(
         if ratio < PHASE_ERROR_TOLERANCE:
             b = max(ratio, 1e-12)
             phi = ratio + gamma(eps, b, s_z1, s_x1)
+            # The paper's phi stands when the tail bound is already met at T = phi s_X1.
+            p = s_z1 / (s_z1 + s_x1)
+            total = phi * s_x1 + v_z1
+            confirmed = v_z1 < total * p and _tail_exponent(v_z1, total, p) >= math.log(
+                _EPS_SPLIT / eps
+            )
+            if not confirmed:
+                phi = max(phi, phase_error_tail_bound(v_z1, s_z1, s_x1, eps))
         else:
             phi = ratio
     return DecoyEstimate(s_x0, s_x1, s_z0, s_z1, v_z1, phi, eps)
@@ -291,8 +375,81 @@ def model_key_rate_per_pulse(params: LinkParams) -> float:
 
 
 def model_secure_key_rate_bps(params: LinkParams) -> float:
-    """Expected secure key rate of the modelled device at its clock rate (bits per second)."""
+    """Expected secure key rate of the modelled device at its clock rate (bits per second).
+
+    Gross: before the key that authentication consumes; see :func:`model_net_key_rate_bps`.
+    """
     return model_key_rate_per_pulse(params) * params.clock_hz
+
+
+@dataclass(frozen=True, slots=True)
+class NetKeyRate:
+    """The modelled key rate gross and net of authentication, at ``params.n_x`` per block.
+
+    ``gross_bps``: :func:`model_secure_key_rate_bps`; ``blocks_per_s``: the
+    model's sifted X rate over n_X; ``auth_bps``: ``auth_bits_per_block`` times
+    that. ``net_bps`` = gross - auth may be negative: authentication then costs
+    more key than the blocks yield and the link runs down its pre-shared reserve.
+    """
+
+    gross_bps: float
+    blocks_per_s: float
+    auth_bits_per_block: float
+    clock_hz: float
+
+    @property
+    def auth_bps(self) -> float:
+        return self.auth_bits_per_block * self.blocks_per_s
+
+    @property
+    def net_bps(self) -> float:
+        return self.gross_bps - self.auth_bps
+
+    @property
+    def auth_share(self) -> float:
+        """The share of the gross key that authentication takes, in [0, 1] (1: all of it)."""
+        if self.auth_bps <= 0.0:
+            return 0.0
+        if self.gross_bps <= self.auth_bps:
+            return 1.0
+        return self.auth_bps / self.gross_bps
+
+    @property
+    def gross_per_pulse(self) -> float:
+        return self.gross_bps / self.clock_hz
+
+    @property
+    def net_per_pulse(self) -> float:
+        return self.net_bps / self.clock_hz
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "net_key_rate_bps": self.net_bps,
+            "gross_key_rate_bps": self.gross_bps,
+            "auth_share": self.auth_share,
+            "auth_rate_bps": self.auth_bps,
+            "auth_bits_per_block": self.auth_bits_per_block,
+            "blocks_per_s": self.blocks_per_s,
+        }
+
+
+def net_key_rate(
+    params: LinkParams, auth_bits_per_block: float = AUTH_BITS_PER_BLOCK
+) -> NetKeyRate:
+    """The model's key rate gross and net of ``auth_bits_per_block`` of key per block."""
+    if not (math.isfinite(auth_bits_per_block) and auth_bits_per_block >= 0.0):
+        raise ValueError(f"auth_bits_per_block must be >= 0, got {auth_bits_per_block!r}")
+    blocks_per_s = optics.sifted_x_rate_hz(params) / params.n_x
+    return NetKeyRate(
+        model_secure_key_rate_bps(params), blocks_per_s, float(auth_bits_per_block), params.clock_hz
+    )
+
+
+def model_net_key_rate_bps(
+    params: LinkParams, auth_bits_per_block: float = AUTH_BITS_PER_BLOCK
+) -> float:
+    """:func:`model_secure_key_rate_bps` less the authentication key (negative: a net drain)."""
+    return net_key_rate(params, auth_bits_per_block).net_bps
 
 
 def asymptotic_key_rate(params: LinkParams) -> float:
@@ -365,13 +522,17 @@ def _encode(params: LinkParams) -> npt.NDArray[np.float64]:
     )
 
 
-def optimise_intensities(params: LinkParams, *, starts: int = 4) -> LinkParams:
+def optimise_intensities(
+    params: LinkParams, *, starts: int = 4, auth_bits_per_block: float = 0.0
+) -> LinkParams:
     """Parameters with mu1, mu2, p_mu and q_x chosen to maximise the finite-key rate per pulse.
 
     mu3 stays as given (a vacuum or weak decoy the source can make). The
-    objective is the real-valued key length per pulse (negative values guide
-    the search out of the no-key region); Nelder-Mead from ``starts`` points.
-    Returns ``params`` unchanged when nothing gives a positive key.
+    objective is the real-valued key length, less ``auth_bits_per_block`` (0:
+    the gross rate; :data:`AUTH_BITS_PER_BLOCK`: net of authentication), per
+    pulse (negative values guide the search out of the no-key region);
+    Nelder-Mead from ``starts`` points. Returns ``params`` unchanged when
+    nothing gives a positive key.
     """
 
     def objective(z: npt.NDArray[np.float64]) -> float:
@@ -382,7 +543,7 @@ def optimise_intensities(params: LinkParams, *, starts: int = 4) -> LinkParams:
             return 1e9
         if not math.isfinite(blk.key_length):
             return 1e3
-        return -blk.key_length / blk.n_pulses * 1e6
+        return -(blk.key_length - auth_bits_per_block) / blk.n_pulses * 1e6
 
     # Seeds from a balanced basis choice upwards: at small blocks a strong bias
     # leaves too few Z detections and the search would start in the flat

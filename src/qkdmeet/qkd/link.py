@@ -588,7 +588,8 @@ class TransmitterNode:
     def stats(self) -> dict[str, Any]:
         elapsed = time.perf_counter() - self._started if self._started else 0.0
         out: dict[str, Any] = {"role": "transmitter", "elapsed_s": elapsed,
-                               "connections": self.connections}  # fmt: skip
+                               "connections": self.connections,
+                               "cpu_seconds": time.process_time()}  # fmt: skip
         if self.actor is not None:
             out.update(end_stats(self.actor, elapsed))
             out.update(attack_summary(self.actor.stats.reports, self.channel.attacked_ranges))
@@ -696,7 +697,8 @@ class ReceiverNode:
     def stats(self) -> dict[str, Any]:
         elapsed = time.perf_counter() - self._started if self._started else 0.0
         out: dict[str, Any] = {"role": "receiver", "elapsed_s": elapsed,
-                               "connections": self.connections}  # fmt: skip
+                               "connections": self.connections,
+                               "cpu_seconds": time.process_time()}  # fmt: skip
         if self.actor is not None:
             out.update(end_stats(self.actor, elapsed))
             out["detections"] = self.actor.detections_received

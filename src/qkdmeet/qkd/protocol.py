@@ -43,23 +43,28 @@ event loop stays responsive and the two ends use two cores.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from qkdmeet.crypto.wegman_carter import MacStream
 from qkdmeet.qkd import finite_key as fk
 from qkdmeet.qkd import messages as m
 from qkdmeet.qkd.channel import BobChunk
 from qkdmeet.qkd.classical import (
     AuthenticatedChannel,
     AuthenticationError,
+    ChannelClosed,
+    ClassicalChannelError,
+    Received,
 )
 from qkdmeet.qkd.events import AliceEvents, BobEvents
 from qkdmeet.qkd.kernels import (
@@ -90,18 +95,6 @@ T = TypeVar("T")
 
 #: Floor and ceiling of the QBER estimate that sizes Cascade's first blocks.
 _QBER_FLOOR, _QBER_CEIL = 0.005, 0.25
-def ec_mask_budget(unused_masks: int) -> int:
-    """Authenticated messages one block may spend per direction before its error
-    correction is aborted, from the masks unused at the block's start (the
-    smaller direction): a block at 3 % QBER needs about 350 (the demo), and the
-    reserve is refilled from each block's key. A block that could spend them all
-    (its pulses mixed with the dark counts of a cut fibre: each Cascade round
-    trip a mask per direction, and no key at the end) left the link unable to
-    authenticate another message. Half of what is left, at most 1,024: the rest
-    carries the next block."""
-    return max(64, min(1024, unused_masks // 2))
-
-
 _BLOCK_ERRORS = (
     AuthenticationError,
     m.ProtocolError,
@@ -165,6 +158,7 @@ class BlockReport:
     secure_bits: int = 0  # delivered to the sink
     ec_efficiency: float = math.nan
     ec_rounds: int = 0
+    messages: int = 0  # classical messages of the block, both directions
     finished_at: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -195,6 +189,31 @@ class PeerAbort(Exception):
     """The other end aborted the block."""
 
 
+#: Disclosed with EC_DONE: Bob's count of corrected bits, a u64, charged to lambda_EC.
+EC_DONE_DISCLOSED_BITS = 64
+#: Cascade requests one block may make before it is aborted (a block at 3 % QBER needs
+#: about 350; one of a cut fibre's dark counts never stops).
+MAX_EC_REQUESTS = 2048
+#: Blocks the receiver keeps in flight: while one waits for a Cascade round trip the
+#: others' sifting, error correction and hashing use the cores.
+DEFAULT_PIPELINE_DEPTH = 3
+
+
+#: Direction bytes of the messages in a block's transcript.
+_FROM_ALICE, _FROM_BOB = b"\x00", b"\x01"
+
+
+def transcript_piece(from_alice: bool, payload: bytes) -> bytes:
+    """What a block's transcript hash takes in before a message: its direction and length.
+
+    A block's messages strictly alternate (Bob, Alice, Bob, ...), so both ends
+    see them in the same order; with the direction and length of each the
+    hashed string determines the transcript (no two transcripts hash the same
+    bytes), and the checkpoint's own payload and header come last.
+    """
+    return (_FROM_ALICE if from_alice else _FROM_BOB) + m.u32(len(payload))
+
+
 def _decision(
     counts: fk.DecoyCounts, params: LinkParams, tolerance: float
 ) -> tuple[fk.DecoyEstimate, str]:
@@ -217,8 +236,44 @@ def _decision(
     return est, ""
 
 
+@dataclass(eq=False)
+class _Block:
+    """One block in flight: its inbox, its transcript, its place in the delivery order."""
+
+    bid: int
+    report: BlockReport
+    prev_done: asyncio.Event | None
+    inbox: asyncio.Queue[tuple[Received, m.Message] | BaseException] = field(
+        default_factory=asyncio.Queue
+    )
+    mac: MacStream | None = None
+    sent: int = 0
+    received: int = 0
+    #: The tag of VERIFY: the VERDICT's tag covers it (and so the whole transcript).
+    verify_tag: bytes = b""
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set once the block's checkpoints are through: it is delivered even at a stop.
+    delivering: bool = False
+    task: asyncio.Task[None] | None = None
+
+
 class _End:
-    """What both actors share: messaging, timing, reporting."""
+    """What both actors share: per-block messaging and authentication, ordering, reporting.
+
+    Blocks overlap: each runs in a task of its own, a dispatcher routes the
+    channel's frames to them by block id, and blocks are finished (privacy
+    amplification aside, which runs as soon as the block is through) in block
+    order, so both ends refill their authentication pools and deliver key in
+    the same order.
+
+    Authentication is per block: every message inside a block travels open
+    and is appended to the block's transcript; Alice's VERIFY and Bob's
+    VERDICT are tagged over the whole transcript of both directions (what the
+    sender sent and received), and each end checks the other's checkpoint
+    before any of the block's key is output or used. A changed, injected,
+    dropped or replayed message makes a checkpoint fail: the block gives no
+    key, and only that block is lost.
+    """
 
     transmitter: bool
 
@@ -240,8 +295,9 @@ class _End:
         self._keep_reports = 1000
         self.on_block: Callable[[BlockReport], None] | None = None
         #: Seconds to wait for the peer's next message inside a block before aborting it.
-        self.recv_timeout = 120.0
-        self._pending: asyncio.Task[None] | None = None
+        self.recv_timeout = 60.0
+        self._blocks: dict[int, _Block] = {}
+        self._last_done: asyncio.Event | None = None
 
     async def _timed(self, stage: str, fn: Callable[..., T], *args: Any) -> T:
         t0 = time.perf_counter()
@@ -255,31 +311,107 @@ class _End:
         d = self.stats.stage_seconds
         d[stage] = d.get(stage, 0.0) + time.perf_counter() - t0
 
-    async def _send(self, kind: int, block_id: int, *parts: bytes) -> None:
-        await self.channel.send(m.encode(kind, block_id, *parts))
+    # -- blocks and their messages --------------------------------------------------
 
-    async def _recv(self, block_id: int, *kinds: int) -> m.Message:
-        """The next message of this block (stale messages of earlier blocks are dropped)."""
-        while True:
-            try:
-                async with asyncio.timeout(self.recv_timeout):
-                    payload = await self.channel.recv()
-            except TimeoutError:
-                raise m.ProtocolError(
-                    f"no answer in {self.recv_timeout:g} s (block {block_id})"
-                ) from None
-            msg = m.decode(payload)
-            if msg.block_id < block_id and msg.kind != m.HELLO:
-                self.stats.stale_messages += 1
-                continue
-            if msg.kind == m.ABORT and msg.block_id == block_id:
-                raise PeerAbort(msg.body.decode("utf-8", "replace")[:200])
-            if msg.kind not in kinds or msg.block_id != block_id:
-                raise m.ProtocolError(
-                    f"expected {'/'.join(m.NAMES[k] for k in kinds)} for block {block_id}, "
-                    f"got {msg.name} for block {msg.block_id}"
-                )
-            return msg
+    def _open_block(self, bid: int) -> _Block:
+        blk = _Block(bid, BlockReport(bid, ok=False), self._last_done)
+        self._last_done = blk.done
+        self._blocks[bid] = blk
+        return blk
+
+    def _hash(self, blk: _Block, payload: bytes, *, from_alice: bool) -> None:
+        if blk.mac is None:
+            blk.mac = self.channel.transcript_mac()
+        blk.mac.update(transcript_piece(from_alice, payload))
+        blk.mac.update(payload)
+
+    def _checkpoint_mac(self, blk: _Block, kind: int) -> MacStream:
+        """VERIFY closes the block's transcript; VERDICT covers VERIFY's tag (which covers it)."""
+        if kind == m.VERIFY:
+            mac = blk.mac if blk.mac is not None else self.channel.transcript_mac()
+            blk.mac = None
+            return mac
+        mac = self.channel.transcript_mac()
+        mac.update(blk.verify_tag)
+        return mac
+
+    async def _send(self, blk: _Block, kind: int, *parts: bytes) -> None:
+        payload = m.encode(kind, blk.bid, *parts)
+        self._hash(blk, payload, from_alice=self.transmitter)
+        blk.sent += 1
+        await self.channel.send_open(payload)
+
+    async def _checkpoint(self, blk: _Block, kind: int, *parts: bytes) -> int:
+        """Send the block's checkpoint, tagged over its transcript; the mask's seq."""
+        payload = m.encode(kind, blk.bid, *parts)
+        mac = self._checkpoint_mac(blk, kind)
+        seq = await self.channel.send(payload, mac)
+        if kind == m.VERIFY:
+            blk.verify_tag = self.channel.last_tag
+        blk.sent += 1
+        return seq
+
+    async def _recv(self, blk: _Block, *kinds: int) -> tuple[m.Message, int]:
+        """The block's next message and, for a checkpoint, its seq (checked), else -1."""
+        try:
+            async with asyncio.timeout(self.recv_timeout):
+                item = await blk.inbox.get()
+        except TimeoutError:
+            raise m.ProtocolError(
+                f"no answer in {self.recv_timeout:g} s (block {blk.bid})"
+            ) from None
+        if isinstance(item, BaseException):
+            raise item
+        frame, msg = item
+        if msg.kind == m.ABORT:
+            raise PeerAbort(msg.body.decode("utf-8", "replace")[:200])
+        if msg.kind not in kinds:
+            raise m.ProtocolError(
+                f"expected {'/'.join(m.NAMES[k] for k in kinds)} for block {blk.bid}, "
+                f"got {msg.name}"
+            )
+        checkpoint = msg.kind in (m.VERIFY, m.VERDICT)
+        if checkpoint != frame.tagged:
+            raise AuthenticationError(
+                f"{msg.name} for block {blk.bid} {'untagged' if checkpoint else 'tagged'}"
+            )
+        seq = -1
+        if frame.seq is not None:
+            await self.channel.check(frame, self._checkpoint_mac(blk, msg.kind))
+            if msg.kind == m.VERIFY:
+                blk.verify_tag = frame.tag
+            seq = frame.seq
+        else:
+            self._hash(blk, frame.payload, from_alice=not self.transmitter)
+        blk.received += 1
+        return msg, seq
+
+    def _new_block(self, frame: Received, msg: m.Message) -> bool:
+        """A message for no block in flight: start one (Alice's ANNOUNCE) or False (stale)."""
+        return False
+
+    async def _dispatch(self) -> None:
+        """Route every frame to its block until the channel closes."""
+        try:
+            while True:
+                try:
+                    frame = await self.channel.recv_frame()
+                    msg = m.decode(frame.payload)
+                except (AuthenticationError, m.ProtocolError) as exc:
+                    # a frame lost in transit: one of the blocks in flight will never
+                    # complete, so none of them can; abort them now rather than at a timeout
+                    for blk in list(self._blocks.values()):
+                        blk.inbox.put_nowait(AuthenticationError(f"a frame was lost: {exc}"))
+                    continue
+                blk = self._blocks.get(msg.block_id)
+                if blk is not None:
+                    blk.inbox.put_nowait((frame, msg))
+                elif not self._new_block(frame, msg):
+                    self.stats.stale_messages += 1
+        except BaseException as exc:
+            for blk in list(self._blocks.values()):
+                blk.inbox.put_nowait(exc if isinstance(exc, Exception) else ChannelClosed())
+            raise
 
     async def _hello(self, first: bool) -> None:
         """Agree on the link, its parameters and the next block id (the larger of the two)."""
@@ -290,7 +422,7 @@ class _End:
             + m.blob(self.config.fingerprint(self.params))
         )
         if first:
-            await self._send(m.HELLO, 0, body)
+            await self.channel.send(m.encode(m.HELLO, 0, body))
         msg = m.decode(await self.channel.recv())
         if msg.kind != m.HELLO:
             raise m.ProtocolError(f"expected HELLO, got {msg.name}")
@@ -302,8 +434,29 @@ class _End:
         if fp != self.config.fingerprint(self.params):
             raise m.ProtocolError("peer uses other link parameters (preset, block size, eps)")
         if not first:
-            await self._send(m.HELLO, 0, body)
+            await self.channel.send(m.encode(m.HELLO, 0, body))
         self.next_block = max(self.next_block, their_next)
+
+    # -- the end of a block -------------------------------------------------------------
+
+    async def _run_guarded(self, blk: _Block, body: Callable[[], Awaitable[None]]) -> None:
+        """Run a block's protocol, failing it on any block error, then close it in order."""
+        try:
+            await body()
+        except PeerAbort as exc:
+            await self._fail(blk, exc, tell_peer=False)
+        except _BLOCK_ERRORS as exc:
+            await self._fail(blk, exc, tell_peer=True)
+        except ChannelClosed:
+            pass  # the link stops: the block is neither done nor aborted
+        finally:
+            if not blk.done.is_set():  # cancelled: keep the order for the blocks after it
+                blk.done.set()
+            self._blocks.pop(blk.bid, None)
+
+    async def _in_order(self, blk: _Block) -> None:
+        if blk.prev_done is not None:
+            await blk.prev_done.wait()
 
     def _record(self, report: BlockReport) -> None:
         s = self.stats
@@ -328,93 +481,90 @@ class _End:
             f"{report.secure_bits} secure bits" if report.ok else "aborted: ", report.reason,
         )  # fmt: skip
 
-    async def _fail(self, report: BlockReport, exc: BaseException, tell_peer: bool) -> None:
+    async def _fail(self, blk: _Block, exc: BaseException, tell_peer: bool) -> None:
+        report = blk.report
         report.ok = False
         report.reason = str(exc) or type(exc).__name__
         if tell_peer:
-            await self._send(m.ABORT, report.block_id, report.reason.encode()[:200])
+            with contextlib.suppress(ClassicalChannelError, ConnectionError):
+                await self._send(blk, m.ABORT, report.reason.encode()[:200])
+        self._close_report(blk)
+        await self._in_order(blk)
         self._record(report)
+        blk.done.set()
 
-    def _finish_later(
+    def _close_report(self, blk: _Block) -> None:
+        blk.report.messages = blk.sent + blk.received
+
+    async def _finish(
         self,
-        report: BlockReport,
+        blk: _Block,
         bits: npt.NDArray[np.uint8],
         seed: npt.NDArray[np.uint8],
         out_bits: int,
         est: fk.DecoyEstimate,
+        seqs: tuple[int, int],
     ) -> None:
-        """Privacy amplification, key refill and delivery in the background, in block order.
+        """Privacy amplification now, then key refill and delivery in block order.
 
-        The next block's exchange starts at once and overlaps this one's
-        hashing. The refill uses the sequence numbers of this moment (the
-        same at both ends, checked in VERDICT) and the pools as left by the
-        previous block's refill, so both ends still refill alike.
+        ``seqs``: the masks of the block's two checkpoints (this end's outgoing
+        and incoming one), the same at both ends, so both refill alike.
         """
-        seqs = (self.channel.next_send, self.channel.next_recv)
-        prev = self._pending
-
-        async def work() -> None:
-            key = (
-                await self._timed("privacy_amplification", amplify, bits, seed, out_bits,
-                                  self.config.pa_family)
-                if out_bits
-                else np.zeros(0, np.uint8)
-            )  # fmt: skip
-            if prev is not None:
-                await asyncio.wait({prev})
-            await self._finish(report, key, est, seqs)
-
-        self._pending = asyncio.create_task(work(), name=f"qkd-deliver-{report.block_id}")
-        self._pending.add_done_callback(_log_failure)
-
-    async def _drain(self) -> None:
-        """Let the last block's delivery finish (both ends have it in hand after VERDICT)."""
-        if self._pending is not None and not self._pending.done():
-            await asyncio.wait({self._pending})
-
-    async def _deliver(
-        self,
-        report: BlockReport,
-        bits: npt.NDArray[np.uint8],
-        est: fk.DecoyEstimate,
-        seqs: tuple[int, int],
-    ) -> None:
-        key = pack_bits(bits) if bits.size else b""
-        taken = self.channel.keys.refill(key, *seqs, transmitter=self.transmitter)
-        rest = key[taken:]
-        report.auth_bits = taken * 8
-        report.secure_bits = len(rest) * 8
-        if rest:
-            await self.sink.put(
-                KeyBlock(
-                    self.config.link_id,
-                    report.block_id,
-                    rest,
-                    qber=report.qber_x,
-                    phase_error_bound=est.phi_x,
-                    created_at=time.time(),
-                )
-            )
-        self._record(report)
-
-    async def _finish(
-        self,
-        report: BlockReport,
-        key: npt.NDArray[np.uint8],
-        est: fk.DecoyEstimate,
-        seqs: tuple[int, int],
-    ) -> None:
+        blk.delivering = True
+        report = blk.report
+        self._close_report(blk)
+        key = (
+            await self._timed("privacy_amplification", amplify, bits, seed, out_bits,
+                              self.config.pa_family)
+            if out_bits
+            else np.zeros(0, np.uint8)
+        )  # fmt: skip
+        await self._in_order(blk)
         if key.size == 0:
             report.reason = "finite-key length is zero after error correction"
-            self._record(report)
-            return
-        report.ok = True
-        await self._deliver(report, key, est, seqs)
+        else:
+            report.ok = True
+            packed = pack_bits(key)
+            taken = self.channel.keys.refill(
+                packed, seqs[0] + 1, seqs[1] + 1, transmitter=self.transmitter
+            )
+            rest = packed[taken:]
+            report.auth_bits = taken * 8
+            report.secure_bits = len(rest) * 8
+            if rest:
+                await self.sink.put(
+                    KeyBlock(
+                        self.config.link_id,
+                        report.block_id,
+                        rest,
+                        qber=report.qber_x,
+                        phase_error_bound=est.phi_x,
+                        created_at=time.time(),
+                    )
+                )
+        self._record(report)
+        blk.done.set()
+
+    async def _drain(self) -> None:
+        """At a stop: finish the blocks past their checkpoints, cancel the others."""
+        blocks = [b for b in self._blocks.values() if b.task is not None]
+        for blk in blocks:
+            if not blk.delivering and blk.task is not None:
+                blk.task.cancel()
+        tasks = [b.task for b in blocks if b.task is not None]
+        if tasks:
+            await asyncio.wait(tasks)
 
     def _fill_estimate(self, report: BlockReport, counts: fk.DecoyCounts) -> None:
         report.counts = counts
         report.n_x, report.n_z = counts.total_x, counts.total_z
         report.qber_z = counts.qber_z
+
+
+async def _stop_tasks(*tasks: asyncio.Task[Any]) -> None:
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _pack_codes(sift: SiftResult) -> bytes:
@@ -501,6 +651,8 @@ class Transmitter(_End):
         if not parts:
             empty8 = np.zeros(0, np.uint8)
             return AliceEvents(np.zeros(0, np.int64), empty8, empty8, empty8)
+        if len(parts) == 1:
+            return parts[0]
         return AliceEvents(
             np.concatenate([p.pulse_index for p in parts]),
             np.concatenate([p.bit for p in parts]),
@@ -509,40 +661,41 @@ class Transmitter(_End):
         )
 
     async def run(self) -> None:
-        """HELLO, then one block per ANNOUNCE until the channel closes."""
+        """HELLO, then a block per ANNOUNCE (several in flight) until the channel closes."""
         try:
-            await self._serve()
+            await self._hello(first=False)
+            await self._dispatch()
         finally:
             await self._drain()
 
-    async def _serve(self) -> None:
-        await self._hello(first=False)
-        while True:
-            try:
-                msg = m.decode(await self.channel.recv())
-            except (AuthenticationError, m.ProtocolError) as exc:
-                # Bob waits for the answer to an announcement we could not read: abort it.
-                report = BlockReport(self.next_block, ok=False)
-                await self._fail(report, exc, tell_peer=True)
-                self.next_block += 1
-                continue
-            if msg.kind != m.ANNOUNCE or msg.block_id < self.next_block:
-                self.stats.stale_messages += 1
-                continue
-            await self._block(msg)
-            self.next_block = msg.block_id + 1
-
-    async def _block(self, announce: m.Message) -> None:
-        report = BlockReport(announce.block_id, ok=False)
+    def _new_block(self, frame: Received, msg: m.Message) -> bool:
+        if msg.kind != m.ANNOUNCE or msg.block_id < self.next_block or frame.tagged:
+            return False
+        self.next_block = msg.block_id + 1
+        blk = self._open_block(msg.block_id)
+        self._hash(blk, frame.payload, from_alice=False)
+        blk.received += 1
+        # the records are taken now, in announcement order (the task may start later)
         try:
-            await self._run_block(announce, report)
-        except PeerAbort as exc:
-            await self._fail(report, exc, tell_peer=False)
-        except _BLOCK_ERRORS as exc:
-            await self._fail(report, exc, tell_peer=True)
+            work = self._prepare(msg, blk.report)
+        except m.ProtocolError as exc:
+            err = exc
 
-    async def _run_block(self, announce: m.Message, report: BlockReport) -> None:
-        bid = announce.block_id
+            async def failed() -> None:
+                raise err
+
+            blk.task = asyncio.create_task(self._run_guarded(blk, failed))
+            return True
+
+        async def body() -> None:
+            await self._run_block(blk, *work)
+
+        blk.task = asyncio.create_task(self._run_guarded(blk, body), name=f"qkd-a-{blk.bid}")
+        return True
+
+    def _prepare(
+        self, announce: m.Message, report: BlockReport
+    ) -> tuple[AliceEvents, npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
         r = m.Reader(announce.body)
         first, end = r.u64(), r.u64()
         index = m.decode_indices(r, first, end)
@@ -552,11 +705,20 @@ class Transmitter(_End):
             raise m.ProtocolError("announced bases and pulse indices differ in number")
         report.pulses, report.detections = end - first, int(index.size)
         report.first_pulse = first
-        records = self._take_records(first, end)
-        sift = await self._timed("sifting", alice_sift, records, index, bob_basis)
-        await self._send(m.SIFT_REPLY, bid, _pack_codes(sift), m.bits(sift.z_bits))
+        return self._take_records(first, end), index, bob_basis
 
-        msg = await self._recv(bid, m.ESTIMATE)
+    async def _run_block(
+        self,
+        blk: _Block,
+        records: AliceEvents,
+        index: npt.NDArray[np.int64],
+        bob_basis: npt.NDArray[np.uint8],
+    ) -> None:
+        report = blk.report
+        sift = await self._timed("sifting", alice_sift, records, index, bob_basis)
+        await self._send(blk, m.SIFT_REPLY, _pack_codes(sift), m.bits(sift.z_bits))
+
+        msg, _ = await self._recv(blk, m.ESTIMATE)
         t0 = time.perf_counter()
         r = m.Reader(msg.body)
         bob_abort, bob_z, init = r.u8(), r.bits(), r.blob()
@@ -572,27 +734,33 @@ class Transmitter(_End):
         if bool(reason) != bool(bob_abort):
             raise m.ProtocolError("the ends disagree on aborting the block")
         if reason:
+            # nothing of this block is used: it ends here, without a checkpoint
             report.reason = reason
+            self._close_report(blk)
+            await self._in_order(blk)
             self._record(report)
+            blk.done.set()
             return
 
         alice = ReconcilerAlice(sift.x_bits)
         reply = await self._timed("error_correction", alice.answer, init)
-        await self._send(m.EC_REPLY, bid, reply)
+        await self._send(blk, m.EC_REPLY, reply)
         while True:
-            msg = await self._recv(bid, m.EC_REQUEST, m.EC_DONE)
+            msg, _ = await self._recv(blk, m.EC_REQUEST, m.EC_DONE)
             if msg.kind == m.EC_DONE:
                 r = m.Reader(msg.body)
-                _ec_figures(report, r.u64(), sift.x_bits.size, alice.leaked_bits)
+                flipped = r.u64()
                 r.end()
                 break
             t0 = time.perf_counter()
             reply = alice.answer(msg.body)
             self._inline("error_correction", t0)
-            await self._send(m.EC_REPLY, bid, reply)
-        report.leaked_bits, report.ec_rounds = alice.leaked_bits, alice.rounds
+            await self._send(blk, m.EC_REPLY, reply)
+        leaked = alice.leaked_bits + EC_DONE_DISCLOSED_BITS
+        report.leaked_bits, report.ec_rounds = leaked, alice.rounds
+        _ec_figures(report, flipped, sift.x_bits.size, leaked)
 
-        length = fk.secret_key_length(est, alice.leaked_bits, self.params)
+        length = fk.secret_key_length(est, leaked, self.params)
         report.key_length = length
         out_bits = length // 8 * 8
         n = sift.x_bits.size
@@ -604,18 +772,16 @@ class Transmitter(_End):
         pa_seed = unpack_bits(self._rng.bytes((pa_len + 7) // 8), pa_len)
         self._inline("verification", t0)
         tag = await self._timed("verification", verification_tag, sift.x_bits, v_seed, t)
-        await self._send(
-            m.VERIFY, bid, m.u64(length), m.u32(t), m.bits(v_seed), m.blob(tag), m.bits(pa_seed)
+        verify_seq = await self._checkpoint(
+            blk, m.VERIFY, m.u64(length), m.u32(t), m.bits(v_seed), m.blob(tag), m.bits(pa_seed)
         )
-        msg = await self._recv(bid, m.VERDICT)
+        msg, verdict_seq = await self._recv(blk, m.VERDICT)
         r = m.Reader(msg.body)
-        ok, their_recv, their_send = r.u8(), r.u64(), r.u64()
+        ok = r.u8()
         r.end()
         if not ok:
             raise PeerAbort("error verification failed")
-        if (their_recv, their_send) != (self.channel.next_send, self.channel.next_recv):
-            raise m.ProtocolError("the ends disagree on the classical channel's sequence numbers")
-        self._finish_later(report, sift.x_bits, pa_seed, out_bits, est)
+        await self._finish(blk, sift.x_bits, pa_seed, out_bits, est, (verify_seq, verdict_seq))
 
 
 @dataclass
@@ -634,13 +800,11 @@ ABORT_BACKOFF_MAX_S = 2.0
 def abort_backoff(consecutive_aborts: int) -> float:
     """Seconds the receiver waits before announcing a block after aborted ones.
 
-    An aborted block costs a few masks (ANNOUNCE, SIFT_REPLY, ESTIMATE, ABORT:
-    about 800 bits of key, measured). At the cap an attack costs at most 0.5
-    aborted blocks a second (a 39-minute attack about 1,200 blocks, some 600
-    masks per direction, within the demo's bootstrap reserve of 1,023), and
-    the link is back within a few seconds of the attacker leaving: the wait
-    plus the blocks of pulses sent while Eve was still there (the source's
-    backlog, up to two blocks), each aborted and waited for in turn.
+    An aborted block spends no authentication key (its messages are open and it
+    never reaches a checkpoint), but each costs both ends' CPU: while an
+    attacker is on the fibre the link tries at most 0.5 blocks a second, and is
+    back within a few seconds of the attacker leaving (the wait plus the
+    blocks of pulses sent while Eve was still there, each aborted in turn).
     """
     if consecutive_aborts <= 0:
         return 0.0
@@ -648,7 +812,7 @@ def abort_backoff(consecutive_aborts: int) -> float:
 
 
 class Receiver(_End):
-    """Bob: collects his detections into blocks and drives the protocol."""
+    """Bob: collects his detections into blocks and drives the protocol, several in flight."""
 
     transmitter = False
 
@@ -661,8 +825,12 @@ class Receiver(_End):
         *,
         first_block: int = 0,
         seed: int | None = None,
+        pipeline_depth: int = DEFAULT_PIPELINE_DEPTH,
     ) -> None:
         super().__init__(params, channel, sink, config, first_block=first_block)
+        if pipeline_depth < 1:
+            raise ValueError(f"pipeline_depth must be >= 1, got {pipeline_depth}")
+        self.pipeline_depth = pipeline_depth
         self._chunks: list[BobChunk] = []
         self._x_count = 0
         self._first_pulse: int | None = None
@@ -731,48 +899,57 @@ class Receiver(_End):
     async def run(self) -> None:
         """HELLO, then blocks for as long as detections arrive and the channel is open."""
         try:
-            await self._serve()
+            await self._hello(first=True)
+            announce = asyncio.create_task(self._announce(), name="qkd-bob-announce")
+            dispatch = asyncio.create_task(self._dispatch(), name="qkd-bob-dispatch")
+            try:
+                done, _ = await asyncio.wait(
+                    {announce, dispatch}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for t in done:
+                    t.result()
+            finally:
+                await _stop_tasks(announce, dispatch)
         finally:
             await self._drain()
 
-    async def _serve(self) -> None:
-        await self._hello(first=True)
+    async def _announce(self) -> None:
+        slots = asyncio.Semaphore(self.pipeline_depth)
         while True:
             if self.consecutive_aborts:
-                # An attack (or a broken fibre) aborts every block, and each aborted
-                # block still spends authentication masks that no key replaces: back
-                # off so that a long attack cannot drain the authentication reserve
-                # the link needs to come back (the device's pulses meanwhile are
+                # An attack (or a broken fibre) aborts every block: back off so that it
+                # does not keep both ends' cores busy (the device's pulses meanwhile are
                 # skipped, as when the post-processing is busy).
                 await asyncio.sleep(abort_backoff(self.consecutive_aborts))
+            await slots.acquire()
             pending = await self._next_block_events()
-            bid = self.next_block
+            blk = self._open_block(self.next_block)
             self.next_block += 1
-            report = BlockReport(bid, ok=False)
-            try:
-                await self._run_block(bid, pending, report)
-            except PeerAbort as exc:
-                await self._fail(report, exc, tell_peer=False)
-            except _BLOCK_ERRORS as exc:
-                await self._fail(report, exc, tell_peer=True)
-            # Bob finishes his block before announcing the next: Alice's hashing still
-            # overlaps his, but letting his overlap the next block's sifting measured 5 %
-            # slower on 2 cores (the source and both ends then compete for the cores).
-            await self._drain()
-            self.consecutive_aborts = 0 if report.ok else self.consecutive_aborts + 1
 
-    async def _run_block(self, bid: int, p: _Pending, report: BlockReport) -> None:
+            async def body(blk: _Block = blk, pending: _Pending = pending) -> None:
+                try:
+                    await self._run_block(blk, pending)
+                finally:
+                    slots.release()
+
+            async def block(blk: _Block = blk, body: Any = body) -> None:
+                await self._run_guarded(blk, body)
+                self.consecutive_aborts = 0 if blk.report.ok else self.consecutive_aborts + 1
+
+            blk.task = asyncio.create_task(block(), name=f"qkd-b-{blk.bid}")
+            # let the new block send its announcement before the next one is cut
+            await asyncio.sleep(0)
+
+    async def _run_block(self, blk: _Block, p: _Pending) -> None:
+        report = blk.report
         ev = p.events
         report.pulses, report.detections = p.end - p.first, len(ev)
         report.first_pulse = p.first
-        seq0 = (self.channel.next_send, self.channel.next_recv)
-        keys = self.channel.keys
-        budget = ec_mask_budget(min(keys.outgoing.unused(seq0[0]), keys.incoming.unused(seq0[1])))
         await self._send(
-            m.ANNOUNCE, bid, m.u64(p.first), m.u64(p.end),
+            blk, m.ANNOUNCE, m.u64(p.first), m.u64(p.end),
             m.encode_indices(ev.pulse_index, p.first), m.bits(ev.basis),
         )  # fmt: skip
-        msg = await self._recv(bid, m.SIFT_REPLY)
+        msg, _ = await self._recv(blk, m.SIFT_REPLY)
         r = m.Reader(msg.body)
         a_basis, a_int = _unpack_codes(r.blob(), len(ev))
         alice_z = r.bits()
@@ -788,9 +965,12 @@ class Receiver(_End):
         report.phase_error_bound, report.s_x1 = est.phi_x, est.s_x1
         self._inline("estimation", t0)
         if reason:
-            await self._send(m.ESTIMATE, bid, m.u8(1), m.bits(sift.z_bits), m.blob(b""))
+            await self._send(blk, m.ESTIMATE, m.u8(1), m.bits(sift.z_bits), m.blob(b""))
             report.reason = reason
+            self._close_report(blk)
+            await self._in_order(blk)
             self._record(report)
+            blk.done.set()
             return
 
         bob = ReconcilerBob(
@@ -798,51 +978,49 @@ class Receiver(_End):
         )
         init = bob.next_request()
         assert init is not None
-        await self._send(m.ESTIMATE, bid, m.u8(0), m.bits(sift.z_bits), m.blob(init))
+        await self._send(blk, m.ESTIMATE, m.u8(0), m.bits(sift.z_bits), m.blob(init))
         await self._timed("error_correction", bob.precompute)
-        msg = await self._recv(bid, m.EC_REPLY)
+        msg, _ = await self._recv(blk, m.EC_REPLY)
         t0 = time.perf_counter()
         bob.handle_reply(msg.body)
+        requests = 0
         while (request := bob.next_request()) is not None:
             self._inline("error_correction", t0)
-            spent = max(self.channel.next_send - seq0[0], self.channel.next_recv - seq0[1])
-            if spent > budget:
-                # a block that error correction cannot finish within its share of
-                # the authentication reserve (pulses of a cut fibre: dark counts):
-                # abort it rather than spend the masks the next blocks need
+            requests += 1
+            if requests > MAX_EC_REQUESTS:
+                # a block that error correction cannot finish (pulses of a cut fibre:
+                # dark counts): abort it rather than keep both ends busy
                 raise m.ProtocolError(
-                    f"error correction needs more than {budget} authenticated messages"
+                    f"error correction needs more than {MAX_EC_REQUESTS} round trips"
                 )
-            await self._send(m.EC_REQUEST, bid, request)
-            msg = await self._recv(bid, m.EC_REPLY)
+            await self._send(blk, m.EC_REQUEST, request)
+            msg, _ = await self._recv(blk, m.EC_REPLY)
             t0 = time.perf_counter()
             bob.handle_reply(msg.body)
         self._inline("error_correction", t0)
-        await self._send(m.EC_DONE, bid, m.u64(bob.flipped_bits))
-        report.leaked_bits, report.ec_rounds = bob.leaked_bits, bob.rounds
+        await self._send(blk, m.EC_DONE, m.u64(bob.flipped_bits))
+        leaked = bob.leaked_bits + EC_DONE_DISCLOSED_BITS
+        report.leaked_bits, report.ec_rounds = leaked, bob.rounds
         corrected = bob.corrected_bits
-        _ec_figures(report, bob.flipped_bits, corrected.size, bob.leaked_bits)
+        _ec_figures(report, bob.flipped_bits, corrected.size, leaked)
 
-        msg = await self._recv(bid, m.VERIFY)
+        msg, verify_seq = await self._recv(blk, m.VERIFY)
         r = m.Reader(msg.body)
         length, t, v_seed, tag, pa_seed = r.u64(), r.u32(), r.bits(), r.blob(), r.bits()
         r.end()
-        mine = fk.secret_key_length(est, bob.leaked_bits, self.params)
+        mine = fk.secret_key_length(est, leaked, self.params)
         report.key_length = mine
         if length != mine or t != verification_tag_bits(self.params.eps_cor):
             raise m.ProtocolError(f"Alice's key length {length} differs from Bob's {mine}")
         ok = await self._timed("verification", verification_tag, corrected, v_seed, t) == tag
-        await self._send(
-            m.VERDICT, bid, m.u8(int(ok)), m.u64(self.channel.next_recv),
-            m.u64(self.channel.next_send + 1),
-        )  # fmt: skip
-        if not ok:
-            raise PeerAbort("error verification failed")
         out_bits = length // 8 * 8
-        if pa_seed.size != (
+        if ok and pa_seed.size != (
             amplification_seed_bits(self.config.pa_family, corrected.size, out_bits)
             if out_bits
             else 0
         ):
             raise m.ProtocolError("privacy-amplification seed of the wrong length")
-        self._finish_later(report, corrected, pa_seed, out_bits, est)
+        verdict_seq = await self._checkpoint(blk, m.VERDICT, m.u8(int(ok)))
+        if not ok:
+            raise PeerAbort("error verification failed")
+        await self._finish(blk, corrected, pa_seed, out_bits, est, (verdict_seq, verify_seq))
