@@ -90,7 +90,7 @@ def link_params(
     elif distance_km is not None:
         p = p.with_distance_km(distance_km)
     p = dataclasses.replace(p, n_x=max(int(block_bits), 100), eps_sec_per_bit=None)
-    return fk.optimise_intensities(p) if optimise else p
+    return fk.optimise_intensities(p, auth_bits_per_block=fk.AUTH_BITS_PER_BLOCK) if optimise else p
 
 
 def bootstrap_secret(nbytes: int = DEFAULT_SECRET_BYTES) -> bytes:
@@ -110,7 +110,11 @@ def json_ready(obj: Any) -> Any:
 
 
 def _model_figures(params: LinkParams) -> dict[str, float]:
+    net = fk.net_key_rate(params, fk.AUTH_BITS_PER_BLOCK)
     return {
+        # net of the authentication key per block: what the link can deliver
+        "model_net_key_rate_bps": net.net_bps,
+        "model_auth_share": net.auth_share,
         "model_secure_key_rate_bps": fk.model_secure_key_rate_bps(params),
         "asymptotic_key_rate_bps": fk.asymptotic_key_rate_bps(params),
         "model_qber": optics.average_qber(params),

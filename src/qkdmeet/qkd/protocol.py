@@ -85,8 +85,8 @@ from qkdmeet.qkd.kernels import (
     verification_tag_bits,
     z_errors_per_intensity,
 )
+from qkdmeet.qkd.kernels.codes import CodeError, pack_codes, unpack_codes
 from qkdmeet.qkd.kernels.privacy import PrivacyAmplificationError
-from qkdmeet.qkd.kernels.sifting import UNKNOWN_BASIS
 from qkdmeet.qkd.params import LinkParams
 from qkdmeet.qkd.sink import KeyBlock, KeySink
 
@@ -568,18 +568,14 @@ async def _stop_tasks(*tasks: asyncio.Task[Any]) -> None:
 
 
 def _pack_codes(sift: SiftResult) -> bytes:
-    basis = np.where(sift.reply_basis == UNKNOWN_BASIS, 3, sift.reply_basis).astype(np.uint8)
-    codes = basis | (sift.reply_intensity.astype(np.uint8) << np.uint8(2))
-    return m.blob(np.asarray(codes, dtype=np.uint8).tobytes())
+    return m.blob(pack_codes(sift.reply_basis, sift.reply_intensity))
 
 
 def _unpack_codes(raw: bytes, n: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
-    codes = np.frombuffer(raw, dtype=np.uint8)
-    if codes.size != n:
-        raise m.ProtocolError(f"sifting reply for {codes.size} detections, announced {n}")
-    basis = (codes & 3).astype(np.uint8)
-    basis[basis == 3] = UNKNOWN_BASIS
-    return np.ascontiguousarray(basis), np.ascontiguousarray(codes >> 2)
+    try:
+        return unpack_codes(raw, n)
+    except CodeError as exc:
+        raise m.ProtocolError(str(exc)) from None
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
