@@ -35,6 +35,7 @@ Codes: basis 0 = X (key), 1 = Z; intensity 0, 1, 2 = mu1, mu2, mu3 (as in
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Protocol, cast
@@ -164,6 +165,17 @@ class _ClassTables:
     source: CodeArray
     cum_match: npt.NDArray[np.float64]
     cum_mismatch: npt.NDArray[np.float64]
+    #: ``class_cum`` as 32-bit thresholds (see :func:`_thresholds32`)
+    class_u32: npt.NDArray[np.int64]
+    #: ``[class, mismatch, outcome]``: ``cum_match`` / ``cum_mismatch`` (first three) as thresholds
+    outcome_u32: npt.NDArray[np.int64]
+
+
+def _thresholds32(cum: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Integer thresholds ``T = ceil(cum 2^32)``: for ``U`` uniform on ``0 .. 2^32 - 1``,
+    ``U < T`` has probability ``T / 2^32``, ``cum`` to within ``2^-32``."""
+    out: npt.NDArray[np.int64] = np.minimum(np.ceil(cum * _TWO32), _TWO32).astype(np.int64)
+    return out
 
 
 def _outcome_cum(
@@ -210,6 +222,7 @@ def _tables(params: LinkParams, classes: list[PulseClass]) -> _ClassTables:
     r = float(weights.sum())
     class_cum = np.cumsum(weights) / r if r > 0 else np.ones(n)
     class_cum[-1] = 1.0
+    outcome = np.stack([cum_match[:, :3], cum_mismatch[:, :3]], axis=1)
     return _ClassTables(
         detection_probability=r,
         class_cum=class_cum,
@@ -217,11 +230,49 @@ def _tables(params: LinkParams, classes: list[PulseClass]) -> _ClassTables:
         source=np.array([c.source for c in classes], dtype=np.uint8),
         cum_match=cum_match,
         cum_mismatch=cum_mismatch,
+        class_u32=_thresholds32(class_cum),
+        outcome_u32=np.ascontiguousarray(_thresholds32(outcome)),
     )
 
 
 _TWO24 = float(2**24)
+_TWO32 = float(2**32)
+_TWO53 = 2**53
 _MASK24 = np.int64(2**24 - 1)
+_MASK32 = np.uint64(2**32 - 1)
+#: Gap table: at most this many entries, and none past a survival probability below
+#: 2^-24 (beyond it the log formula takes over); guide table of 2^_GUIDE_BITS entries.
+_GAP_TABLE_MAX = 4096
+_GAP_TAIL = 2.0**-24
+_GUIDE_BITS = 12
+
+
+@functools.lru_cache(maxsize=64)
+def _gap_tables(r: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Inversion tables of the gap ``G`` (geometric: ``P(G >= g) = (1 - r)^g``).
+
+    With ``u`` the 53-bit integer of a draw and ``v = 1 - u / 2^53`` in (0, 1],
+    the log formula ``G = floor(log v / log(1 - r))`` is the smallest ``g`` with
+    ``S(g) = (1 - r)^(g + 1) < v``, i.e. with ``u < U[g] = 2^53 - floor(S(g) 2^53)``
+    (``v 2^53`` is an integer). ``U`` (``L`` entries and a sentinel ``2^53``) is
+    that comparison tabulated, so the table gives the log formula's ``G`` for the
+    same ``u``; ``u >= U[L - 1]`` (``G >= L``) falls back to the formula.
+    ``guide[b]`` is ``G`` at ``u = b 2^(53 - _GUIDE_BITS)``, where a search up ``U``
+    starts (about one comparison per draw).
+    """
+    log1m_r = math.log1p(-r) if r < 1.0 else -math.inf
+    g = np.arange(_GAP_TABLE_MAX, dtype=np.float64)
+    survival = np.exp((g + 1.0) * log1m_r)
+    length = int(np.searchsorted(-survival, -_GAP_TAIL, side="right")) + 1  # first S < tail
+    length = min(max(length, 1), _GAP_TABLE_MAX)
+    table = np.empty(length + 1, dtype=np.int64)
+    table[:length] = _TWO53 - np.floor(survival[:length] * float(_TWO53)).astype(np.int64)
+    table[length] = _TWO53
+    starts = np.arange(1 << _GUIDE_BITS, dtype=np.int64) << (53 - _GUIDE_BITS)
+    guide = np.searchsorted(table[:length], starts, side="right").astype(np.int64)
+    table.flags.writeable = False
+    guide.flags.writeable = False
+    return table, guide
 
 
 # xoshiro256** (Blackman and Vigna): a small, fast generator whose state the
@@ -268,11 +319,12 @@ def _sample_kernel(
     n_pulses: int,
     first_pulse: int,
     log1m_r: float,
-    class_cum: npt.NDArray[np.float64],
+    gap_table: npt.NDArray[np.int64],
+    gap_guide: npt.NDArray[np.int64],
+    class_u32: npt.NDArray[np.int64],
     class_intensity: CodeArray,
     class_source: CodeArray,
-    cum_match: npt.NDArray[np.float64],
-    cum_mismatch: npt.NDArray[np.float64],
+    outcome_u32: npt.NDArray[np.int64],
     q_x: float,
     pulse_index: IndexArray,
     a_bit: CodeArray,
@@ -282,24 +334,43 @@ def _sample_kernel(
     b_bit: CodeArray,
     double: npt.NDArray[np.bool_],
 ) -> int:
-    """Fill the output arrays; returns the number of detections, or -1 when they overflow."""
+    """Fill the output arrays; returns the number of detections, or -1 when they overflow.
+
+    Three 64-bit draws per detection: the gap (53 bits, by the tables of
+    :func:`_gap_tables`), the class and the click outcome (32 bits each), and
+    Alice's bit, both bases and three fair coins.
+    """
     cap = pulse_index.size
     qx24 = np.int64(q_x * _TWO24)
-    n_classes = class_cum.size
+    n_classes = class_u32.size
+    table_len = gap_table.size - 1  # the last entry is the sentinel 2^53
+    guide_shift = np.uint64(53 - _GUIDE_BITS)
     pos = np.int64(-1)
     count = 0
     while True:
-        u = 1.0 - _next_double(state)  # in (0, 1]
-        gap = np.int64(math.floor(math.log(u) / log1m_r))
-        pos += gap + 1
+        u = _next_u64(state) >> np.uint64(11)
+        g = gap_guide[u >> guide_shift]
+        ui = np.int64(u)
+        while ui >= gap_table[g]:
+            g += 1
+        if g >= table_len:  # the tail: the log formula on the same draw (v in (0, 1])
+            v = float(np.int64(_TWO53) - ui) * (1.0 / 9007199254740992.0)
+            g = max(np.int64(math.floor(math.log(v) / log1m_r)), np.int64(table_len))
+        pos += g + 1
         if pos >= n_pulses or pos < 0:
             break
         if count >= cap:
             return -1
-        u = _next_double(state)
+        y = _next_u64(state)
+        u_class = np.int64(y >> np.uint64(32))
+        u_out = np.int64(y & _MASK32)
         c = 0
-        while c < n_classes - 1 and u >= class_cum[c]:
-            c += 1
+        if n_classes <= 8:  # branch-free: thresholds are non-decreasing
+            for k in range(n_classes - 1):
+                c += u_class >= class_u32[k]
+        else:
+            while c < n_classes - 1 and u_class >= class_u32[c]:
+                c += 1
         # One 53-bit draw gives Alice's bit (1 bit), both bases (24 bits each)
         # and three fair coins for the cases that need them.
         x = np.int64(_next_u64(state) >> np.uint64(11))
@@ -319,28 +390,22 @@ def _sample_kernel(
         else:
             sbasis = bbasis
             sbit = coin_b
-        u = _next_double(state)
-        if bbasis == sbasis:
-            cum0, cum1, cum2 = cum_match[c, 0], cum_match[c, 1], cum_match[c, 2]
-        else:
-            cum0, cum1, cum2 = cum_mismatch[c, 0], cum_mismatch[c, 1], cum_mismatch[c, 2]
-        dbl = False
-        if u < cum0:
-            bit = coin_c
-        elif u < cum1:
-            bit = sbit
-        elif u < cum2:
-            bit = np.uint8(1) - sbit
-        else:
-            bit = coin_c
-            dbl = True
+        mis = np.int64(bbasis != sbasis)
+        # outcome 0 afterpulse, 1 correct detector only, 2 wrong only, 3 double click
+        o = (
+            np.int64(u_out >= outcome_u32[c, mis, 0])
+            + np.int64(u_out >= outcome_u32[c, mis, 1])
+            + np.int64(u_out >= outcome_u32[c, mis, 2])
+        )
+        random_bit = (o == 0) | (o == 3)
+        bit = coin_c if random_bit else sbit ^ np.uint8(o == 2)
         pulse_index[count] = first_pulse + pos
         a_bit[count] = abit
         a_basis[count] = abasis
         intensity[count] = class_intensity[c]
         b_basis[count] = bbasis
         b_bit[count] = bit
-        double[count] = dbl
+        double[count] = o == 3
         count += 1
     return count
 
@@ -388,22 +453,25 @@ def sample_detections(
             count = 0
             break
         log1m_r = math.log1p(-r) if r < 1.0 else -745.0
+        gap_table, gap_guide = _gap_tables(r)
         count = int(
             _sample_kernel(
-                state, n_pulses, int(first_pulse), log1m_r, t.class_cum, t.intensity, t.source,
-                t.cum_match, t.cum_mismatch, params.q_x,
+                state, n_pulses, int(first_pulse), log1m_r, gap_table, gap_guide, t.class_u32,
+                t.intensity, t.source, t.outcome_u32, params.q_x,
                 out_index, a_bit, a_basis, intensity, b_basis, b_bit, double,
             )
         )  # fmt: skip
         if count >= 0:
             break
         cap *= 2  # astronomically rare: more detections than 12 sigma above the mean
+    # One index array for both halves, read-only: neither party can change the other's.
     idx = out_index[:count]
+    idx.flags.writeable = False
     return DetectionRecord(
         first_pulse=int(first_pulse),
         n_pulses=n_pulses,
         alice=AliceEvents(idx, a_bit[:count], a_basis[:count], intensity[:count]),
-        bob=BobEvents(idx.copy(), b_basis[:count], b_bit[:count], double[:count]),
+        bob=BobEvents(idx, b_basis[:count], b_bit[:count], double[:count]),
     )
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from qkdmeet.crypto.wegman_carter import HASH_KEY_BYTES, MASK_BYTES
 from qkdmeet.qkd import finite_key as fk
 from qkdmeet.qkd import optics
 from qkdmeet.qkd.channel import (
@@ -59,6 +60,7 @@ from qkdmeet.qkd.classical import (
     memory_pair,
 )
 from qkdmeet.qkd.eve import Eavesdropper, parse_eve
+from qkdmeet.qkd.events import AliceEvents
 from qkdmeet.qkd.params import LinkParams, get_preset
 from qkdmeet.qkd.protocol import ProtocolConfig, Receiver, Transmitter, _End
 from qkdmeet.qkd.sink import KeySink, ListSink
@@ -145,7 +147,14 @@ def end_stats(end: _End, elapsed: float) -> dict[str, Any]:
     elif last is not None:
         qber = last.qber_z
     keys = end.channel.keys
+    done = [r for r in s.reports if r.ok]
     return {
+        "ec_round_trips_per_block": _mean([r.ec_rounds for r in done]),
+        "messages_per_block": _mean([r.messages for r in done]),
+        # masks spent (both directions, HELLOs included) per completed block
+        "auth_masks_per_block": (keys.spent_bits - HASH_KEY_BYTES * 8) / (MASK_BYTES * 8)
+        / s.blocks if s.blocks else math.nan,
+        "auth_key_per_block_bits": _mean([r.auth_bits for r in done]),
         "blocks": s.blocks,
         "aborted_blocks": s.aborted_blocks,
         "secure_bits": s.secure_bits,
@@ -170,6 +179,10 @@ def end_stats(end: _End, elapsed: float) -> dict[str, Any]:
         "last_block_qber": _measured_qber(last),
         "last_block_ok": last.ok if last is not None else None,
     }
+
+
+def _mean(values: list[int]) -> float:
+    return sum(values) / len(values) if values else math.nan
 
 
 def _measured_qber(report: Any) -> float:
@@ -253,11 +266,15 @@ class PulseSource:
                 if lag > max_lag:
                     self.channel.skip(lag)
                     self.pulses_skipped += lag
-            t0 = time.perf_counter()
-            alice, bob = await asyncio.to_thread(self.channel.emit, n)
-            self.sampling_seconds += time.perf_counter() - t0
+            alice, bob, cpu = await asyncio.to_thread(self._emit, n)
+            self.sampling_seconds += cpu
             self.transmitter.feed(alice)
             await self.deliver(bob)
+
+    def _emit(self, n: int) -> tuple[AliceEvents, BobChunk, float]:
+        t0 = time.thread_time()
+        alice, bob = self.channel.emit(n)
+        return alice, bob, time.thread_time() - t0
 
     def stats(self) -> dict[str, Any]:
         p = self.channel.params

@@ -27,6 +27,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -148,22 +149,111 @@ def bits(a: npt.NDArray[np.uint8]) -> bytes:
     return _U32.pack(int(a.size)) + np.packbits(a).tobytes()
 
 
+_INDEX_CODE_LIMITS = (0xFF, 0xFFFF, 0xFFFF_FFFF)
+_INT64_MAX = 2**63 - 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _delta_range(index: npt.NDArray[np.int64], first: int) -> tuple[int, int]:  # pragma: no cover
+    """Smallest and largest difference ``index[i] - index[i - 1]`` (``index[-1] = first``)."""
+    lo = np.int64(0)
+    hi = np.int64(0)
+    if index.size:
+        lo = index[0] - first
+        hi = lo
+    for i in range(1, index.size):
+        d = index[i] - index[i - 1]
+        lo = min(lo, d)
+        hi = max(hi, d)
+    return lo, hi
+
+
+@numba.njit(cache=True, nogil=True)
+def _delta_fill(
+    index: npt.NDArray[np.int64], first: int, out: npt.NDArray[np.unsignedinteger]
+) -> None:  # pragma: no cover
+    """``out[i] = index[i] - index[i - 1]`` (``index[-1] = first``), in ``out``'s type."""
+    prev = np.int64(first)
+    for i in range(index.size):
+        v = index[i]
+        out[i] = v - prev
+        prev = v
+
+
 def encode_indices(index: npt.NDArray[np.int64], first: int) -> bytes:
-    """Strictly increasing pulse indices from ``first`` on, delta-coded in the smallest type."""
+    """Strictly increasing pulse indices from ``first`` on, delta-coded in the smallest type.
+
+    Wire format: ``n u32 | code u8 | n deltas`` (code 0, 1, 2, 3: u8, u16, u32, u64).
+    """
+    idx = np.ascontiguousarray(index, dtype=np.int64)
+    if idx.ndim != 1 or not 0 <= first <= _INT64_MAX:
+        return _encode_indices_numpy(idx, first)
+    lo, hi = _delta_range(idx, first)
+    if lo < 0:  # not increasing: keep the plain numpy coding (deltas wrap in the coded type)
+        return _encode_indices_numpy(idx, first)
+    code = next((i for i, top in enumerate(_INDEX_CODE_LIMITS) if hi <= top), 3)
+    # 3 spare bytes, then the 5-byte header: the deltas start 8-byte aligned
+    buf = np.empty(8 + idx.size * (1 << code), dtype=np.uint8)
+    buf[3:8] = np.frombuffer(u32(int(idx.size)) + u8(code), dtype=np.uint8)
+    _delta_fill(idx, first, buf[8:].view(_DTYPES[code]))
+    return buf[3:].tobytes()
+
+
+def _encode_indices_numpy(index: npt.NDArray[np.int64], first: int) -> bytes:
     deltas = np.diff(index, prepend=np.int64(first))
     top = int(deltas.max()) if deltas.size else 0
     code = next(i for i, d in enumerate(_DTYPES) if top <= np.iinfo(np.dtype(d)).max)
     return u32(int(index.size)) + u8(code) + deltas.astype(_DTYPES[code]).tobytes()
 
 
+@numba.njit(cache=True, nogil=True)
+def _delta_decode(
+    deltas: npt.NDArray[np.integer], first: int, end: int, out: npt.NDArray[np.int64]
+) -> bool:  # pragma: no cover
+    """Running sum of ``deltas`` from ``first`` into ``out``; False unless it stays in
+    ``[first, end)`` and strictly increases (``0 <= first < end`` given).
+
+    u8, u16 and u32 deltas cannot overflow (n < 2^32), so one pass sums and
+    tracks the smallest delta, and the last index is checked at the end; u64
+    deltas arrive as int64 (2^63 or more is negative and refused) and are
+    checked one by one.
+    """
+    n = deltas.size
+    prev = np.int64(first)
+    if deltas.itemsize < 8:
+        if n == 0:
+            return True
+        prev += np.int64(deltas[0])
+        out[0] = prev
+        smallest = np.int64(1)
+        for i in range(1, n):
+            d = np.int64(deltas[i])
+            prev += d
+            out[i] = prev
+            smallest = min(smallest, d)
+        return smallest >= 1 and prev < end
+    for i in range(n):
+        d = np.int64(deltas[i])
+        if d < np.int64(i > 0) or d > end - 1 - prev:  # d >= 1 after the first; prev + d < end
+            return False
+        prev += d
+        out[i] = prev
+    return True
+
+
 def decode_indices(r: Reader, first: int, end: int) -> npt.NDArray[np.int64]:
+    """Read :func:`encode_indices`; :class:`ProtocolError` unless ``first <= index < end``
+    and strictly increasing."""
     n = r.u32()
     code = r.u8()
     if code >= len(_DTYPES):
         raise ProtocolError(f"unknown index coding {code}")
-    dt = np.dtype(_DTYPES[code])
-    deltas = np.frombuffer(r.take(n * dt.itemsize), dtype=dt).astype(np.int64)
-    index = np.cumsum(deltas) + first
-    if n and (index[0] < first or index[-1] >= end or (n > 1 and np.any(deltas[1:] == 0))):
+    dt = np.dtype(_DTYPES[code] if code < 3 else "<i8")  # u64 read signed: >= 2^63 is refused
+    deltas = np.frombuffer(r.take(n * dt.itemsize), dtype=dt)
+    index = np.empty(n, dtype=np.int64)
+    if n == 0:
+        return index
+    end = min(end, _INT64_MAX)
+    if not (0 <= first < end and _delta_decode(deltas, first, end, index)):
         raise ProtocolError("announced pulse indices outside the block or not increasing")
-    return np.ascontiguousarray(index)
+    return index

@@ -1,4 +1,4 @@
-"""Privacy amplification by multiply-add-shift hashing (integer arithmetic, 8-bit FFT digits).
+"""Privacy amplification by multiply-add-shift hashing (one GMP integer product).
 
 The family (Dietzfelbinger 1996, "Universal hashing and k-wise independent
 random variables via integer arithmetic without primes"; Thorup, "High speed
@@ -13,25 +13,36 @@ is *strongly* universal for ``w >= n + l - 1``: for ``x != x'`` the pair
 ``(h(x), h(x'))`` is uniform, so two inputs collide with probability exactly
 ``2^-l``, which is all the leftover hash lemma asks of a 2-universal family.
 
-Why it is faster than Toeplitz: Toeplitz hashing is a carry-less product, so
-an FFT must carry one *bit* per point; an integer product can carry a whole
-byte per point and propagate carries afterwards. The FFT is 8 times shorter:
-``M ~ (2 n + l) / 8`` points instead of ``n + l``. Coefficients stay below
-``(n / 8) * 255^2 < 2^40`` for ``n <= 10^8``, far inside float64's exact
-integers; the FFT error is checked exactly as for Toeplitz (largest distance
-to an integer below :data:`ROUNDING_TOLERANCE`), and if it were ever exceeded
-the product is recomputed with 4-, 2- and finally 1-bit digits.
+The product is exact integer arithmetic in GMP (through gmpy2): the bit
+arrays are packed least significant bit first (``np.packbits(...,
+bitorder="little")``), read as integers with ``mpz.from_bytes``, multiplied,
+shifted and masked, and written back with ``mpz.to_bytes``. It needs no
+rounding check, unlike the former 8-bit-digit float FFT (whose precision had
+to be verified on every call), and it is faster: GMP's Schönhage-Strassen
+product carries 64-bit limbs.
+
+Measured 2026-12-04 (one core of the shared 2-core machine, median of 7 runs,
+``out_len = 0.3 n``, input bits per second):
+
+=========  ==========  ==========
+n          time        rate
+=========  ==========  ==========
+10^6       MEAS_1E6
+10^7       MEAS_1E7
+10^8       MEAS_1E8
+=========  ==========  ==========
+
+(The float-FFT version it replaces: 52 ms for 4.2e6 -> 1.3e6 bits, 80 Mb/s.)
 """
 
 from __future__ import annotations
 
-import numba
+import gmpy2
 import numpy as np
 import numpy.typing as npt
-import scipy.fft
 
 from qkdmeet.qkd.kernels.bits import BitArray, as_bits
-from qkdmeet.qkd.kernels.privacy import ROUNDING_TOLERANCE, PrivacyAmplificationError
+from qkdmeet.qkd.kernels.privacy import PrivacyAmplificationError
 
 
 def multiply_add_shift_seed_bits(n: int, out_len: int) -> int:
@@ -39,71 +50,16 @@ def multiply_add_shift_seed_bits(n: int, out_len: int) -> int:
     return 2 * (n + out_len - 1) if n and out_len else 0
 
 
-def _digits(bits: BitArray, digit_bits: int) -> npt.NDArray[np.float64]:
-    """Little-endian base-2^digit_bits digits of the integer whose bit j is ``bits[j]``."""
-    if digit_bits == 8:
-        return np.packbits(bits, bitorder="little").astype(np.float64)
-    pad = (-bits.size) % digit_bits
-    b = np.concatenate([bits, np.zeros(pad, np.uint8)]) if pad else bits
-    weights = (1 << np.arange(digit_bits, dtype=np.int64)).astype(np.int64)
-    out: npt.NDArray[np.float64] = (b.reshape(-1, digit_bits).astype(np.int64) @ weights).astype(
-        np.float64
-    )
-    return out
+def _to_mpz(bits: BitArray) -> gmpy2.mpz:
+    """The integer whose bit ``j`` is ``bits[j]``."""
+    return gmpy2.mpz.from_bytes(np.packbits(bits, bitorder="little").tobytes(), "little")
 
 
-@numba.njit(cache=True, nogil=True)
-def _carry(
-    coeff: npt.NDArray[np.float64], add: npt.NDArray[np.float64], digit_bits: int, count: int
-) -> tuple[npt.NDArray[np.int64], float]:  # pragma: no cover
-    """Round the convolution, add ``add``, propagate carries; also the worst rounding error."""
-    out = np.empty(count, dtype=np.int64)
-    mask = (1 << digit_bits) - 1
-    carry = np.int64(0)
-    worst = 0.0
-    for t in range(count):
-        r = np.rint(coeff[t]) if t < coeff.size else 0.0
-        d = abs(coeff[t] - r) if t < coeff.size else 0.0
-        if d > worst:
-            worst = d
-        v = np.int64(r) + carry + (np.int64(add[t]) if t < add.size else np.int64(0))
-        out[t] = v & mask
-        carry = v >> digit_bits
-    return out, worst
-
-
-def _transform_length(minimum: int) -> int:
-    """A fast FFT length >= minimum: a power of two unless a 5-smooth length is much shorter.
-
-    (pocketfft runs powers of two about 1.5 times faster per point at 10^7 points.)
-    """
-    fast = int(scipy.fft.next_fast_len(minimum, real=True))
-    pow2 = 1 << max(0, (minimum - 1).bit_length())
-    return pow2 if pow2 <= fast * 1.25 else fast
-
-
-def _low_product_bits(
-    a: BitArray, x: BitArray, b: BitArray, w: int, digit_bits: int
-) -> BitArray | None:
-    """Bits ``[0, w)`` of ``a x + b`` (``a``, ``b`` of ``w`` bits), or None if precision fails."""
-    da = _digits(a, digit_bits)
-    dx = _digits(x, digit_bits)
-    db = _digits(b, digit_bits)
-    count = da.size  # digits covering w bits
-    m = _transform_length(count + dx.size - 1)
-    spec = scipy.fft.rfft(da, m)
-    spec *= scipy.fft.rfft(dx, m)
-    coeff = scipy.fft.irfft(spec, m, overwrite_x=True)
-    del spec
-    digits, worst = _carry(coeff, db, digit_bits, count)
-    if worst > ROUNDING_TOLERANCE:
-        return None
-    if digit_bits == 8:
-        bits = np.unpackbits(digits.astype(np.uint8), bitorder="little")
-    else:
-        shifts = np.arange(digit_bits, dtype=np.int64)
-        bits = ((digits[:, None] >> shifts[None, :]) & 1).astype(np.uint8).reshape(-1)
-    return np.ascontiguousarray(bits[:w])
+def _to_bits(value: gmpy2.mpz, count: int) -> BitArray:
+    """Bits ``0 .. count - 1`` of ``value`` (which must be below ``2^count``), LSB first."""
+    raw = value.to_bytes((count + 7) // 8, "little")
+    out: BitArray = np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little")[:count]
+    return np.ascontiguousarray(out)
 
 
 def multiply_add_shift_hash(bits: npt.ArrayLike, seed: npt.ArrayLike, out_len: int) -> BitArray:
@@ -123,14 +79,13 @@ def multiply_add_shift_hash(bits: npt.ArrayLike, seed: npt.ArrayLike, out_len: i
         raise PrivacyAmplificationError(
             f"a multiply-add-shift seed for {n} -> {out_len} bits has {2 * w} bits, got {s.size}"
         )
-    a, b = s[:w], s[w:]
-    for digit_bits in (8, 4, 2, 1):
-        low = _low_product_bits(a, x, b, w, digit_bits)
-        if low is not None:
-            return np.ascontiguousarray(low[w - out_len : w])
-    raise PrivacyAmplificationError(
-        "FFT precision exhausted even with 1-bit digits"
-    )  # pragma: no cover
+    seed_int = _to_mpz(s)  # one packing for both halves: a = low w bits, b = the rest
+    a = gmpy2.f_mod_2exp(seed_int, w)
+    b = seed_int >> w
+    del seed_int
+    # ((a x + b) mod 2^w) >> (w - l) == ((a x + b) >> (w - l)) mod 2^l
+    value = gmpy2.f_mod_2exp(gmpy2.fma(a, _to_mpz(x), b) >> (w - out_len), out_len)
+    return _to_bits(value, out_len)
 
 
 def multiply_add_shift_hash_naive(

@@ -92,96 +92,277 @@ class SiftResult:
         return int(self.x_index.size + self.z_index.size)
 
 
+#: Block length of the vectorised checks and of the merge's fast path.
+_BLOCK = 2048
+
+
 @numba.njit(cache=True, nogil=True)
 def _strictly_increasing(a: IndexArray) -> bool:  # pragma: no cover
-    ok = True
-    for i in range(1, a.size):
-        if a[i] <= a[i - 1]:
-            ok = False
-            break
-    return ok
+    """Whether ``a`` strictly increases (an exit per block: the loop inside vectorises)."""
+    n = a.size
+    for start in range(1, n, _BLOCK):
+        bad = 0
+        for t in range(start, min(start + _BLOCK, n)):
+            bad |= a[t] <= a[t - 1]
+        if bad:
+            return False
+    return True
+
+
+#: Status codes of the sifting kernels.
+_OK = 0
+_ALICE_UNSORTED = 1
+_BOB_UNSORTED = 2
+
+#: X/Z index, bits and intensities, each of capacity n + 1.
+_XZ = tuple[IndexArray, IndexArray, BitArray, BitArray, CodeArray, CodeArray]
+#: status, jx, jz (X and Z sizes), bad intensities, unknown announcements, n_x, n_z
+_Counts = tuple[int, int, int, int, int, IndexArray, IndexArray]
+
+
+def _outputs(n: int) -> _XZ:
+    """X/Z arrays of capacity n + 1 (the branch-free compaction writes one spare slot).
+
+    Allocated by numpy, which asks for transparent huge pages on large arrays:
+    first touching the pages then costs a third of what it does in arrays that
+    numba allocates. Pages past the filled part are never touched.
+    """
+    return (np.empty(n + 1, dtype=np.int64), np.empty(n + 1, dtype=np.int64),
+            np.empty(n + 1, dtype=np.uint8), np.empty(n + 1, dtype=np.uint8),
+            np.empty(n + 1, dtype=np.uint8), np.empty(n + 1, dtype=np.uint8))  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True)
-def _merge_lookup(haystack: IndexArray, needles: IndexArray) -> IndexArray:  # pragma: no cover
-    """Position of each needle in ``haystack`` (-1 if absent); both sorted ascending."""
-    out = np.empty(needles.size, dtype=np.int64)
-    j = 0
-    nh = haystack.size
-    for i in range(needles.size):
-        v = needles[i]
-        if j < nh and haystack[j] == v:  # the usual case: Alice holds every detected pulse
-            out[i] = j
-            j += 1
-            continue
-        while j < nh and haystack[j] < v:
-            j += 1
-        if j < nh and haystack[j] == v:
-            out[i] = j
-        else:
-            out[i] = -1
+def _histogram(codes: CodeArray, count: int, n_int: int) -> IndexArray:  # pragma: no cover
+    """Occurrences of each code ``< n_int`` in ``codes[:count]``.
+
+    Four interleaved tables: consecutive updates of one counter would wait for
+    each other (a store-to-load dependency per element).
+    """
+    tables = np.zeros((4, n_int), dtype=np.int64)
+    quads = count // 4 * 4
+    for t in range(0, quads, 4):
+        tables[0, codes[t]] += 1
+        tables[1, codes[t + 1]] += 1
+        tables[2, codes[t + 2]] += 1
+        tables[3, codes[t + 3]] += 1
+    for t in range(quads, count):
+        tables[0, codes[t]] += 1
+    out = np.zeros(n_int, dtype=np.int64)
+    for r in range(4):
+        for c in range(n_int):
+            out[c] += tables[r, c]
     return out
 
 
 @numba.njit(cache=True, nogil=True)
-def _alice_reply(
-    pos: IndexArray, a_basis: CodeArray, a_int: CodeArray, a_bit: BitArray
-) -> tuple[CodeArray, CodeArray, BitArray, int]:  # pragma: no cover
-    """Alice's basis and intensity for each announced detection (UNKNOWN where pos < 0)."""
-    n = pos.size
-    basis = np.empty(n, dtype=np.uint8)
-    inten = np.zeros(n, dtype=np.uint8)
-    bits = np.zeros(n, dtype=np.uint8)
-    unknown = 0
-    for i in range(n):
-        p = pos[i]
-        if p < 0:
-            basis[i] = UNKNOWN_BASIS
-            unknown += 1
-        else:
-            basis[i] = a_basis[p]
-            inten[i] = a_int[p]
-            bits[i] = a_bit[p]
-    return basis, inten, bits, unknown
+def _finish(
+    status: int,
+    x_int: CodeArray,
+    z_int: CodeArray,
+    jx: int,
+    jz: int,
+    n_int: int,
+    bad: int,
+    unknown: int,
+) -> _Counts:  # pragma: no cover
+    """Count the X/Z entries per intensity."""
+    if status != _OK:
+        jx = jz = 0
+    return status, jx, jz, bad, unknown, _histogram(x_int, jx, n_int), _histogram(z_int, jz, n_int)
 
 
 @numba.njit(cache=True, nogil=True)
-def _split(
-    own_basis: CodeArray, other_basis: CodeArray, bits: BitArray, inten: CodeArray, n_int: int
-) -> tuple[
-    IndexArray, IndexArray, BitArray, BitArray, CodeArray, CodeArray, IndexArray, IndexArray, int
-]:  # pragma: no cover
-    """One pass: X and Z sets (matching bases) with bits, intensities and counts."""
-    n = own_basis.size
-    nx = 0
-    nz = 0
-    for i in range(n):
-        b = own_basis[i]
-        m = b == other_basis[i]
-        nx += m & (b == BASIS_X)
-        nz += m & (b == BASIS_Z)
-    # branch-free compaction: write every entry, advance only on a match (one spare slot)
-    x_index = np.empty(nx + 1, dtype=np.int64)
-    z_index = np.empty(nz + 1, dtype=np.int64)
-    x_bits = np.empty(nx + 1, dtype=np.uint8)
-    z_bits = np.empty(nz + 1, dtype=np.uint8)
-    x_int = np.empty(nx + 1, dtype=np.uint8)
-    z_int = np.empty(nz + 1, dtype=np.uint8)
-    n_x = np.zeros(n_int, dtype=np.int64)
-    n_z = np.zeros(n_int, dtype=np.int64)
-    bad = np.int64(0)
-    jx = np.int64(0)
-    jz = np.int64(0)
-    for i in range(n):
-        b = own_basis[i]
-        m = b == other_basis[i]
+def _compact(
+    i0: int,
+    own: CodeArray,
+    other: CodeArray,
+    inten: CodeArray,
+    bits: BitArray,
+    n_int: int,
+    xz: _XZ,
+    jx: int,
+    jz: int,
+) -> tuple[int, int, int]:  # pragma: no cover
+    """Append the matching-basis entries of announcements ``i0 .. i0 + own.size - 1`` to ``xz``.
+
+    ``own``/``other``: this end's and the other end's basis, ``inten`` the
+    intensity, ``bits`` this end's bits, per announcement. Returns the new X
+    and Z sizes and the number of matched entries with intensity ``>= n_int``.
+    """
+    x_index, z_index, x_bits, z_bits, x_int, z_int = xz
+    bad = 0
+    for t in range(own.size):
+        b = own[t]
+        m = b == other[t]
         isx = np.int64(m & (b == BASIS_X))
         isz = np.int64(m & (b == BASIS_Z))
-        k = inten[i]
+        k = inten[t]
         if k >= n_int:
             bad += isx + isz
             k = np.uint8(0)
-        bit = bits[i]
+        bit = bits[t]
+        # X (most entries): branch-free, write every entry and advance on a match
+        x_index[jx] = i0 + t
+        x_bits[jx] = bit
+        x_int[jx] = k
+        jx += isx
+        if isz:  # Z (a few per cent of the entries): a rarely taken branch costs less
+            z_index[jz] = i0 + t
+            z_bits[jz] = bit
+            z_int[jz] = k
+            jz += 1
+    return jx, jz, bad
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_block(
+    a_pulse: IndexArray, b_pulse: IndexArray, i0: int, i1: int, j: int, prev_v: int,
+    pos: IndexArray,
+) -> tuple[int, int]:  # pragma: no cover
+    """Look up ``b_pulse[i0:i1]`` in ``a_pulse`` from position ``j`` on.
+
+    Returns ``(j_new, base)``: the merge position after the block, and
+    ``base >= 0`` when the block is Alice's records ``base .. base + i1 - i0 - 1``
+    one to one (the usual case: she holds exactly the announced pulses; also
+    checked there: that her records increase), else -1 with the positions in
+    ``pos[:i1 - i0]`` (-1: no record), or -2 if ``b_pulse`` does not strictly
+    increase from ``prev_v`` (the announcement before ``i0``; -1 before the
+    first), or -3 if ``a_pulse`` does not (from ``j`` to ``j_new``).
+    """
+    na = a_pulse.size
+    m = i1 - i0
+    if j + m <= na and b_pulse[i0] > prev_v and (j == 0 or a_pulse[j] > a_pulse[j - 1]):
+        differ = 0
+        for t in range(m):
+            differ |= a_pulse[j + t] != b_pulse[i0 + t]
+        for t in range(1, m):
+            differ |= a_pulse[j + t] <= a_pulse[j + t - 1]
+        if not differ:  # one to one, and Alice's records, hence Bob's, increase
+            return j + m, j
+    j0 = j
+    for i in range(i0, i1):
+        v = b_pulse[i]
+        if v <= prev_v:
+            return j, -2
+        prev_v = v
+        if j < na and a_pulse[j] != v:
+            while j < na and a_pulse[j] < v:
+                j += 1
+        if j < na and a_pulse[j] == v:
+            pos[i - i0] = j
+            j += 1
+        else:
+            pos[i - i0] = -1
+    if not _strictly_increasing(a_pulse[max(j0 - 1, 0) : j]):
+        return j, -3
+    return j, -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _alice_merge_sift(
+    a_pulse: IndexArray,
+    a_basis: CodeArray,
+    a_int: CodeArray,
+    a_bit: BitArray,
+    b_pulse: IndexArray,
+    b_basis: CodeArray,
+    n_int: int,
+    reply_basis: CodeArray,
+    reply_int: CodeArray,
+    xz: _XZ,
+) -> _Counts:  # pragma: no cover
+    """Alice's look-up, reply and X/Z split in one pass over Bob's announcement.
+
+    Each block of announced pulses is looked up by a linear merge with
+    Alice's records (:func:`_merge_block`: a vectorised comparison when the
+    block matches her records one to one); the merge checks that Bob's and
+    Alice's pulses strictly increase (status :data:`_BOB_UNSORTED` or
+    :data:`_ALICE_UNSORTED` if not; nothing else is then valid). Returns
+    status, X and Z sizes, the number of matched entries with an intensity
+    code ``>= n_int``, the number of announced pulses without a record, and
+    the counts per intensity; the arrays are filled in place.
+    """
+    n = b_basis.size
+    _x_index, _z_index, _x_bits, _z_bits, x_int, z_int = xz
+    bad = 0
+    unknown = 0
+    jx = 0
+    jz = 0
+    j = 0  # merge position in Alice's records
+    prev_v = np.int64(-1)
+    status = _OK
+    pos = np.empty(_BLOCK, dtype=np.int64)
+    block_bits = np.empty(_BLOCK, dtype=np.uint8)
+    for i0 in range(0, n, _BLOCK):
+        i1 = min(i0 + _BLOCK, n)
+        j, base = _merge_block(a_pulse, b_pulse, i0, i1, j, prev_v, pos)
+        if base == -2:
+            status = _BOB_UNSORTED
+            break
+        if base == -3:
+            status = _ALICE_UNSORTED
+            break
+        prev_v = b_pulse[i1 - 1]
+        m = i1 - i0
+        if base >= 0:  # one to one: copy
+            reply_basis[i0:i1] = a_basis[base : base + m]
+            reply_int[i0:i1] = a_int[base : base + m]
+            bits = a_bit[base : base + m]
+        else:
+            for t in range(m):
+                p = pos[t]
+                if p >= 0:
+                    reply_basis[i0 + t] = a_basis[p]
+                    reply_int[i0 + t] = a_int[p]
+                    block_bits[t] = a_bit[p]
+                else:
+                    reply_basis[i0 + t] = UNKNOWN_BASIS
+                    reply_int[i0 + t] = 0
+                    block_bits[t] = 0
+                    unknown += 1
+            bits = block_bits[:m]
+        jx, jz, b = _compact(
+            i0, reply_basis[i0:i1], b_basis[i0:i1], reply_int[i0:i1], bits, n_int, xz, jx, jz
+        )
+        bad += b
+    if status == _OK and not _strictly_increasing(a_pulse[max(j - 1, 0) :]):
+        status = _ALICE_UNSORTED  # the records after the last announced pulse
+    return _finish(status, x_int, z_int, jx, jz, n_int, bad, unknown)
+
+
+@numba.njit(cache=True, nogil=True)
+def _alice_pos_sift(
+    pos: IndexArray, a_basis: CodeArray, a_int: CodeArray, a_bit: BitArray, b_basis: CodeArray,
+    n_int: int, reply_basis: CodeArray, reply_int: CodeArray, xz: _XZ,
+) -> _Counts:  # pragma: no cover
+    """:func:`_alice_merge_sift` with the record position of each announcement given (-1: none)."""
+    n = b_basis.size
+    x_index, z_index, x_bits, z_bits, x_int, z_int = xz
+    bad = 0
+    unknown = 0
+    jx = 0
+    jz = 0
+    for i in range(n):
+        p = pos[i]
+        if p >= 0:
+            own = a_basis[p]
+            k = a_int[p]
+            bit = a_bit[p]
+        else:
+            own = np.uint8(UNKNOWN_BASIS)
+            k = np.uint8(0)
+            bit = np.uint8(0)
+            unknown += 1
+        reply_basis[i] = own
+        reply_int[i] = k
+        m = own == b_basis[i]
+        isx = np.int64(m & (own == BASIS_X))
+        isz = np.int64(m & (own == BASIS_Z))
+        if k >= n_int:
+            bad += isx + isz
+            k = np.uint8(0)
+        # branch-free compaction: write every entry, advance only on a match
         x_index[jx] = i
         x_bits[jx] = bit
         x_int[jx] = k
@@ -190,49 +371,75 @@ def _split(
         z_int[jz] = k
         jx += isx
         jz += isz
-    x_index = x_index[:nx]
-    z_index = z_index[:nz]
-    x_bits = x_bits[:nx]
-    z_bits = z_bits[:nz]
-    x_int = x_int[:nx]
-    z_int = z_int[:nz]
-    for i in range(nx):  # separate loops: a histogram update per element stalls the one above
-        n_x[x_int[i]] += 1
-    for i in range(nz):
-        n_z[z_int[i]] += 1
-    return x_index, z_index, x_bits, z_bits, x_int, z_int, n_x, n_z, int(bad)
+    return _finish(_OK, x_int, z_int, jx, jz, n_int, bad, unknown)
+
+
+@numba.njit(cache=True, nogil=True)
+def _bob_split(
+    a_basis: CodeArray, a_int: CodeArray, b_basis: CodeArray, b_bit: BitArray, n_int: int,
+    xz: _XZ,
+) -> _Counts:  # pragma: no cover
+    """Bob's X/Z split of his detections under Alice's reply, in one pass."""
+    n = b_basis.size
+    x_index, z_index, x_bits, z_bits, x_int, z_int = xz
+    bad = 0
+    unknown = 0
+    jx = 0
+    jz = 0
+    for i in range(n):
+        own = b_basis[i]
+        other = a_basis[i]
+        k = a_int[i]
+        bit = b_bit[i]
+        unknown += other == UNKNOWN_BASIS
+        m = own == other
+        isx = np.int64(m & (own == BASIS_X))
+        isz = np.int64(m & (own == BASIS_Z))
+        if k >= n_int:
+            bad += isx + isz
+            k = np.uint8(0)
+        # branch-free compaction: write every entry, advance only on a match
+        x_index[jx] = i
+        x_bits[jx] = bit
+        x_int[jx] = k
+        z_index[jz] = i
+        z_bits[jz] = bit
+        z_int[jz] = k
+        jx += isx
+        jz += isz
+    return _finish(_OK, x_int, z_int, jx, jz, n_int, bad, unknown)
 
 
 def _result(
-    own_basis: CodeArray,
-    other_basis: CodeArray,
-    bits: BitArray,
+    counts: _Counts,
     reply_basis: CodeArray,
-    reply_intensity: CodeArray,
+    reply_int: CodeArray,
+    xz: _XZ,
     n_intensities: int,
-    unmatched: int,
 ) -> SiftResult:
-    if not 1 <= n_intensities <= 255:
-        raise SiftingError(f"n_intensities must be in 1..255, got {n_intensities}")
-    x_index, z_index, x_bits, z_bits, x_int, z_int, n_x, n_z, bad = _split(
-        own_basis, other_basis, bits, reply_intensity, n_intensities
-    )
+    _, jx, jz, bad, unmatched, n_x, n_z = counts
     if bad:
         raise SiftingError(f"{bad} intensity codes out of range 0..{n_intensities - 1}")
+    x_index, z_index, x_bits, z_bits, x_int, z_int = xz
     return SiftResult(
         reply_basis=reply_basis,
-        reply_intensity=reply_intensity,
-        x_index=x_index,
-        z_index=z_index,
-        x_bits=x_bits,
-        z_bits=z_bits,
-        x_intensity=x_int,
-        z_intensity=z_int,
+        reply_intensity=reply_int,
+        x_index=x_index[:jx],
+        z_index=z_index[:jz],
+        x_bits=x_bits[:jx],
+        z_bits=z_bits[:jz],
+        x_intensity=x_int[:jx],
+        z_intensity=z_int[:jz],
         n_x=n_x,
         n_z=n_z,
-        announced=int(own_basis.size),
-        unmatched=unmatched,
+        announced=int(reply_basis.size),
+        unmatched=int(unmatched),
     )
+
+
+def _check_intensities(n_intensities: int) -> None:
+    if not 1 <= n_intensities <= 255:
+        raise SiftingError(f"n_intensities must be in 1..255, got {n_intensities}")
 
 
 def bob_announcement(bob_events: BobEventsLike) -> tuple[IndexArray, CodeArray]:
@@ -263,15 +470,24 @@ def alice_sift(
     a_int = np.ascontiguousarray(alice_events.intensity, dtype=np.uint8)
     if not (a_pulse.size == a_basis.size == a_bit.size == a_int.size):
         raise SiftingError("Alice's event arrays differ in length")
-    if not _strictly_increasing(a_pulse):
-        raise SiftingError("Alice's pulse indices must be strictly increasing")
     b_pulse = np.ascontiguousarray(bob_pulse_index, dtype=np.int64)
     b_basis = np.ascontiguousarray(bob_basis, dtype=np.uint8)
-    if b_pulse.ndim != 1 or b_pulse.shape != b_basis.shape:
+    if a_pulse.ndim != 1 or b_pulse.ndim != 1 or b_pulse.shape != b_basis.shape:
+        if not _strictly_increasing(a_pulse):
+            raise SiftingError("Alice's pulse indices must be strictly increasing")
         raise SiftingError("Bob's announcement: pulse_index and basis must be 1-D, same length")
-    if _strictly_increasing(b_pulse):
-        pos = _merge_lookup(a_pulse, b_pulse)
-    else:  # untrusted order: look up each, refuse repeats
+    _check_intensities(n_intensities)
+    n = b_basis.size
+    reply_basis = np.empty(n, dtype=np.uint8)
+    reply_int = np.empty(n, dtype=np.uint8)
+    xz = _outputs(n)
+    out = _alice_merge_sift(
+        a_pulse, a_basis, a_int, a_bit, b_pulse, b_basis, n_intensities, reply_basis, reply_int,
+        xz,
+    )
+    if out[0] == _BOB_UNSORTED:  # untrusted order: look up each, refuse repeats
+        if not _strictly_increasing(a_pulse):
+            raise SiftingError("Alice's pulse indices must be strictly increasing")
         pos = np.searchsorted(a_pulse, b_pulse)
         pos[pos >= a_pulse.size] = 0
         found = a_pulse[pos] == b_pulse if a_pulse.size else np.zeros(b_pulse.size, bool)
@@ -280,8 +496,12 @@ def alice_sift(
         dup = np.ones(b_pulse.size, dtype=bool)
         dup[first] = False
         pos[dup] = -1
-    reply_basis, reply_int, bits, unmatched = _alice_reply(pos, a_basis, a_int, a_bit)
-    return _result(reply_basis, b_basis, bits, reply_basis, reply_int, n_intensities, unmatched)
+        out = _alice_pos_sift(
+            pos, a_basis, a_int, a_bit, b_basis, n_intensities, reply_basis, reply_int, xz
+        )
+    if out[0] == _ALICE_UNSORTED:
+        raise SiftingError("Alice's pulse indices must be strictly increasing")
+    return _result(out, reply_basis, reply_int, xz, n_intensities)
 
 
 def bob_sift(
@@ -300,8 +520,13 @@ def bob_sift(
             f"Alice's reply has {a_basis.size} bases and {a_int.size} intensities "
             f"for {b_basis.size} announced detections"
         )
-    unmatched = int(np.count_nonzero(a_basis == UNKNOWN_BASIS))
-    return _result(b_basis, a_basis, b_bit, a_basis, a_int, n_intensities, unmatched)
+    _check_intensities(n_intensities)
+    a_basis, a_int = a_basis.reshape(-1), a_int.reshape(-1)
+    xz = _outputs(a_basis.size)
+    out = _bob_split(
+        a_basis, a_int, b_basis.reshape(-1), b_bit.reshape(-1), n_intensities, xz
+    )
+    return _result(out, a_basis, a_int, xz, n_intensities)
 
 
 def z_errors_per_intensity(
