@@ -25,11 +25,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from qkdmeet.qkd import finite_key as fk
 from qkdmeet.qkd.link import DEFAULT_BLOCK_BITS, json_ready, link_params
 from qkdmeet.qkd.protocol import ProtocolConfig
 from qkdmeet.qkd.rate_curve import LIM_BLOCK_SIZES
@@ -40,15 +42,18 @@ def _log(msg: str) -> None:
 
 
 def limiting_stage(stats: dict[str, Any]) -> dict[str, Any]:
-    """Which busy time comes closest to the wall-clock time: that stage holds the link back.
+    """Which end and stage hold the link back, from CPU seconds per wall-clock second.
 
-    The source's sampling runs in its own thread; each end's stages run one
-    after another (one block at a time), so an end's total is its load.
+    Stage times are CPU seconds (``time.thread_time`` of the thread that ran
+    them). The source's sampling and each end's stages compete for the same
+    cores: when the cores are full (``cpu_share_both_ends`` near the core
+    count) the rate is CPU-bound and the biggest consumer is what to make
+    cheaper; when they are not, the ends wait for each other (round trips).
     """
     elapsed = max(float(stats["elapsed_s"]), 1e-9)
     st = stats["stage_seconds"]
     loads = {
-        "sampling (simulated device)": float(st["sampling"]) / elapsed,
+        "sampling (simulated device)": float(st["sampling"] or 0.0) / elapsed,
         "transmitter post-processing": sum(st["alice"].values()) / elapsed,
         "receiver post-processing": sum(st["bob"].values()) / elapsed,
     }
@@ -57,51 +62,95 @@ def limiting_stage(stats: dict[str, Any]) -> dict[str, Any]:
         for name, sec in st[end].items():
             stages[f"{end}:{name}"] = float(sec) / elapsed
     top = max(stages, key=lambda k: stages[k]) if stages else ""
+    cores = os.cpu_count() or 1
+    used = stats.get("cpu_share_both_ends")
+    cpu_bound = isinstance(used, float) and used > 0.85 * cores
     return {
         "load_per_actor": loads,
         "load_per_stage": stages,
         "busiest_actor": max(loads, key=lambda k: loads[k]),
         "busiest_stage": top,
-        "note": "load = busy seconds per wall-clock second; the 2 cores are shared by the "
-        "source and both ends (and, on this machine, other users)",
+        "cpu_share_both_ends": used,
+        "cores": cores,
+        "why": (
+            f"CPU-bound: both ends use {used:.2f} of {cores} cores; the largest consumer is "
+            f"{max(loads, key=lambda k: loads[k])}"
+            if cpu_bound and isinstance(used, float)
+            else f"latency-bound: both ends use {used} of {cores} cores, the rest is waiting "
+            "(round trips, the pipeline's depth)"
+        ),
     }
 
 
+def stage_throughput(stats: dict[str, Any]) -> dict[str, Any]:
+    """Mb/s of input per core for every stage: sifted bits (detections for sampling
+    and sifting) over the stage's CPU seconds."""
+    st = stats["stage_seconds"]
+    sifted = float(stats.get("sifted_bits") or 0.0)
+    detections = float(stats.get("detections") or 0.0)
+    out: dict[str, Any] = {}
+    sampled = float(stats.get("sampled_device_seconds") or 0.0)
+    if st.get("sampling"):
+        out["sampling_device_seconds_per_core_second"] = sampled / float(st["sampling"])
+    for end in ("alice", "bob"):
+        for name, sec in st[end].items():
+            if not sec:
+                continue
+            base = detections if name == "sifting" else sifted
+            unit = "M_detections_per_s" if name == "sifting" else "Mb_per_s"
+            out[f"{end}:{name}:{unit}"] = base / float(sec) / 1e6
+    return out
+
+
 async def end_to_end(
-    seconds: float, *, block_bits: int, loss_db: float = 2.0, realtime: bool = True, seed: int = 7
+    seconds: float, *, block_bits: int, loss_db: float = 2.0, seed: int = 7
 ) -> dict[str, Any]:
-    """The real-time link for ``seconds``: rates, ceiling fraction, stage loads."""
-    from qkdmeet.qkd.cli import simulate
+    """The real-time link for ``seconds``, the two ends in two processes over TCP (the
+    demo's shape): rates, the finite-key ceiling reached, stage loads and throughputs."""
+    from qkdmeet.qkd.cli import derived_figures
+    from qkdmeet.qkd.networked import run_two_processes
 
     params = link_params("toshiba", loss_db=loss_db, block_bits=block_bits)
-    stats = await simulate(
-        params, ProtocolConfig(block_bits=block_bits), seconds, seed=seed, realtime=realtime
+    raw = await run_two_processes(
+        {"loss_db": loss_db, "block_bits": block_bits, "seed": seed}, seconds
     )
+    stats = derived_figures(raw, params, ProtocolConfig(block_bits=block_bits))
+    net = fk.net_key_rate(params, fk.AUTH_BITS_PER_BLOCK)
+    after = stats.get("secure_key_rate_after_warmup_bps") or 0.0
     blocks_s = stats["elapsed_s"] / max(stats["blocks"] + stats["aborted_blocks"], 1)
     return {
         "loss_db": loss_db,
         "block_bits": block_bits,
-        "realtime": realtime,
+        "processes": stats.get("processes"),
         "seconds": stats["elapsed_s"],
         "secure_key_rate_bps": stats["secure_key_rate_bps"],
-        "secure_plus_auth_rate_bps": (stats["secure_bits"] + stats["auth_key_refilled_bits"])
-        / max(stats["elapsed_s"], 1e-9),
+        "secure_key_rate_after_warmup_bps": after,
+        "time_to_first_key_s": stats.get("time_to_first_key_s"),
+        "model_net_key_rate_bps": net.net_bps,
+        "model_secure_key_rate_bps": stats["model_secure_key_rate_bps"],
+        "model_auth_share": net.auth_share,
+        "model_fraction_reached": after / net.net_bps if net.net_bps > 0 else 0.0,
         "ceiling_fraction": stats["ceiling_fraction"],
         "asymptotic_key_rate_bps": stats["asymptotic_key_rate_bps"],
-        "model_secure_key_rate_bps": stats["model_secure_key_rate_bps"],
         "sifted_rate_bps": stats["sifted_rate_bps"],
         "device_fraction_processed": stats["device_fraction_processed"],
         "blocks": stats["blocks"],
         "aborted_blocks": stats["aborted_blocks"],
         "wall_seconds_per_block": blocks_s,
+        "ec_round_trips_per_block": stats.get("ec_round_trips_per_block"),
+        "messages_per_block": stats.get("messages_per_block"),
+        "auth_masks_per_block": stats.get("auth_masks_per_block"),
+        "auth_key_per_block_bits": stats.get("auth_key_per_block_bits"),
         "qber": stats["qber"],
         "phase_error_bound": stats["phase_error_bound"],
         "ec_efficiency": stats["ec_efficiency"],
         "auth_key_spent_bits": stats["auth_key_spent_bits"],
         "auth_key_refilled_bits": stats["auth_key_refilled_bits"],
         "keys_identical": stats["keys_identical"],
-        "stopped": stats["stopped"],
+        "stopped": stats.get("process_errors"),
+        "cpu_share": stats.get("cpu_share"),
         "stage_seconds": stats["stage_seconds"],
+        "stage_throughput": stage_throughput(stats),
         "limits": limiting_stage(stats),
     }
 
@@ -136,31 +185,42 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _log("link model ...")
     result["model"] = model_figures(args.quick)
     _log("end to end ...")
-    seconds = 4.0 if args.quick else args.seconds
+    seconds = 8.0 if args.quick else args.seconds
     block = 1_000_000 if args.quick else int(args.block_bits)
     runs = [
         asyncio.run(end_to_end(seconds, block_bits=block, seed=7 + i))
         for i in range(1 if args.quick else args.runs)
     ]
-    rates = [r["secure_key_rate_bps"] for r in runs]
-    med = sorted(runs, key=lambda r: r["secure_key_rate_bps"])[len(runs) // 2]
+    rates = [r["secure_key_rate_after_warmup_bps"] for r in runs]
+    med = sorted(runs, key=lambda r: r["secure_key_rate_after_warmup_bps"])[len(runs) // 2]
     result["end_to_end"] = {**med, "secure_key_rate_bps_runs": rates,
                             "secure_key_rate_bps_median": statistics.median(rates)}  # fmt: skip
     _log(f"  {med['secure_key_rate_bps'] / 1e6:.2f} Mb/s secure, limited by "
          f"{med['limits']['busiest_actor']} ({med['limits']['busiest_stage']})")  # fmt: skip
     if args.sweep:
         sweep = []
-        for b in (1_000_000, 4_000_000, 10_000_000):
+        for b in (4_000_000, 10_000_000, 20_000_000, 40_000_000):
             _log(f"  sweep: blocks of {b:.0e} ...")
             r = asyncio.run(end_to_end(args.seconds, block_bits=b))
             sweep.append({k: r[k] for k in ("block_bits", "secure_key_rate_bps",
-                                             "ceiling_fraction", "wall_seconds_per_block",
-                                             "blocks", "model_secure_key_rate_bps")})  # fmt: skip
+                                             "secure_key_rate_after_warmup_bps",
+                                             "model_fraction_reached", "time_to_first_key_s",
+                                             "wall_seconds_per_block", "blocks",
+                                             "model_net_key_rate_bps")})  # fmt: skip
         result["block_size_sweep"] = sweep
     e2e = result["end_to_end"]
     ec = result["kernels"]["error_correction"]
     result["summary"] = {
         "secure_key_rate_bps": e2e["secure_key_rate_bps_median"],
+        "secure_key_rate_after_warmup_bps": e2e["secure_key_rate_after_warmup_bps"],
+        "model_net_key_rate_bps": e2e["model_net_key_rate_bps"],
+        "model_fraction_reached": e2e["model_fraction_reached"],
+        "time_to_first_key_s": e2e["time_to_first_key_s"],
+        "block_bits": e2e["block_bits"],
+        "ec_round_trips_per_block": e2e["ec_round_trips_per_block"],
+        "auth_masks_per_block": e2e["auth_masks_per_block"],
+        "cpu_share": e2e["cpu_share"],
+        "limits_why": e2e["limits"]["why"],
         "ceiling_fraction": e2e["ceiling_fraction"],
         "goal_bps": 10e6,
         "minimum_bps": 3e6,
@@ -182,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3, help="end-to-end runs (median reported)")
     p.add_argument("--repeats", type=int, default=3, help="kernel benchmark repeats")
     p.add_argument("--block-bits", type=float, default=DEFAULT_BLOCK_BITS)
-    p.add_argument("--sweep", action="store_true", help="also try blocks of 1e6, 4e6, 1e7")
+    p.add_argument("--sweep", action="store_true", help="also try blocks of 4e6 to 4e7")
     args = p.parse_args(list(argv) if argv is not None else None)
     if args.runs < 1 or args.seconds <= 0:
         print("--runs must be >= 1 and --seconds > 0", file=sys.stderr)
