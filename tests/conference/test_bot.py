@@ -111,9 +111,17 @@ def test_a_60_ms_packet_counts_three_audio_frames_without_loss() -> None:
 
 
 async def test_bot_refuses_unreachable_server() -> None:
-    bot = ConferenceBot("https://127.0.0.1:1", "ward", "A")
+    bot = ConferenceBot("https://127.0.0.1:1/?room=ward#invite=x", None, "A")
     with pytest.raises(BotError, match=r"cannot connect .* \(3 attempts\)"):
         await bot.start(wait_s=2.5)
+
+
+async def test_bot_needs_an_invite() -> None:
+    bot = ConferenceBot("https://127.0.0.1:1", "ward", "A")
+    with pytest.raises(BotError, match="no invite"):
+        await bot.start(wait_s=2.5)
+    with pytest.raises(ValueError, match="room"):
+        ConferenceBot("https://127.0.0.1:1/?room=ward#invite=x", "icu", "A")
 
 
 async def test_bot_joins_a_server_that_comes_up_late(tmp_path: Any) -> None:
@@ -125,7 +133,12 @@ async def test_bot_joins_a_server_that_comes_up_late(tmp_path: Any) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    bot = ConferenceBot(f"https://127.0.0.1:{port}", "ward", "A", SMALL)
+    # a room the operator created before the server started (the registry keeps hashes)
+    from qkdmeet.conference.access import RoomRegistry
+
+    invite = RoomRegistry(tmp_path / "state" / "rooms.json").create("ward")
+    url = invite.urls(f"https://127.0.0.1:{port}")["invite_url"]
+    bot = ConferenceBot(url, None, "A", SMALL)
     joining = asyncio.ensure_future(bot.start(wait_s=15.0))
     await asyncio.sleep(1.5)
     assert not joining.done()

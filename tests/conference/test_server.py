@@ -5,12 +5,27 @@ from typing import Any
 import aiohttp
 import pytest
 
+from qkdmeet.conference.admin import AdminError
 from qkdmeet.conference.bot import ConferenceBot
 from qkdmeet.conference.forwarding import PackOnlyEncoder
 from qkdmeet.conference.server import ConferenceServer
 from qkdmeet.conference.signalling import MAX_MESSAGE_BYTES
 
-from .conftest import MakeBot
+from .conftest import MakeBot, admin, room_urls
+
+
+def secret_of(server: ConferenceServer, room: str = "ward", role: str = "invite") -> str:
+    return room_urls(server, room)[f"{role}_url"].split(f"#{role}=")[1]
+
+
+#: The admin interface's routes over its Unix socket (see :func:`_admin_http`).
+ADMIN = "http://admin"
+
+
+def _admin_http(server: ConferenceServer) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.UnixConnector(path=str(server.config.admin_path))
+    )
 
 
 async def until(predicate: Any, wait_s: float = 20.0) -> None:
@@ -117,8 +132,12 @@ async def test_malformed_signalling_gets_errors_and_the_socket_stays_open(
         for payload in bad:
             msg = await reply(payload)
             assert msg["type"] == "error" and msg["reason"]
-        joined = await reply(json.dumps({"type": "join", "room": "ward", "name": "M"}))
-        assert joined["type"] == "joined" and joined["participants"] == [{"id": a.id, "name": "A"}]
+        joined = await reply(
+            json.dumps({"type": "join", "room": "ward", "name": "M", "secret": secret_of(server)})
+        )
+        assert joined["type"] == "joined" and joined["participants"] == [
+            {"id": a.id, "name": "A", "moderator": False}
+        ]
         # drain the subscribe offer for A's camera, then send bad media messages
         sub = await ws.receive_json(timeout=10)
         assert sub["type"] == "subscribe" and sub["from"] == a.id
@@ -126,7 +145,7 @@ async def test_malformed_signalling_gets_errors_and_the_socket_stays_open(
             {"type": "publish", "pc": "cam", "kind": "camera", "sdp": "v=0 garbage"},
             {"type": "answer", "pc": "nope", "sdp": "v=0"},
             {"type": "unpublish", "pc": "nope"},
-            {"type": "join", "room": "other", "name": "M"},
+            {"type": "join", "room": "other", "name": "M", "secret": "x"},
         ]:
             msg = await reply(json.dumps(payload))
             assert msg["type"] == "error", payload
@@ -143,18 +162,24 @@ async def test_chat_mute_link_and_room_api(server: ConferenceServer, make_bot: M
     assert msg["from"] == a.id and msg["name"] == "A" and isinstance(msg["ts"], float)
     await a.mute("audio", True)
     await b.wait_for("mute", id=a.id, kind="audio", muted=True)
+    ops = admin(server)
+    link = {"protected": True, "key_buffered_bytes": 123456, "alarm": None}
+    await ops.post("/api/link", link)
+    with pytest.raises(AdminError) as refused:
+        await ops.post("/api/link", [])
+    assert refused.value.status == 400
+    room = await ops.get("/api/rooms/ward")
+    assert {p["name"] for p in room["participants"]} == {"A", "B"}
+    assert [p["muted"]["audio"] for p in room["participants"] if p["id"] == a.id] == [True]
+    with pytest.raises(AdminError) as refused:
+        await ops.get("/api/rooms/none")
+    assert refused.value.status == 404
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
-        link = {"protected": True, "key_buffered_bytes": 123456, "alarm": None}
-        async with http.post(server.url + "/api/link", json=link) as r:
-            assert r.status == 200
-        async with http.post(server.url + "/api/link", data="[]") as r:
-            assert r.status == 400
-        async with http.get(server.url + "/api/rooms/ward") as r:
-            room = await r.json()
-        assert {p["name"] for p in room["participants"]} == {"A", "B"}
-        assert [p["muted"]["audio"] for p in room["participants"] if p["id"] == a.id] == [True]
-        async with http.get(server.url + "/api/rooms/none") as r:
-            assert r.status == 404
+        # a participant sees its own room (by its session token)
+        async with http.get(server.url + "/api/room", headers=b.auth_headers()) as r:
+            mine = await r.json()
+        assert {p["name"] for p in mine["participants"]} == {"A", "B"}
+        assert "streams" not in mine and "cap" not in mine
         async with http.get(server.url + "/healthz") as r:
             assert (await r.json())["status"] == "ok"
         async with http.get(server.url + "/") as r:
@@ -170,15 +195,15 @@ async def test_caps_api_drives_the_bots_encoders(
     server: ConferenceServer, make_bot: MakeBot
 ) -> None:
     a, b = await make_bot("A"), await make_bot("B")
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
-        async with http.post(server.url + "/api/rooms/ward/cap", json={"bps": 200_000}) as r:
+    async with _admin_http(server) as http:
+        async with http.post(ADMIN + "/api/rooms/ward/cap", json={"bps": 200_000}) as r:
             assert r.status == 200
         for bot in (a, b):
             msg = await bot.wait_for("bitrate", camera=200_000)
             assert msg["screen"] == 200_000 and msg["audio"] == 40_000
             await until(lambda bot=bot: bot.bitrates["camera"] == 200_000)
             assert bot.video_encoders["camera"].target_bitrate <= 200_000
-        url = f"{server.url}/api/rooms/ward/participants/{a.id}/cap"
+        url = f"{ADMIN}/api/rooms/ward/participants/{a.id}/cap"
         async with http.post(url, json={"bps": 100_000}) as r:
             assert r.status == 200
         await a.wait_for("bitrate", camera=100_000)
@@ -188,14 +213,14 @@ async def test_caps_api_drives_the_bots_encoders(
             async with http.post(url, json=bad) as r:
                 assert r.status == 400
         async with http.post(
-            server.url + "/api/rooms/ward/participants/p99/cap", json={"bps": None}
+            ADMIN + "/api/rooms/ward/participants/p99/cap", json={"bps": None}
         ) as r:
             assert r.status == 404
-        async with http.post(server.url + "/api/rooms/ward/cap", json={"bps": None}) as r:
+        async with http.post(ADMIN + "/api/rooms/ward/cap", json={"bps": None}) as r:
             assert r.status == 200
         await b.wait_for("bitrate", camera=800_000)
         # the lean audio tier of the key-aware adaptation reaches the Opus encoders
-        room_cap = server.url + "/api/rooms/ward/cap"
+        room_cap = ADMIN + "/api/rooms/ward/cap"
         async with http.post(room_cap, json={"bps": 30_000, "audio_bps": 16_000}) as r:
             assert r.status == 200 and (await r.json())["audio_cap"] == 16_000
         for bot in (a, b):
@@ -204,7 +229,7 @@ async def test_caps_api_drives_the_bots_encoders(
                         and bot.audio_encoder.cap == 16_000)
         async with http.post(room_cap, json={"bps": None, "audio_bps": 100}) as r:
             assert r.status == 400
-        async with http.get(server.url + "/api/rooms") as r:  # a refused request changes nothing
+        async with http.get(ADMIN + "/api/rooms") as r:  # a refused request changes nothing
             ward = next(x for x in (await r.json())["rooms"] if x["room"] == "ward")
             assert ward["cap"] == 30_000 and ward["audio_cap"] == 16_000
         async with http.post(room_cap, json={"bps": None, "audio_bps": None}) as r:
@@ -230,7 +255,7 @@ async def test_document_upload_and_byte_identical_download(
 
 
 async def test_bad_uploads_are_refused(server: ConferenceServer, make_bot: MakeBot) -> None:
-    await make_bot("A")
+    a = await make_bot("A")
     url = server.url + "/api/rooms/ward/documents"
 
     def form(data: bytes, ctype: str) -> aiohttp.FormData:
@@ -238,7 +263,9 @@ async def test_bad_uploads_are_refused(server: ConferenceServer, make_bot: MakeB
         f.add_field("file", data, filename="x", content_type=ctype)
         return f
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=False), headers=a.auth_headers()
+    ) as http:
         cases = [
             (form(b"%PDF-" + b"0" * (70 * 1024), "application/pdf"), 413),
             (form(b"MZ\x90\x00", "application/x-msdownload"), 415),
@@ -252,13 +279,13 @@ async def test_bad_uploads_are_refused(server: ConferenceServer, make_bot: MakeB
         async with http.post(
             server.url + "/api/rooms/nowhere/documents", data=form(b"hi", "text/plain")
         ) as r:
-            assert r.status == 404
+            assert r.status == 403  # not A's room
         async with http.get(server.url + "/api/documents/" + "0" * 24) as r:
             assert r.status == 404
         async with http.get(server.url + "/api/documents/..%2f..%2fetc") as r:
             assert r.status == 404
-        async with http.get(server.url + "/api/rooms") as r:
-            assert (await r.json())["rooms"][0]["documents"] == []
+        async with http.get(server.url + "/api/room") as r:
+            assert (await r.json())["documents"] == []
 
 
 async def test_a_zero_cap_pauses_the_cameras_and_lifting_it_resumes_them(
@@ -267,8 +294,8 @@ async def test_a_zero_cap_pauses_the_cameras_and_lifting_it_resumes_them(
     a, b = await make_bot("A"), await make_bot("B")
     assert a.camera is not None
     await until(lambda: a.camera is not None and a.camera.frames_sent > 5)
-    room_cap = server.url + "/api/rooms/ward/cap"
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
+    room_cap = ADMIN + "/api/rooms/ward/cap"
+    async with _admin_http(server) as http:
         async with http.post(room_cap, json={"bps": None, "audio_bps": 16_000,
                                              "camera_bps": 0}) as r:
             assert r.status == 200 and (await r.json())["camera_cap"] == 0

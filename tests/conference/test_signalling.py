@@ -12,9 +12,11 @@ from qkdmeet.conference.signalling import (
 
 
 def test_join_is_parsed_and_trimmed() -> None:
-    msg = parse_message(json.dumps({"type": "join", "room": " ward ", "name": "Dr A"}))
+    msg = parse_message(
+        json.dumps({"type": "join", "room": " ward ", "name": "Dr A", "secret": "s3cr3t"})
+    )
     assert msg.type == "join"
-    assert msg.fields == {"room": "ward", "name": "Dr A"}
+    assert msg.fields == {"room": "ward", "name": "Dr A", "secret": "s3cr3t"}
 
 
 @pytest.mark.parametrize(
@@ -25,7 +27,12 @@ def test_join_is_parsed_and_trimmed() -> None:
         json.dumps({"room": "x"}),
         json.dumps({"type": "dance"}),
         json.dumps({"type": "offer", "sdp": 5}),
-        json.dumps({"type": "join", "room": "", "name": "a"}),
+        json.dumps({"type": "join", "room": "", "name": "a", "secret": "s"}),
+        json.dumps({"type": "join", "room": "ward", "name": "a"}),  # no invite
+        json.dumps({"type": "join", "room": "ward", "name": "a", "secret": ""}),
+        json.dumps({"type": "join", "room": "ward", "name": "a", "secret": "s" * 300}),
+        json.dumps({"type": "remove", "id": ""}),
+        json.dumps({"type": "lock", "locked": "yes"}),
         json.dumps({"type": "chat", "text": ""}),
         json.dumps({"type": "mute", "kind": "screen", "muted": True}),
         json.dumps({"type": "mute", "kind": "audio", "muted": 1}),

@@ -51,16 +51,14 @@ import argparse
 import contextlib
 import json
 import os
-import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from qkdmeet.conference.admin import AdminError, admin_request
 from qkdmeet.conference.bot import BotOptions, clip_parameters
 from qkdmeet.conference.media import AUDIO_RATE, AUDIO_SAMPLES, cached_clip
 
@@ -93,7 +91,17 @@ class _Server:
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError("conference server did not start")
-        self.url = str(json.loads(line)["url"])
+        started = json.loads(line)
+        self.url = str(started["url"])
+        self.admin_socket = str(started["admin_socket"])
+        self._invites: dict[str, str] = {}
+
+    def invite(self, room: str) -> str:
+        """The room's invite URL; the room is created (as the operator) on first use."""
+        if room not in self._invites:
+            urls = admin_request(self.admin_socket, "POST", "/api/rooms", {"name": room})
+            self._invites[room] = str(urls["invite_url"])
+        return self._invites[room]
 
     def cpu(self) -> float:
         return _cpu_seconds(self.proc.pid)
@@ -108,15 +116,14 @@ class _Server:
 
 
 def _room_state(server: _Server, room: str) -> dict[str, Any] | None:
-    """The server's view of a room (participants, subscriptions, forwarder counters)."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    """The server's view of a room (participants, subscriptions, forwarder counters),
+    from its admin socket."""
     try:
-        with urllib.request.urlopen(f"{server.url}/api/rooms/{room}", context=ctx, timeout=5) as r:
-            state: dict[str, Any] = json.loads(r.read())
-            return state
-    except (urllib.error.URLError, OSError, ValueError):
+        state: dict[str, Any] = admin_request(
+            server.admin_socket, "GET", f"/api/rooms/{room}", timeout=5
+        )
+        return state
+    except (AdminError, ValueError):
         return None
 
 
@@ -165,7 +172,7 @@ def _run_panel(server: _Server, room: str, n: int, seconds: float, clip: Path) -
             "conference",
             "bot",
             "--url",
-            server.url,
+            server.invite(room),
             "--room",
             room,
             "--name",
@@ -294,7 +301,7 @@ def _latency_run(server: _Server, seconds: float) -> dict[str, Any]:
             "conference",
             "bot",
             "--url",
-            server.url,
+            server.invite("latency"),
             "--room",
             "latency",
             "--name",

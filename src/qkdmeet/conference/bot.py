@@ -47,6 +47,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.mediastreams import MediaStreamError
 from av import AudioResampler, CodecContext, VideoFrame
 
+from qkdmeet.conference.access import parse_invite
 from qkdmeet.conference.forwarding import PackOnlyEncoder, tap_receiver
 from qkdmeet.conference.media import (
     AUDIO_SAMPLES,
@@ -270,9 +271,29 @@ class _Received:
 class ConferenceBot:
     """A headless participant. ``await start()``, ``await run(seconds)``, ``await stop()``."""
 
-    def __init__(self, url: str, room: str, name: str, options: BotOptions | None = None) -> None:
-        self.url = url.rstrip("/")
-        self.room = room
+    def __init__(
+        self,
+        url: str,
+        room: str | None,
+        name: str,
+        options: BotOptions | None = None,
+        *,
+        secret: str | None = None,
+    ) -> None:
+        """``url``: the room's invite (or moderator) URL, as the operator handed it
+        out (``https://host:port/?room=R#invite=S``); or the server's base URL with
+        ``room`` and ``secret`` given."""
+        invite = parse_invite(url)
+        if room and invite.room and room != invite.room:
+            raise ValueError(f"the invite is for room {invite.room!r}, not {room!r}")
+        self.url = invite.base
+        self.room = room or invite.room or ""
+        if not self.room:
+            raise ValueError("no room: pass an invite URL (or a room)")
+        self.secret = secret if secret is not None else invite.secret
+        #: the session token the server issued at join (for the HTTP API)
+        self.token: str | None = None
+        self.moderator = False
         self.name = name
         self.options = options or BotOptions()
         self.state = BotState.NEW
@@ -327,6 +348,8 @@ class ConferenceBot:
         return ReplayVideoTrack(clip)
 
     async def _start(self, wait_s: float) -> None:
+        if not self.secret:
+            raise BotError("no invite: join with the room's invite URL (…#invite=SECRET)")
         # 0. the camera first: a pre-encoded clip is encoded (or loaded) before joining
         self.camera = await self._make_camera()
         # 1. connect the signalling socket and join
@@ -352,9 +375,13 @@ class ConferenceBot:
         loop = asyncio.get_running_loop()
         self._joined = loop.create_future()
         self._reader = asyncio.ensure_future(self._read_loop())
-        await self._send({"type": "join", "room": self.room, "name": self.name})
+        await self._send(
+            {"type": "join", "room": self.room, "name": self.name, "secret": self.secret}
+        )
         joined = await asyncio.wait_for(self._joined, wait_s)
         self.id = joined["id"]
+        self.token = joined.get("token")
+        self.moderator = bool(joined.get("moderator"))
         self.bitrates = dict(joined["bitrates"])
         self.documents = list(joined.get("documents", []))
         self.state = BotState.JOINED
@@ -648,12 +675,11 @@ class ConferenceBot:
         p = Path(path)
         ctype = content_type or _guess_type(p)
         form = aiohttp.FormData()
-        form.add_field("participant", self.id)
         form.add_field(
             "file", await asyncio.to_thread(p.read_bytes), filename=p.name, content_type=ctype
         )
         async with self._session.post(
-            f"{self.url}/api/rooms/{self.room}/documents", data=form
+            f"{self.url}/api/rooms/{self.room}/documents", data=form, headers=self.auth_headers()
         ) as resp:
             if resp.status != 200:
                 raise BotError(f"upload refused: {resp.status} {await resp.text()}")
@@ -663,9 +689,15 @@ class ConferenceBot:
     async def download(self, document: dict[str, Any]) -> bytes:
         if self._session is None:
             raise BotError("not started")
-        async with self._session.get(self.url + str(document["url"])) as resp:
+        async with self._session.get(
+            self.url + str(document["url"]), headers=self.auth_headers()
+        ) as resp:
             resp.raise_for_status()
             return await resp.read()
+
+    def auth_headers(self) -> dict[str, str]:
+        """The session token as an ``Authorization`` header (after joining)."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     # report --------------------------------------------------------------------
 

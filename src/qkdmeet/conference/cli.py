@@ -1,18 +1,28 @@
-"""``qkdmeet conference serve`` and ``qkdmeet conference bot``."""
+"""``qkdmeet conference serve``, ``room`` (the operator's rooms) and ``bot``.
+
+``serve`` prints one JSON line when it listens: ``{"url", "port", "admin_socket",
+"rooms": [{"room", "invite_url", "moderator_url"}]}`` with the links of the
+rooms it created at this start (``[[room]]`` tables and ``--room``). ``room
+create|list|show|rotate|revoke|close`` talk to a running server over its admin
+socket (``--admin-socket``, or ``<state_dir>/admin.sock``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from qkdmeet.conference.access import AccessError
+from qkdmeet.conference.admin import AdminError, admin_request
 from qkdmeet.conference.bot import BotError, BotOptions, ConferenceBot
-from qkdmeet.conference.config import DEFAULT_PORT, ConfigError, ServerConfig
+from qkdmeet.conference.config import DEFAULT_PORT, ConfigError, RoomSpec, ServerConfig
 from qkdmeet.conference.server import ConferenceServer
 
 
@@ -28,11 +38,50 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--key", type=Path, help="TLS private key (PEM)")
     serve.add_argument("--state-dir", type=Path, help="self-signed certificate and uploads")
     serve.add_argument("--no-tls", action="store_true", help="serve plain HTTP")
+    serve.add_argument(
+        "--room",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="serve this room (repeatable; its invite and moderator URLs are printed)",
+    )
+    serve.add_argument("--admin-socket", type=Path, help="admin Unix socket (mode 0600)")
     serve.set_defaults(func=_serve)
 
+    room = sub.add_parser("room", help="the operator's rooms on a running server (admin socket)")
+    room_sub = room.add_subparsers(dest="room_command", metavar="ACTION", required=True)
+    for action, text in (
+        ("create", "create a room; prints its invite and moderator URLs (shown once)"),
+        ("list", "list the rooms"),
+        ("show", "a room's state (participants, caps, documents)"),
+        ("rotate", "new invite and moderator URLs (the old ones stop working)"),
+        ("revoke", "refuse the room's invite and moderator links from now on"),
+        ("close", "close a room: participants out, its documents deleted"),
+    ):
+        p = room_sub.add_parser(action, help=text)
+        if action != "list":
+            p.add_argument("name")
+        p.add_argument("--admin-socket", type=Path, help="the server's admin socket")
+        p.add_argument(
+            "--state-dir", type=Path, default=Path("conference-state"),
+            help="the server's state dir (its admin.sock), when --admin-socket is not given",
+        )
+        if action == "create":
+            p.add_argument("--expires-in", type=float, metavar="SECONDS",
+                           help="the links expire after this long")
+            p.add_argument("--retention", type=float, metavar="SECONDS",
+                           help="documents deleted this long after upload")
+            p.add_argument("--max-documents", type=int)
+            p.add_argument("--max-document-bytes", type=int)
+        p.set_defaults(func=_room, room_action=action)
+
     bot = sub.add_parser("bot", help="join a room with synthetic media and measure what arrives")
-    bot.add_argument("--url", required=True, help="server URL, e.g. https://127.0.0.1:8443")
-    bot.add_argument("--room", required=True)
+    bot.add_argument(
+        "--url",
+        required=True,
+        help="the room's invite URL (https://host:port/?room=R#invite=SECRET)",
+    )
+    bot.add_argument("--room", help="the room (default: the invite's)")
     bot.add_argument("--name", required=True)
     bot.add_argument("--seconds", type=float, default=10.0, help="time in the room")
     bot.add_argument("--warmup", type=float, default=0.0, help="seconds not measured first")
@@ -63,18 +112,29 @@ async def _serve(args: argparse.Namespace) -> int:
         "key": args.key,
         "state_dir": args.state_dir,
         "tls": False if args.no_tls else None,
+        "admin_socket": args.admin_socket,
     }
     try:
         if args.config is not None:
             config = ServerConfig.load(args.config, **overrides)
         else:
             config = ServerConfig.from_dict({}, **overrides)
+        if args.room:
+            config = dataclasses.replace(
+                config, rooms=[*config.rooms, *(RoomSpec(name) for name in args.room)]
+            )
         server = ConferenceServer(config)
         await server.start()
-    except (ConfigError, OSError) as exc:
+    except (ConfigError, AccessError, OSError) as exc:
         print(f"qkdmeet conference serve: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"url": server.url, "port": server.port}), flush=True)
+    line = {
+        "url": server.url,
+        "port": server.port,
+        "admin_socket": str(config.admin_path),
+        "rooms": server.invites,
+    }
+    print(json.dumps(line), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -84,6 +144,47 @@ async def _serve(args: argparse.Namespace) -> int:
         await stop.wait()
     finally:
         await server.stop()
+    return 0
+
+
+async def _room(args: argparse.Namespace) -> int:
+    sock = args.admin_socket or args.state_dir / "admin.sock"
+    action = args.room_action
+    try:
+        if action == "create":
+            options = {
+                k: v
+                for k, v in (
+                    ("expires_in_s", args.expires_in),
+                    ("retention_s", args.retention),
+                    ("max_documents", args.max_documents),
+                    ("max_document_bytes", args.max_document_bytes),
+                )
+                if v is not None
+            }
+            result = await asyncio.to_thread(
+                admin_request, sock, "POST", "/api/rooms", {"name": args.name, **options}
+            )
+        elif action == "list":
+            rooms = await asyncio.to_thread(admin_request, sock, "GET", "/api/rooms")
+            result = {"rooms": [
+                {"room": r["room"], "participants": len(r["participants"]),
+                 "documents": len(r["documents"]), **r["access"]}
+                for r in rooms["rooms"]
+            ]}
+        elif action == "show":
+            result = await asyncio.to_thread(admin_request, sock, "GET", f"/api/rooms/{args.name}")
+        elif action == "close":
+            result = await asyncio.to_thread(
+                admin_request, sock, "DELETE", f"/api/rooms/{args.name}"
+            )
+        else:  # rotate | revoke
+            path = f"/api/rooms/{args.name}/{'invite' if action == 'rotate' else 'revoke'}"
+            result = await asyncio.to_thread(admin_request, sock, "POST", path, {})
+    except AdminError as exc:
+        print(f"qkdmeet conference room {action}: {exc}", file=sys.stderr)
+        return 2 if exc.status in (400, 404) else 1
+    print(json.dumps(result))
     return 0
 
 

@@ -8,13 +8,39 @@ cert = "/etc/qkdmeet/conference.pem"         # optional; with key
 key = "/etc/qkdmeet/conference.key"
 tls = true                                   # false: plain HTTP (behind a proxy)
 
+public_url = "https://conf.site-a.example:8443"  # optional: the base of invite URLs
+
 [rooms]
 max_participants = 16
+max_documents = 50           # per room; beyond: 413
+max_bytes = 209715200        # all documents of a room together; beyond: 413
+retention_s = 86400          # documents deleted this long after upload (default: kept
+                             # until the room is closed)
+
+[[room]]                     # rooms the server serves (fresh secrets at every start)
+name = "tumour-board"
+expires_in_s = 604800        # optional: the invite and moderator links expire
+retention_s = 3600           # optional, this room's own retention and quotas
+max_documents = 20
+max_document_bytes = 52428800
 
 [uploads]
 dir = "/var/lib/qkdmeet/conference/uploads"  # default: <state_dir>/uploads
-max_bytes = 20971520
+max_bytes = 20971520                         # one upload
+
+[admin]
+socket = "/run/qkdmeet/conference-admin.sock"  # default: <state_dir>/admin.sock (0600)
+
+[security]
+max_failed_joins_per_minute = 10  # per source address
+allowed_origins = ["https://conf.site-a.example"]  # besides the server's own
 ```
+
+Rooms exist only when the operator creates them: in ``[[room]]`` tables (or
+``serve --room NAME``), whose invite and moderator links are minted at every
+start and printed in the start-up line, or at run time with
+``qkdmeet conference room create`` over the admin socket (those persist in
+``<state_dir>/rooms.json``, as hashes). See ``access.py``.
 
 Browsers allow camera and microphone only in a secure context, so without a
 certificate the server creates a self-signed one on first run in
@@ -28,7 +54,7 @@ import ipaddress
 import socket
 import ssl
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +63,31 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from qkdmeet.conference.access import AccessError, check_room_name
+
 DEFAULT_PORT = 8443
 DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
 DEFAULT_MAX_PARTICIPANTS = 16
+DEFAULT_MAX_DOCUMENTS = 50
+DEFAULT_MAX_ROOM_BYTES = 200 * 1024 * 1024
+DEFAULT_MAX_FAILED_JOINS = 10
+#: sun_path of a Unix socket holds 108 bytes
+MAX_SOCKET_PATH = 100
 
 
 class ConfigError(ValueError):
     """An invalid configuration file or option."""
+
+
+@dataclass(frozen=True)
+class RoomSpec:
+    """A room of the configuration: created (fresh secrets) at every start."""
+
+    name: str
+    expires_in_s: float | None = None
+    retention_s: float | None = None
+    max_documents: int | None = None
+    max_document_bytes: int | None = None
 
 
 @dataclass
@@ -58,6 +102,14 @@ class ServerConfig:
     upload_dir: Path | None = None
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     web_dir: Path = Path(__file__).parent / "web"
+    rooms: list[RoomSpec] = field(default_factory=list)
+    max_documents: int = DEFAULT_MAX_DOCUMENTS
+    max_room_bytes: int = DEFAULT_MAX_ROOM_BYTES
+    retention_s: float | None = None
+    admin_socket: Path | None = None
+    max_failed_joins: int = DEFAULT_MAX_FAILED_JOINS
+    allowed_origins: list[str] = field(default_factory=list)
+    public_url: str | None = None
 
     def __post_init__(self) -> None:
         if (self.cert is None) != (self.key is None):
@@ -66,6 +118,28 @@ class ServerConfig:
             raise ConfigError(f"port {self.port} out of range")
         if self.max_upload_bytes <= 0 or self.max_participants <= 0:
             raise ConfigError("limits must be positive")
+        if self.max_documents < 0 or self.max_room_bytes < 0 or self.max_failed_joins <= 0:
+            raise ConfigError("room quotas must be >= 0 and max_failed_joins > 0")
+        if self.retention_s is not None and not self.retention_s > 0:
+            raise ConfigError("retention_s must be positive")
+        for spec in self.rooms:
+            try:
+                check_room_name(spec.name)
+            except AccessError as exc:
+                raise ConfigError(f"[[room]] {spec.name!r}: {exc}") from exc
+        names = [r.name for r in self.rooms]
+        if len(set(names)) != len(names):
+            raise ConfigError("a room is configured twice")
+        if len(str(self.admin_path)) > MAX_SOCKET_PATH:
+            raise ConfigError(
+                f"admin socket path {self.admin_path} is longer than {MAX_SOCKET_PATH} "
+                "characters: set [admin] socket"
+            )
+
+    @property
+    def admin_path(self) -> Path:
+        """The admin interface's Unix socket (mode 0600)."""
+        return self.admin_socket if self.admin_socket is not None else self.state_dir / "admin.sock"
 
     @property
     def uploads(self) -> Path:
@@ -84,14 +158,22 @@ class ServerConfig:
     def from_dict(cls, data: dict[str, Any], **overrides: Any) -> ServerConfig:
         rooms = data.get("rooms", {})
         uploads = data.get("uploads", {})
+        admin = data.get("admin", {})
+        security = data.get("security", {})
         kwargs: dict[str, Any] = {}
         try:
             for name, value in (
                 ("host", data.get("host")),
                 ("port", data.get("port")),
                 ("tls", data.get("tls")),
+                ("public_url", data.get("public_url")),
                 ("max_participants", rooms.get("max_participants")),
+                ("max_documents", rooms.get("max_documents")),
+                ("max_room_bytes", rooms.get("max_bytes")),
+                ("retention_s", rooms.get("retention_s")),
                 ("max_upload_bytes", uploads.get("max_bytes")),
+                ("max_failed_joins", security.get("max_failed_joins_per_minute")),
+                ("allowed_origins", security.get("allowed_origins")),
             ):
                 if value is not None:
                     kwargs[name] = value
@@ -101,13 +183,27 @@ class ServerConfig:
                 ("key", data.get("key")),
                 ("upload_dir", uploads.get("dir")),
                 ("web_dir", data.get("web_dir")),
+                ("admin_socket", admin.get("socket")),
             ):
                 if value is not None:
                     kwargs[name] = Path(str(value))
+            specs = data.get("room", [])
+            if not isinstance(specs, list) or not all(isinstance(r, dict) for r in specs):
+                raise ConfigError("[[room]] must be tables")
+            kwargs["rooms"] = [RoomSpec(**r) for r in specs]
         except AttributeError as exc:
             raise ConfigError(f"bad configuration table: {exc}") from exc
+        except TypeError as exc:
+            raise ConfigError(f"bad [[room]] table: {exc}") from exc
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
-        for name, typ in (("port", int), ("max_participants", int), ("max_upload_bytes", int)):
+        for name, typ in (
+            ("port", int),
+            ("max_participants", int),
+            ("max_upload_bytes", int),
+            ("max_documents", int),
+            ("max_room_bytes", int),
+            ("max_failed_joins", int),
+        ):
             if name in kwargs and (
                 not isinstance(kwargs[name], typ) or isinstance(kwargs[name], bool)
             ):

@@ -2,12 +2,16 @@
 
 An upload is accepted only if its declared type is one of :data:`ALLOWED_TYPES`
 and its first bytes agree with that type (a "PDF" that is not one is refused
-as the wrong type). Stored bytes are returned unchanged on download.
+as the wrong type). Stored bytes are returned unchanged on download, and only
+to members of the document's room (the server checks the session). A document
+is deleted from disk (:meth:`DocumentStore.delete`: its bytes and its metadata
+file) when its room is closed or its retention ends.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 from dataclasses import asdict, dataclass
@@ -39,6 +43,7 @@ class Document:
     content_type: str
     room: str
     sender: str
+    created: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -80,6 +85,7 @@ class DocumentStore:
         self.max_bytes = max_bytes
         self._docs: dict[str, Document] = {}
         directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o700)
         for meta in directory.glob("*.json"):
             try:
                 doc = Document(**json.loads(meta.read_text()))
@@ -98,7 +104,10 @@ class DocumentStore:
 
     def commit(self, doc: Document) -> None:
         """Record a document whose bytes are already at :meth:`path`."""
-        (self.directory / f"{doc.id}.json").write_text(json.dumps(asdict(doc)))
+        meta = self.directory / f"{doc.id}.json"
+        fd = os.open(meta, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(asdict(doc)))
         self._docs[doc.id] = doc
 
     def get(self, doc_id: str) -> Document:
@@ -109,3 +118,31 @@ class DocumentStore:
 
     def in_room(self, room: str) -> list[Document]:
         return [d for d in self._docs.values() if d.room == room]
+
+    def usage(self, room: str) -> tuple[int, int]:
+        """(number of documents, total bytes) held for a room."""
+        docs = self.in_room(room)
+        return len(docs), sum(d.size for d in docs)
+
+    def delete(self, doc_id: str) -> bool:
+        """Remove a document's bytes and metadata from disk; False if it was unknown."""
+        doc = self._docs.pop(doc_id, None)
+        (self.directory / f"{doc_id}.json").unlink(missing_ok=True)
+        if re.fullmatch(r"[0-9a-f]{24}", doc_id):
+            (self.directory / doc_id).unlink(missing_ok=True)
+        return doc is not None
+
+    def delete_room(self, room: str) -> list[str]:
+        """Delete every document of a room; the IDs deleted."""
+        ids = [d.id for d in self.in_room(room)]
+        for doc_id in ids:
+            self.delete(doc_id)
+        return ids
+
+    def expired(self, retention: dict[str, float | None], now: float) -> list[Document]:
+        """Documents past their room's retention (``retention``: room -> seconds)."""
+        return [
+            d
+            for d in self._docs.values()
+            if (r := retention.get(d.room)) is not None and now - d.created >= r
+        ]

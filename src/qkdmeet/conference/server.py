@@ -1,7 +1,13 @@
 """The conference server: HTTPS, WebSocket signalling, forwarding, documents, caps.
 
-One aiohttp application serves the browser app (``web/``), the signalling
-WebSocket (``/ws``, protocol in ``PROTOCOL.md``) and the HTTP API. Media runs
+Two aiohttp applications. The *participant* one (HTTPS on ``host:port``)
+serves the browser app (``web/``), the signalling WebSocket (``/ws``, protocol
+in ``PROTOCOL.md``) and the participants' HTTP API, every request of which is
+authenticated by the session token its WebSocket got at ``join`` and answered
+for that participant's room only. The *admin* one (HTTP on a Unix socket of
+mode 0600, peers checked by uid) is the operator's control plane: rooms and
+their invites, the key-budget caps, the link indicator, full room state.
+Rooms exist only when the operator creates them (``access.py``). Media runs
 over one server-side RTCPeerConnection per published stream set (a
 :class:`Publication`) and one per (subscriber, publication) pair (a
 :class:`Subscription`); the media path is ``forwarding.py``.
@@ -21,8 +27,13 @@ and cancelled by :meth:`ConferenceServer.stop`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
+import os
+import socket
+import stat
+import struct
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -36,6 +47,13 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from qkdmeet.conference.access import (
+    AccessError,
+    FailureLimiter,
+    RoomRecord,
+    RoomRegistry,
+    new_token,
+)
 from qkdmeet.conference.config import ServerConfig
 from qkdmeet.conference.documents import Document, DocumentError, DocumentStore, check_type
 from qkdmeet.conference.documents import clean_name as clean_document_name
@@ -54,6 +72,25 @@ logger = logging.getLogger(__name__)
 
 VIDEO_CODEC = "video/VP8"
 AUDIO_CODEC = "audio/opus"
+#: The participant pages may load scripts, styles and media from the server only;
+#: no inline script, no eval, no plugins, not framed by another site.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "media-src 'self' blob:; frame-src 'self' blob:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+#: Messages a participant may send in a burst, and per second after it.
+MESSAGE_BURST = 100
+MESSAGES_PER_S = 50.0
+#: Seconds between two sweeps for documents past their room's retention.
+RETENTION_SWEEP_S = 5.0
 _PLACEHOLDER = (
     "<!doctype html><title>qkdmeet conference</title>"
     "<p>The browser app is not installed (conference/web/ is missing).</p>"
@@ -122,12 +159,30 @@ class Subscription:
 @dataclass(eq=False)
 class Session:
     ws: web.WebSocketResponse
+    source: str = ""
     room: RoomState | None = None
     participant: Participant | None = None
+    token: str | None = None  # issued at join; authenticates this session's HTTP requests
+    moderator: bool = False  # joined with the moderator link
     publications: dict[str, Publication] = field(default_factory=dict)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     closed: bool = False
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _allowance: float = MESSAGE_BURST
+    _allowance_at: float = field(default_factory=time.monotonic)
+    _flood_reported: float = 0.0
+
+    def take_message(self) -> bool:
+        """Token bucket: False when this session floods (the message is dropped)."""
+        now = time.monotonic()
+        self._allowance = min(
+            MESSAGE_BURST, self._allowance + (now - self._allowance_at) * MESSAGES_PER_S
+        )
+        self._allowance_at = now
+        if self._allowance < 1.0:
+            return False
+        self._allowance -= 1.0
+        return True
 
     @property
     def id(self) -> str:
@@ -146,7 +201,9 @@ class Session:
 @dataclass(eq=False)
 class RoomState:
     room: Room
+    record: RoomRecord
     sessions: dict[str, Session] = field(default_factory=dict)
+    locked: bool = False  # a moderator locked it: no one else joins
 
     def publications(self) -> list[Publication]:
         return [p for s in self.sessions.values() for p in s.publications.values() if p.active]
@@ -164,11 +221,27 @@ class ConferenceServer:
         self.rooms: dict[str, RoomState] = {}
         self.link: dict[str, Any] | None = None
         self.documents = DocumentStore(self.config.uploads, self.config.max_upload_bytes)
+        self.registry = RoomRegistry(self.config.state_dir / "rooms.json")
+        #: URLs of the rooms whose secrets were minted at this start (config rooms)
+        self.invites: list[dict[str, str]] = []
+        self.join_failures = FailureLimiter(self.config.max_failed_joins)
+        self._tokens: dict[str, Session] = {}
         self._sessions: set[Session] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
+        self._admin_runner: web.AppRunner | None = None
         self._port = 0
-        self.counters = {"bad_messages": 0, "vanished": 0, "publications": 0, "subscriptions": 0}
+        self.counters = {
+            "bad_messages": 0,
+            "vanished": 0,
+            "publications": 0,
+            "subscriptions": 0,
+            "failed_joins": 0,
+            "throttled": 0,
+            "flood_drops": 0,
+            "refused_origins": 0,
+            "unauthenticated": 0,
+        }
 
     # lifecycle -----------------------------------------------------------------
 
@@ -179,22 +252,26 @@ class ConferenceServer:
     async def start(self) -> None:
         if self.state is not ServerState.NEW:
             raise RuntimeError(f"cannot start a server in state {self.state.value}")
-        # 1. the application and its routes
-        app = web.Application(client_max_size=self.config.max_upload_bytes + 64 * 1024)
+        # 1. the participants' application and its routes
+        app = web.Application(
+            client_max_size=self.config.max_upload_bytes + 64 * 1024,
+            middlewares=[_security_headers],
+        )
         app.router.add_get("/ws", self._ws_handler)
         app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/api/rooms", self._api_rooms)
-        app.router.add_get("/api/rooms/{room}", self._api_room)
-        app.router.add_post("/api/rooms/{room}/cap", self._api_room_cap)
-        app.router.add_post("/api/rooms/{room}/participants/{pid}/cap", self._api_participant_cap)
+        app.router.add_get("/api/room", self._api_my_room)
+        app.router.add_get("/api/rooms/{room}", self._api_my_room)
         app.router.add_post("/api/rooms/{room}/documents", self._api_upload)
         app.router.add_get("/api/documents/{doc}", self._api_download)
-        app.router.add_post("/api/link", self._api_link)
+        app.router.add_route("*", "/api/{path:.*}", self._api_none)
         app.router.add_get("/", self._static)
         app.router.add_get("/{path:.+}", self._static)
-        # 2. TLS (self-signed on first run when no certificate is configured)
+        # 2. the rooms: those of the registry, then the configuration's (fresh secrets)
+        for name in list(self.registry.rooms):
+            self._room_state(self.registry.rooms[name])
+        # 3. TLS (self-signed on first run when no certificate is configured)
         ssl_context = self.config.ssl_context()
-        # 3. listen
+        # 4. listen
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(
@@ -204,7 +281,61 @@ class ConferenceServer:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self._port = sockets[0].getsockname()[1] if sockets else self.config.port
+        try:
+            await self._start_admin()
+        except BaseException:
+            await self._runner.cleanup()
+            raise
+        for spec in self.config.rooms:
+            self.invites.append(
+                self.create_room(
+                    spec.name,
+                    replace=True,
+                    expires_in_s=spec.expires_in_s,
+                    retention_s=spec.retention_s,
+                    max_documents=spec.max_documents,
+                    max_document_bytes=spec.max_document_bytes,
+                )
+            )
+        # documents of rooms that no longer exist go
+        for doc in list(self.documents._docs.values()):
+            if doc.room not in self.rooms:
+                self.documents.delete(doc.id)
+        self._spawn(self._retention_loop())
         self._set_state(ServerState.STARTED)
+
+    async def _start_admin(self) -> None:
+        """The admin interface: HTTP on a Unix socket only its owner (or root) may use."""
+        path = self.config.admin_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(path.lstat().st_mode):
+                path.unlink()  # a stale socket of an earlier run
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(path))
+        except OSError:
+            sock.close()
+            raise
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        app = web.Application(middlewares=[_admin_guard])
+        r = app.router
+        r.add_get("/healthz", self._healthz)
+        r.add_get("/api/rooms", self._api_rooms)
+        r.add_post("/api/rooms", self._api_create_room)
+        r.add_get("/api/rooms/{room}", self._api_room)
+        r.add_delete("/api/rooms/{room}", self._api_close_room)
+        r.add_post("/api/rooms/{room}/invite", self._api_rotate)
+        r.add_post("/api/rooms/{room}/revoke", self._api_revoke)
+        r.add_post("/api/rooms/{room}/cap", self._api_room_cap)
+        r.add_post("/api/rooms/{room}/participants/{pid}/cap", self._api_participant_cap)
+        r.add_post("/api/link", self._api_link)
+        self._admin_runner = web.AppRunner(app, access_log=None)
+        await self._admin_runner.setup()
+        await web.SockSite(self._admin_runner, sock).start()
 
     async def stop(self) -> None:
         if self.state is not ServerState.STARTED:
@@ -218,6 +349,66 @@ class ConferenceServer:
         await asyncio.gather(*(s.ws.close() for s in list(self._sessions)), return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
+            with contextlib.suppress(OSError):
+                self.config.admin_path.unlink()
+
+    # rooms -----------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The base of invite URLs (``public_url``, else :attr:`url`)."""
+        return (self.config.public_url or self.url).rstrip("/")
+
+    def create_room(self, name: str, *, replace: bool = False, **limits: Any) -> dict[str, str]:
+        """Create a room (or, with ``replace``, re-key it): its invite and moderator URLs."""
+        invite = self.registry.create(name, replace=replace, **limits)
+        record = self.registry.get(name)
+        state = self.rooms.get(name)
+        if state is None:
+            self._room_state(record)
+        else:
+            state.record = record
+        return invite.urls(self.base_url)
+
+    def _room_state(self, record: RoomRecord) -> RoomState:
+        state = self.rooms[record.name] = RoomState(Room(record.name), record)
+        return state
+
+    async def close_room(self, name: str) -> list[str]:
+        """Close a room: everyone out, its documents deleted, its invites gone."""
+        state = self.rooms.pop(name, None)
+        if state is None:
+            raise AccessError(f"no room {name!r}")
+        self.registry.remove(name)
+        text = encode("closed", reason="the room was closed by the operator")
+        for session in list(state.sessions.values()):
+            await session.send(text)
+            await self._leave(session)
+            session.closed = True
+            await session.ws.close()
+        return self.documents.delete_room(name)
+
+    def _retention(self, state: RoomState) -> float | None:
+        r = state.record.retention_s
+        return r if r is not None else self.config.retention_s
+
+    async def _retention_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RETENTION_SWEEP_S)
+            await self.sweep_documents()
+
+    async def sweep_documents(self, now: float | None = None) -> list[str]:
+        """Delete the documents past their room's retention; the IDs deleted."""
+        retention = {name: self._retention(s) for name, s in self.rooms.items()}
+        gone = self.documents.expired(retention, time.time() if now is None else now)
+        for doc in gone:
+            self.documents.delete(doc.id)
+            state = self.rooms.get(doc.room)
+            if state is not None:
+                await state.broadcast(encode("document_removed", id=doc.id))
+        return [d.id for d in gone]
 
     @property
     def port(self) -> int:
@@ -245,9 +436,12 @@ class ConferenceServer:
     async def _ws_handler(self, request: web.Request) -> web.WebSocketResponse:
         # Accept larger frames than MAX_MESSAGE_BYTES so that an oversize
         # message gets a protocol error instead of a closed socket.
+        if not self._origin_ok(request):
+            self.counters["refused_origins"] += 1
+            raise web.HTTPForbidden(text="WebSocket from another origin refused")
         ws = web.WebSocketResponse(max_msg_size=4 * MAX_MESSAGE_BYTES, heartbeat=20)
         await ws.prepare(request)
-        session = Session(ws)
+        session = Session(ws, source=request.remote or "")
         self._sessions.add(session)
         try:
             async for msg in ws:
@@ -267,7 +461,27 @@ class ConferenceServer:
             self._sessions.discard(session)
         return ws
 
+    def _origin_ok(self, request: web.Request) -> bool:
+        """A browser's WebSocket must come from this server's own pages (or a
+        configured origin); a client without ``Origin`` (the bot) still needs
+        an invite to join."""
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True
+        scheme = "https" if self.config.tls else "http"
+        allowed = {f"{scheme}://{request.host}", *self.config.allowed_origins}
+        if self.config.public_url:
+            allowed.add(self.config.public_url.rstrip("/"))
+        return origin.rstrip("/") in allowed
+
     async def _on_text(self, session: Session, raw: str) -> None:
+        if not session.take_message():
+            self.counters["flood_drops"] += 1
+            now = time.monotonic()
+            if now - session._flood_reported >= 1.0:
+                session._flood_reported = now
+                await session.send(error_message("too many messages: dropped"))
+            return
         try:
             msg = parse_message(raw)
             await self._dispatch(session, msg)
@@ -282,7 +496,7 @@ class ConferenceServer:
     async def _dispatch(self, session: Session, msg: Message) -> None:
         f = msg.fields
         if msg.type == "join":
-            await self._join(session, f["room"], f["name"])
+            await self._join(session, f["room"], f["name"], f["secret"])
             return
         if session.participant is None or session.room is None:
             raise SignallingError(f"{msg.type}: join a room first")
@@ -311,15 +525,52 @@ class ConferenceServer:
             await self._leave(session)
             session.closed = True
             await session.ws.close()
+        elif msg.type in ("remove", "lock"):
+            await self._moderate(session, msg)
 
-    async def _join(self, session: Session, room_name: str, name: str) -> None:
+    async def _moderate(self, session: Session, msg: Message) -> None:
+        """A moderator's control; the right comes only from the moderator link."""
+        state = session.room
+        assert state is not None
+        if not session.moderator:
+            raise SignallingError(f"{msg.type}: only a moderator may do this")
+        if msg.type == "lock":
+            state.locked = msg.fields["locked"]
+            await state.broadcast(encode("locked", locked=state.locked, by=session.id))
+            return
+        target = state.sessions.get(msg.fields["id"])
+        if target is None or target is session:
+            raise SignallingError(f"remove: no other participant {msg.fields['id']!r}")
+        await target.send(encode("removed", by=session.id))
+        await self._leave(target)
+        target.closed = True
+        await target.ws.close()
+
+    async def _join(self, session: Session, room_name: str, name: str, secret: str) -> None:
         if session.participant is not None:
             raise SignallingError("join: already joined")
-        state = self._room(room_name)
+        if self.join_failures.blocked(session.source):
+            self.counters["throttled"] += 1
+            await session.send(error_message("join: too many failed joins; try again later"))
+            session.closed = True
+            await session.ws.close()
+            return
+        role = self.registry.authorise(room_name, secret)
+        state = self.rooms.get(room_name)
+        if role is None or state is None:
+            self.join_failures.fail(session.source)
+            self.counters["failed_joins"] += 1
+            # the same answer for an unknown room and a wrong, expired or revoked secret
+            raise SignallingError("join: unknown room or invalid invite")
+        moderator = role == "moderator"
+        if state.locked and not moderator:
+            raise SignallingError(f"join: room {room_name!r} is locked")
         if len(state.sessions) >= self.config.max_participants:
             raise SignallingError(f"join: room {room_name!r} is full")
         participant = state.room.join(name)
-        session.room, session.participant = state, participant
+        session.room, session.participant, session.moderator = state, participant, moderator
+        session.token = new_token()
+        self._tokens[session.token] = session
         others = [s for s in state.sessions.values()]
         state.sessions[participant.id] = session
         await session.send(
@@ -327,8 +578,13 @@ class ConferenceServer:
                 "joined",
                 id=participant.id,
                 room=room_name,
+                token=session.token,
+                moderator=moderator,
+                locked=state.locked,
                 participants=[
-                    {"id": s.id, "name": s.participant.name} for s in others if s.participant
+                    {"id": s.id, "name": s.participant.name, "moderator": s.moderator}
+                    for s in others
+                    if s.participant
                 ],
                 bitrates=self._bitrates(state, participant.id),
                 documents=[d.to_json() for d in self.documents.in_room(room_name)],
@@ -336,17 +592,12 @@ class ConferenceServer:
             )
         )
         await state.broadcast(
-            encode("participant_joined", id=participant.id, name=name), exclude=session
+            encode("participant_joined", id=participant.id, name=name, moderator=moderator),
+            exclude=session,
         )
         for pub in state.publications():
             if pub.owner is not session:
                 self._spawn(self._subscribe(session, pub))
-
-    def _room(self, name: str) -> RoomState:
-        state = self.rooms.get(name)
-        if state is None:
-            state = self.rooms[name] = RoomState(Room(name))
-        return state
 
     def _bitrates(self, state: RoomState, participant_id: str) -> dict[str, int]:
         return {k: state.room.effective_bitrate(participant_id, k) for k in DEFAULT_BITRATES}
@@ -356,6 +607,9 @@ class ConferenceServer:
         if state is None or participant is None:
             return
         session.room = None
+        if session.token is not None:
+            self._tokens.pop(session.token, None)
+            session.token = None
         for pub in list(session.publications.values()):
             await self._unpublish(pub)
         for sub in list(session.subscriptions.values()):
@@ -473,10 +727,189 @@ class ConferenceServer:
         if subscription is not None:
             self._spawn(self._close_subscription(subscription, notify=True))
 
-    # HTTP API ------------------------------------------------------------------
+    # HTTP API: participants ------------------------------------------------------
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "state": self.state.value})
+
+    def _authenticate(self, request: web.Request) -> Session:
+        """The joined session whose token the request carries (401/429 otherwise)."""
+        source = request.remote or ""
+        if self.join_failures.blocked(source):
+            self.counters["throttled"] += 1
+            raise web.HTTPTooManyRequests(text="too many failed attempts; try again later")
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        session = self._tokens.get(token) if token else None
+        if session is None or session.room is None or session.participant is None:
+            self.counters["unauthenticated"] += 1
+            if token:  # a wrong token is a failed attempt; no token at all is not
+                self.join_failures.fail(source)
+            raise web.HTTPUnauthorized(
+                text="a session token is required (join the room first)",
+                headers={"WWW-Authenticate": 'Bearer realm="qkdmeet"'},
+            )
+        return session
+
+    def _member_room(self, request: web.Request) -> tuple[Session, RoomState]:
+        session = self._authenticate(request)
+        state = session.room
+        assert state is not None
+        wanted = request.match_info.get("room")
+        if wanted is not None and wanted != state.room.name:
+            raise web.HTTPForbidden(text="you are not a member of that room")
+        return session, state
+
+    def _member_json(self, state: RoomState) -> dict[str, Any]:
+        """What a participant may see of its own room."""
+        return {
+            "room": state.room.name,
+            "locked": state.locked,
+            "participants": [
+                {
+                    "id": s.id,
+                    "name": s.participant.name,
+                    "muted": s.participant.muted,
+                    "moderator": s.moderator,
+                }
+                for s in state.sessions.values()
+                if s.participant is not None
+            ],
+            "documents": [d.to_json() for d in self.documents.in_room(state.room.name)],
+        }
+
+    async def _api_my_room(self, request: web.Request) -> web.Response:
+        _, state = self._member_room(request)
+        return web.json_response(self._member_json(state))
+
+    async def _api_none(self, request: web.Request) -> web.Response:
+        raise web.HTTPNotFound(text="no such API on the participant port")
+
+    async def _api_upload(self, request: web.Request) -> web.Response:
+        session, state = self._member_room(request)
+        try:
+            doc = await self._receive_upload(request, state, session)
+        except DocumentError as exc:
+            raise _http_error(exc) from None
+        await state.broadcast(encode("document", document=doc.to_json()))
+        return web.json_response(doc.to_json())
+
+    def _quota(self, state: RoomState) -> tuple[int, int]:
+        """The room's (documents, bytes) limits."""
+        rec = state.record
+        count = rec.max_documents if rec.max_documents is not None else self.config.max_documents
+        total = (
+            rec.max_document_bytes
+            if rec.max_document_bytes is not None
+            else self.config.max_room_bytes
+        )
+        return count, total
+
+    async def _receive_upload(
+        self, request: web.Request, state: RoomState, session: Session
+    ) -> Document:
+        max_count, max_total = self._quota(state)
+        count, used = self.documents.usage(state.room.name)
+        if count >= max_count:
+            raise DocumentError(413, f"the room holds its quota of {max_count} documents")
+        room_left = max_total - used
+        limit = min(self.config.max_upload_bytes, room_left)
+        if request.content_length is not None and request.content_length > limit + 64 * 1024:
+            raise DocumentError(413, _too_large(limit, room_left, self.config.max_upload_bytes))
+        try:
+            reader = await request.multipart()
+        except (AssertionError, ValueError, KeyError) as exc:
+            raise DocumentError(400, f"expected multipart/form-data: {exc}") from None
+        doc: Document | None = None
+        try:
+            while True:
+                part = await reader.next()
+                if part is None:
+                    break
+                name = getattr(part, "name", None)
+                if name == "file" and doc is None:
+                    doc = await self._store_part(part, state, limit, room_left)
+                else:  # other fields (a client-chosen sender, ...) are read and ignored
+                    await part.release()  # type: ignore[union-attr]
+        except DocumentError:
+            if doc is not None:
+                self.documents.path(doc.id).unlink(missing_ok=True)
+            raise
+        except (ValueError, AssertionError, RuntimeError) as exc:
+            if doc is not None:
+                self.documents.path(doc.id).unlink(missing_ok=True)
+            raise DocumentError(400, f"malformed multipart body: {exc}") from None
+        if doc is None:
+            raise DocumentError(400, "multipart field 'file' missing")
+        if session.room is not state or state.room.name not in self.rooms:
+            self.documents.path(doc.id).unlink(missing_ok=True)
+            raise DocumentError(400, "the session left the room during the upload")
+        # the sender is the session's participant, never a client-chosen ID
+        doc = Document(
+            doc.id, doc.name, doc.size, doc.content_type, doc.room, session.id, time.time()
+        )
+        self.documents.commit(doc)
+        return doc
+
+    async def _store_part(
+        self, part: Any, state: RoomState, limit: int, room_left: int
+    ) -> Document:
+        doc_id = self.documents.new_id()
+        path = self.documents.path(doc_id)
+        size = 0
+        ctype: str | None = None
+        try:
+            with path.open("wb") as out:
+                while chunk := await part.read_chunk(64 * 1024):
+                    if ctype is None:
+                        ctype = check_type(part.headers.get("Content-Type"), chunk[:64])
+                    size += len(chunk)
+                    if size > limit:
+                        raise DocumentError(
+                            413, _too_large(limit, room_left, self.config.max_upload_bytes)
+                        )
+                    out.write(chunk)
+            if ctype is None:
+                raise DocumentError(400, "empty file")
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return Document(
+            doc_id, clean_document_name(part.filename), size, ctype, state.room.name, ""
+        )
+
+    async def _api_download(self, request: web.Request) -> web.StreamResponse:
+        _, state = self._member_room(request)
+        try:
+            doc = self.documents.get(request.match_info["doc"])
+            path = self.documents.path(doc.id)
+        except DocumentError as exc:
+            raise _http_error(exc) from None
+        if doc.room != state.room.name:  # another room's document does not exist here
+            raise web.HTTPNotFound(text=f"no document {doc.id!r}")
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Type": doc.content_type,
+                "Content-Disposition": f'attachment; filename="{doc.name}"',
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-store",
+            },
+        )
+
+    async def _static(self, request: web.Request) -> web.StreamResponse:
+        rel = request.match_info.get("path", "") or "index.html"
+        web_dir = self.config.web_dir.resolve()
+        path = (web_dir / rel).resolve()
+        if not path.is_relative_to(web_dir):
+            raise web.HTTPNotFound()
+        if path.is_file():
+            return web.FileResponse(path)
+        if rel == "index.html":
+            return web.Response(text=_PLACEHOLDER, content_type="text/html")
+        raise web.HTTPNotFound()
+
+    # HTTP API: the operator's admin interface (Unix socket) ---------------------------
 
     def _room_json(self, state: RoomState) -> dict[str, Any]:
         return {
@@ -484,12 +917,16 @@ class ConferenceServer:
             "cap": state.room.cap,
             "audio_cap": state.room.audio_cap,
             "camera_cap": state.room.camera_cap,
+            "locked": state.locked,
+            "access": state.record.public(),
             "participants": [
                 {
                     "id": s.id,
                     "name": s.participant.name,
                     "cap": s.participant.cap,
                     "muted": s.participant.muted,
+                    "moderator": s.moderator,
+                    "source": s.source,
                     "bitrates": self._bitrates(state, s.id),
                     "subscriptions": len(s.subscriptions),
                 }
@@ -499,6 +936,12 @@ class ConferenceServer:
             "streams": [p.stats() for p in state.publications()],
             "documents": [d.to_json() for d in self.documents.in_room(state.room.name)],
         }
+
+    def _admin_room(self, request: web.Request) -> RoomState:
+        state = self.rooms.get(request.match_info["room"])
+        if state is None:
+            raise web.HTTPNotFound(text="no such room")
+        return state
 
     async def _api_rooms(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -510,18 +953,41 @@ class ConferenceServer:
         )
 
     async def _api_room(self, request: web.Request) -> web.Response:
-        state = self.rooms.get(request.match_info["room"])
-        if state is None:
-            raise web.HTTPNotFound(text="no such room")
-        return web.json_response(self._room_json(state))
+        return web.json_response(self._room_json(self._admin_room(request)))
+
+    async def _api_create_room(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        options = {
+            k: body[k]
+            for k in ("expires_in_s", "retention_s", "max_documents", "max_document_bytes")
+            if k in body
+        }
+        try:
+            urls = self.create_room(body.get("name"), **options)  # type: ignore[arg-type]
+        except AccessError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        return web.json_response(urls)
+
+    async def _api_close_room(self, request: web.Request) -> web.Response:
+        state = self._admin_room(request)
+        deleted = await self.close_room(state.room.name)
+        return web.json_response({"room": state.room.name, "closed": True,
+                                  "documents_deleted": len(deleted)})
+
+    async def _api_rotate(self, request: web.Request) -> web.Response:
+        state = self._admin_room(request)
+        invite = self.registry.rotate(state.room.name)
+        return web.json_response(invite.urls(self.base_url))
+
+    async def _api_revoke(self, request: web.Request) -> web.Response:
+        state = self._admin_room(request)
+        self.registry.revoke(state.room.name)
+        return web.json_response({"room": state.room.name, "revoked": True})
 
     async def _read_cap(self, request: web.Request) -> dict[str, Any]:
         """The cap request's JSON object, which has at least ``"bps"``."""
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(text='body must be JSON {"bps": int|null}') from None
-        if not isinstance(body, dict) or "bps" not in body:
+        body = await _json_object(request, 'body must be JSON {"bps": int|null}')
+        if "bps" not in body:
             raise web.HTTPBadRequest(text='body must be JSON {"bps": int|null}')
         return body
 
@@ -531,7 +997,7 @@ class ConferenceServer:
         cameras only) set or lift the room's audio and camera caps with it."""
         body = await self._read_cap(request)
         bps = body["bps"]
-        state = self._room(request.match_info["room"])
+        state = self._admin_room(request)
         try:
             if "audio_bps" in body or "camera_bps" in body:
                 state.room.set_room_caps(bps, body.get("audio_bps"), body.get("camera_bps"))
@@ -561,109 +1027,11 @@ class ConferenceServer:
         )
 
     async def _api_link(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(text="body must be a JSON object") from None
-        if not isinstance(body, dict):
-            raise web.HTTPBadRequest(text="body must be a JSON object")
+        body = await _json_object(request)
         self.link = body
         text = encode("link", link=body)
         await asyncio.gather(*(s.send(text) for s in list(self._sessions) if s.participant))
         return web.json_response({"link": body})
-
-    async def _api_upload(self, request: web.Request) -> web.Response:
-        state = self.rooms.get(request.match_info["room"])
-        if state is None:
-            raise web.HTTPNotFound(text="no such room")
-        try:
-            doc = await self._receive_upload(request, state)
-        except DocumentError as exc:
-            raise _http_error(exc) from None
-        await state.broadcast(encode("document", document=doc.to_json()))
-        return web.json_response(doc.to_json())
-
-    async def _receive_upload(self, request: web.Request, state: RoomState) -> Document:
-        limit = self.config.max_upload_bytes
-        if request.content_length is not None and request.content_length > limit + 64 * 1024:
-            raise DocumentError(413, f"upload larger than {limit} bytes")
-        try:
-            reader = await request.multipart()
-        except (AssertionError, ValueError, KeyError) as exc:
-            raise DocumentError(400, f"expected multipart/form-data: {exc}") from None
-        sender = request.headers.get("X-Participant", "")
-        doc: Document | None = None
-        try:
-            while True:
-                part = await reader.next()
-                if part is None:
-                    break
-                name = getattr(part, "name", None)
-                if name == "participant":
-                    sender = (await part.text())[:64]  # type: ignore[union-attr]
-                elif name == "file" and doc is None:
-                    doc = await self._store_part(part, state, limit)
-        except DocumentError:
-            raise
-        except (ValueError, AssertionError, RuntimeError) as exc:
-            raise DocumentError(400, f"malformed multipart body: {exc}") from None
-        if doc is None:
-            raise DocumentError(400, "multipart field 'file' missing")
-        if sender and sender not in state.sessions:
-            sender = ""
-        doc = Document(doc.id, doc.name, doc.size, doc.content_type, doc.room, sender)
-        self.documents.commit(doc)
-        return doc
-
-    async def _store_part(self, part: Any, state: RoomState, limit: int) -> Document:
-        doc_id = self.documents.new_id()
-        path = self.documents.path(doc_id)
-        size = 0
-        ctype: str | None = None
-        try:
-            with path.open("wb") as out:
-                while chunk := await part.read_chunk(64 * 1024):
-                    if ctype is None:
-                        ctype = check_type(part.headers.get("Content-Type"), chunk[:64])
-                    size += len(chunk)
-                    if size > limit:
-                        raise DocumentError(413, f"upload larger than {limit} bytes")
-                    out.write(chunk)
-            if ctype is None:
-                raise DocumentError(400, "empty file")
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return Document(
-            doc_id, clean_document_name(part.filename), size, ctype, state.room.name, ""
-        )
-
-    async def _api_download(self, request: web.Request) -> web.StreamResponse:
-        try:
-            doc = self.documents.get(request.match_info["doc"])
-            path = self.documents.path(doc.id)
-        except DocumentError as exc:
-            raise _http_error(exc) from None
-        return web.FileResponse(
-            path,
-            headers={
-                "Content-Type": doc.content_type,
-                "Content-Disposition": f'attachment; filename="{doc.name}"',
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
-
-    async def _static(self, request: web.Request) -> web.StreamResponse:
-        rel = request.match_info.get("path", "") or "index.html"
-        web_dir = self.config.web_dir.resolve()
-        path = (web_dir / rel).resolve()
-        if not path.is_relative_to(web_dir):
-            raise web.HTTPNotFound()
-        if path.is_file():
-            return web.FileResponse(path)
-        if rel == "index.html":
-            return web.Response(text=_PLACEHOLDER, content_type="text/html")
-        raise web.HTTPNotFound()
 
     # instrumentation -----------------------------------------------------------
 
@@ -677,6 +1045,57 @@ class ConferenceServer:
             "frames_packed": sum(p.packed_frames for p in packers),
             "frames_encoded": sum(p.encode_attempts for p in packers),
         }
+
+
+def _too_large(limit: int, room_left: int, per_upload: int) -> str:
+    if room_left < per_upload:
+        return f"upload larger than the {limit} bytes left in the room's quota"
+    return f"upload larger than {limit} bytes"
+
+
+async def _json_object(
+    request: web.Request, what: str = "body must be a JSON object"
+) -> dict[str, Any]:
+    """The request's JSON object; 415 unless sent as ``application/json``."""
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(text="Content-Type must be application/json")
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text=what) from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=what)
+    return body
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPException as exc:
+        for k, v in SECURITY_HEADERS.items():
+            exc.headers.setdefault(k, v)
+        raise
+    if not response.prepared:  # a WebSocket is prepared (its headers sent) already
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+    return response
+
+
+@web.middleware
+async def _admin_guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Only the server's own user (or root) may use the admin socket (SO_PEERCRED),
+    on top of the socket file's 0600 mode."""
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    uid: int | None = None
+    if sock is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            _, uid, _ = struct.unpack("3i", creds)
+    if uid is None or uid not in (0, os.getuid()):
+        raise web.HTTPForbidden(text="the admin interface is the operator's")
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 def _http_error(exc: DocumentError) -> web.HTTPException:

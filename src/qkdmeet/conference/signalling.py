@@ -23,14 +23,19 @@ MAX_NAME_CHARS = 64
 
 # type -> required fields and their Python types (client -> server messages)
 _SCHEMA: dict[str, dict[str, type]] = {
-    "join": {"room": str, "name": str},
+    # secret: the room's invite or moderator secret (from the link's fragment)
+    "join": {"room": str, "name": str, "secret": str},
     "publish": {"pc": str, "kind": str, "sdp": str},
     "unpublish": {"pc": str},
     "answer": {"pc": str, "sdp": str},
     "chat": {"text": str},
     "mute": {"kind": str, "muted": bool},
     "leave": {},
+    # moderator only (granted by the moderator link)
+    "remove": {"id": str},
+    "lock": {"locked": bool},
 }
+MAX_SECRET_CHARS = 256
 
 #: Stream sets a client may publish.
 PUBLISH_KINDS = ("camera", "screen")
@@ -81,6 +86,10 @@ def _check_limits(kind: str, fields: dict[str, Any]) -> None:
             if not value or len(value) > MAX_NAME_CHARS:
                 raise SignallingError(f"join: {name} must be 1..{MAX_NAME_CHARS} characters")
             fields[name] = value
+        if not 1 <= len(fields["secret"]) <= MAX_SECRET_CHARS:
+            raise SignallingError("join: invalid invite")
+    elif kind == "remove" and not 1 <= len(fields["id"]) <= MAX_NAME_CHARS:
+        raise SignallingError(f"remove: id must be 1..{MAX_NAME_CHARS} characters")
     elif kind == "chat":
         if not fields["text"] or len(fields["text"]) > MAX_CHAT_CHARS:
             raise SignallingError(f"chat: text must be 1..{MAX_CHAT_CHARS} characters")

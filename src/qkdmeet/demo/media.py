@@ -48,10 +48,28 @@ def conference_available() -> bool:
 
 
 def server_config_text(host: str, port: int, state_dir: Path) -> str:
+    """The server's configuration: no room in it; the demo creates its room over the
+    admin socket (:func:`create_room`), so the invite is never written to a log."""
     return (
         f'host = "{host}"\nport = {port}\nstate_dir = "{state_dir}"\ntls = true\n'
         "[rooms]\nmax_participants = 16\n"
+        f'[admin]\nsocket = "{admin_socket(state_dir)}"\n'
     )
+
+
+def admin_socket(state_dir: Path) -> Path:
+    """The conference server's admin socket (mode 0600): caps, link, rooms."""
+    return state_dir / "admin.sock"
+
+
+def create_room(state_dir: Path, room: str) -> dict[str, str]:
+    """Create the demo's room on the running server, as its operator: the invite
+    and moderator URLs (``invite_url``, ``moderator_url``)."""
+    from qkdmeet.conference.admin import admin_request
+
+    result: dict[str, str] = admin_request(admin_socket(state_dir), "POST", "/api/rooms",
+                                           {"name": room})
+    return result
 
 
 def server_argv(config: Path) -> list[str]:
@@ -65,7 +83,8 @@ BOT_VIDEO = {"width": 640, "height": 480, "fps": 15.0}
 
 def bot_argv(url: str, room: str, name: str, seconds: float, *, screen: bool = False,
              upload: Path | None = None, video: dict[str, float] | None = None) -> list[str]:
-    """A headless participant; the server's certificate is self-signed (``--insecure``)."""
+    """A headless participant joining with the room's invite URL (``url``); the
+    server's certificate is self-signed (``--insecure``)."""
     v = video or BOT_VIDEO
     argv = qkdmeet_argv("conference", "bot", "--url", url, "--room", room, "--name", name,
                         "--seconds", f"{seconds:g}", "--json", "--insecure",

@@ -24,6 +24,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from qkdmeet.demo.nsexec import NamespaceError, NamespaceHttp
@@ -44,6 +45,9 @@ class Endpoints:
     kme: dict[str, tuple[str, str]]
     conference: tuple[str, str] | None  # (namespace, base URL)
     room: str
+    #: the conference server's admin socket (caps, link indicator, room state): the
+    #: operator's control plane, never its participant port
+    conference_admin: Path | None = None
 
 
 @dataclass(slots=True)
@@ -175,11 +179,27 @@ class Monitor:
         return await self._client(ns, side).post(url, body)
 
     def conference_post(self, path: str, body: Any) -> Any:
-        """A coroutine POSTing to the conference server, or None without one."""
-        if self.endpoints.conference is None:
+        """A coroutine POSTing to the conference server's admin interface (its Unix
+        socket: a file, reachable from the host whatever the server's namespace),
+        or None without one."""
+        if self.endpoints.conference_admin is None:
             return None
-        ns, base = self.endpoints.conference
-        return self.post(ns, base + path, body)
+        from qkdmeet.conference.admin import AdminClient
+
+        return AdminClient(self.endpoints.conference_admin, timeout=5.0).post(path, body)
+
+    async def _conference_room(self) -> Any:
+        if self.endpoints.conference_admin is None:
+            return None
+        from qkdmeet.conference.admin import AdminClient, AdminError
+
+        try:
+            return await AdminClient(self.endpoints.conference_admin, timeout=5.0).get(
+                f"/api/rooms/{self.endpoints.room}"
+            )
+        except (AdminError, ValueError) as exc:
+            log.debug("poll conference room: %s", exc)
+            return None
 
     def kme_admin_url(self, side: str) -> tuple[str, str]:
         ns, base = self.endpoints.kme[side]
@@ -221,7 +241,7 @@ class Monitor:
         jobs: list[Any] = [*gw_jobs.values(), *budget_jobs.values(), *kme_jobs.values(),
                            self._get(admin_ns, admin_url, "kme-a")]
         if e.conference is not None:
-            jobs.append(self._get(e.conference[0], f"{e.conference[1]}/api/rooms/{e.room}"))
+            jobs.append(self._conference_room())
         results = await asyncio.gather(*jobs)
         n = len(e.gateway)
         gws = dict(zip(gw_jobs, results[:n], strict=True))
@@ -326,7 +346,8 @@ class Monitor:
         self._http.clear()
 
 
-def endpoints_for(topology: Any, room: str, conference_url: str | None) -> Endpoints:
+def endpoints_for(topology: Any, room: str, conference_url: str | None,
+                  conference_admin: Path | None = None) -> Endpoints:
     """The endpoints of a demo testbed (``topology``: a :class:`Topology`)."""
     return Endpoints(
         gateway={
@@ -339,6 +360,7 @@ def endpoints_for(topology: Any, room: str, conference_url: str | None) -> Endpo
         },
         conference=(topology.a.lan_ns, conference_url) if conference_url else None,
         room=room,
+        conference_admin=conference_admin if conference_url else None,
     )
 
 

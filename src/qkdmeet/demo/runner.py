@@ -138,6 +138,8 @@ class DemoRunner:
         self.monitor: Monitor | None = None
         self.adapter: Adapter | None = None
         self.conference_url: str | None = None
+        self.conference_admin: Path | None = None
+        self.invite_url: str | None = None
         #: The URL a browser on the host opens to join through the QKD-VPN.
         self.join_url: str | None = None
         self.traffic = "none"
@@ -296,9 +298,15 @@ class DemoRunner:
             self.procs.wait_ready(server, lambda: b'"url"' in server.log_path.read_bytes(),
                                   timeout=60)
             self.traffic = "conference"
-            self.event(f"conference server up at {self.conference_url} (lana)")
+            self.conference_admin = media.admin_socket(state)
+            # the room exists only because the operator (the demo) creates it, over the
+            # server's admin socket; the participants join with its invite
+            urls = media.create_room(state, self.plan.room)
+            self.invite_url = urls["invite_url"]
+            self.event(f"conference server up at {self.conference_url} (lana); room "
+                       f"{self.plan.room} created (invite only)")
             if self.options.host_join:
-                self.join_url = f"{self.conference_url}/?room={self.plan.room}"
+                self.join_url = self.invite_url
                 self.event(f"join from a browser on this host (through the QKD-VPN): "
                            f"{self.join_url} (self-signed certificate: accept it once)")
         else:
@@ -310,12 +318,12 @@ class DemoRunner:
         a, b = self.topology.a, self.topology.b
         docs = media.write_documents(self.out / "documents", self.options.marker)
         if self.traffic == "conference":
-            assert self.conference_url is not None
+            assert self.invite_url is not None
             self._bots["a"] = self.procs.spawn("bot-a", a.lan_ns, media.bot_argv(
-                self.conference_url, self.plan.room, media.BOT_NAMES["a"], seconds,
+                self.invite_url, self.plan.room, media.BOT_NAMES["a"], seconds,
                 upload=docs.genomic_report))
             self._bots["b"] = self.procs.spawn("bot-b", b.lan_ns, media.bot_argv(
-                self.conference_url, self.plan.room, media.BOT_NAMES["b"], seconds,
+                self.invite_url, self.plan.room, media.BOT_NAMES["b"], seconds,
                 screen=True, upload=docs.patient_case))
             self.event("participants joined: ToMMo-expert (lana, local), TUH-expert (lanb, "
                        "remote via the QKD-VPN, sharing the patient case)")
@@ -340,7 +348,8 @@ class DemoRunner:
         self._set_state(State.RUNNING)
         seconds = self.options.seconds
         recorder = Recorder(list(DIRECTIONS))
-        self.monitor = Monitor(endpoints_for(self.topology, self.plan.room, self.conference_url),
+        self.monitor = Monitor(endpoints_for(self.topology, self.plan.room, self.conference_url,
+                                             self.conference_admin),
                                recorder, self.files, model_qber=self.plan.model_qber,
                                interval=self.options.interval)
         self.monitor.on_sample.append(self._annotate)

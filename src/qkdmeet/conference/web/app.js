@@ -9,6 +9,14 @@
 //
 // URL parameters (demo, tests, bookmarks): ?room=R&name=N fill the join form;
 // &autojoin=1 joins at once; &camera=0 / &microphone=0 join without them.
+// The room's invite (or moderator) secret comes in the fragment, #invite=S or
+// #moderator=S, as the operator's invite link carries it: a fragment is never
+// sent to the server in an HTTP request. It goes to the server only inside the
+// WebSocket `join`; the session token the server answers with authenticates
+// this page's HTTP requests (documents), as `Authorization: Bearer`.
+//
+// Nothing the server or another participant sends (names, chat, file names,
+// alarms) is ever parsed as HTML: every such string goes in with textContent.
 //
 // window.qkdmeet is a small hook for tests and the demo: `state` (plain data, kept
 // current), `stats()` (per-PeerConnection inbound/outbound RTP counters from
@@ -32,6 +40,8 @@ const REJOIN_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 8000, 8000, 8000];
 const state = {
   phase: "idle", // idle | joining | joined | rejoining | left | closed
   id: null,
+  moderator: false, // joined with the moderator link
+  locked: false,
   room: null,
   name: null,
   participants: [], // [{id, name, muted: {audio, video}, self}]
@@ -54,6 +64,10 @@ const pcs = new Map();
 const people = new Map();
 
 let ws = null;
+/** The room's invite or moderator secret (from the link's fragment or the form). */
+let secret = "";
+/** The session token of the current join (HTTP requests). */
+let sessionToken = null;
 let localStream = null;
 let screenStream = null;
 let leaving = false;
@@ -67,6 +81,18 @@ let republishFailures = 0;
 const MAX_REPUBLISH = 5; // consecutive failed publish connections before giving up
 
 const $ = (id) => document.getElementById(id);
+
+/** The secret in an invite link (…#invite=S / #moderator=S), or the text itself. */
+function secretFrom(text) {
+  const value = (text || "").trim();
+  const hash = value.includes("#") ? value.slice(value.indexOf("#") + 1) : value;
+  const params = new URLSearchParams(hash);
+  return params.get("moderator") || params.get("invite") || (value.includes("=") ? "" : value);
+}
+
+function authHeaders() {
+  return sessionToken ? { Authorization: `Bearer ${sessionToken}` } : {};
+}
 
 // ---------------------------------------------------------------- status bar
 
@@ -129,8 +155,17 @@ async function handle(msg) {
     case "joined":
       return onJoined(msg);
     case "participant_joined":
-      addPerson({ id: msg.id, name: msg.name });
+      addPerson({ id: msg.id, name: msg.name, moderator: msg.moderator });
       return renderPeople();
+    case "closed":
+    case "removed":
+      return endedByServer(msg.type === "closed"
+        ? "The operator closed this room" : "A moderator removed you from the room");
+    case "locked":
+      state.locked = Boolean(msg.locked);
+      return updateControls();
+    case "document_removed":
+      return removeDocument(msg.id);
     case "participant_left":
       return removePerson(msg.id);
     case "answer":
@@ -210,16 +245,20 @@ async function join(room, name, { camera = true, microphone = true } = {}) {
 function sendJoin() {
   ws.addEventListener("message", onMessage);
   ws.addEventListener("close", onSocketClosed);
-  send({ type: "join", room: state.room, name: state.name });
+  send({ type: "join", room: state.room, name: state.name, secret });
 }
 
 async function onJoined(msg) {
   state.phase = "joined";
   state.id = msg.id;
   state.room = msg.room;
+  state.moderator = Boolean(msg.moderator);
+  state.locked = Boolean(msg.locked);
+  sessionToken = msg.token || null;
   people.clear();
   $("grid").replaceChildren();
   addPerson({ id: msg.id, name: state.name, self: true });
+  people.get(msg.id).moderator = state.moderator;
   for (const p of msg.participants || []) {
     if (p.id !== msg.id) addPerson(p);
   }
@@ -236,7 +275,7 @@ async function onJoined(msg) {
   $("room-label").textContent = `Room: ${msg.room}`;
   $("join-button").disabled = false;
   updateControls();
-  history.replaceState(null, "", `?room=${encodeURIComponent(msg.room)}`);
+  history.replaceState(null, "", `?room=${encodeURIComponent(msg.room)}${location.hash}`);
   setStatus(`Joined room ${msg.room} as ${state.name}`, "ok");
   const self = people.get(msg.id);
   self.muted = { ...state.muted };
@@ -260,6 +299,14 @@ function joinRefused(reason) {
   teardown();
   state.phase = "idle";
   setStatus(`Cannot join: ${reason}`, "error");
+}
+
+/** The server ended our participation (room closed, removed): no rejoin. */
+function endedByServer(text) {
+  leaving = true;
+  teardown();
+  state.phase = "closed";
+  setStatus(text, "error");
 }
 
 function leave() {
@@ -320,6 +367,7 @@ async function rejoin() {
 }
 
 function teardown() {
+  sessionToken = null;
   clearTimeout(rejoinTimer);
   rejoinTimer = null;
   rejoinAttempt = 0;
@@ -719,11 +767,15 @@ function updateControls() {
   const screen = $("btn-screen");
   screen.setAttribute("aria-pressed", String(state.screenSharing));
   screen.textContent = state.screenSharing ? "Stop sharing" : "Share screen";
+  const lock = $("btn-lock");
+  lock.hidden = !state.moderator;
+  lock.setAttribute("aria-pressed", String(state.locked));
+  lock.textContent = state.locked ? "Unlock room" : "Lock room";
 }
 
 // ---------------------------------------------------------------- participants and tiles
 
-function addPerson({ id, name, self = false }) {
+function addPerson({ id, name, self = false, moderator = false }) {
   if (people.has(id)) {
     const existing = people.get(id);
     if (name) existing.name = name;
@@ -745,8 +797,8 @@ function addPerson({ id, name, self = false }) {
   const caption = document.createElement("figcaption");
   tile.append(video, caption);
   $("grid").append(tile);
-  const person = { id, name: name || id, self, muted: { audio: false, video: false }, tile,
-    video, caption };
+  const person = { id, name: name || id, self, moderator: Boolean(moderator),
+    muted: { audio: false, video: false }, tile, video, caption };
   people.set(id, person);
   return person;
 }
@@ -777,7 +829,7 @@ function renderPeople() {
   for (const person of people.values()) {
     const presenting = isPresenting(person.id);
     state.participants.push({ id: person.id, name: person.name, self: person.self,
-      muted: { ...person.muted }, presenting });
+      moderator: person.moderator, muted: { ...person.muted }, presenting });
     const li = document.createElement("li");
     li.dataset.participant = person.id;
     const name = document.createElement("span");
@@ -788,11 +840,21 @@ function renderPeople() {
     if (person.muted.audio) badges.push(["muted", "microphone off"]);
     if (person.muted.video) badges.push(["no-video", "camera off"]);
     if (presenting) badges.push(["presenting", "presenting"]);
+    if (person.moderator) badges.push(["moderator", "moderator"]);
     for (const [cls, text] of badges) {
       const b = document.createElement("span");
       b.className = `badge badge-${cls}`;
       b.textContent = text;
       li.append(b);
+    }
+    if (state.moderator && !person.self) {
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "person-remove";
+      remove.textContent = "Remove";
+      remove.setAttribute("aria-label", `Remove ${person.name}`);
+      remove.addEventListener("click", () => send({ type: "remove", id: person.id }));
+      li.append(remove);
     }
     list.append(li);
     person.caption.textContent = person.self ? `${person.name} (you)` : person.name;
@@ -907,8 +969,43 @@ function addDocument(doc) {
   download.download = doc.name;
   download.textContent = "Download";
   download.setAttribute("aria-label", `Download ${doc.name}`);
+  // the server answers only with this session's token: fetch, then save the bytes
+  download.addEventListener("click", (ev) => {
+    ev.preventDefault();
+    saveDocument(doc);
+  });
   li.append(title, meta, view, download);
   $("docs").append(li);
+}
+
+function removeDocument(id) {
+  state.documents = state.documents.filter((d) => d.id !== id);
+  const li = $("docs").querySelector(`li[data-document="${CSS.escape(String(id))}"]`);
+  if (li) li.remove();
+}
+
+async function fetchDocument(doc) {
+  const res = await fetch(documentUrl(doc), { headers: authHeaders() });
+  if (!res.ok) throw new Error(`${res.status} ${res.statusText}`);
+  return res.blob();
+}
+
+async function saveDocument(doc) {
+  let blob;
+  try {
+    blob = await fetchDocument(doc);
+  } catch (err) {
+    setStatus(`Cannot download ${doc.name}: ${errorText(err)}`, "error");
+    return;
+  }
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = doc.name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
 async function uploadDocument(file) {
@@ -917,7 +1014,6 @@ async function uploadDocument(file) {
     return null;
   }
   const form = new FormData();
-  form.append("participant", state.id);
   form.append("file", file, file.name);
   setStatus(`Uploading ${file.name}…`);
   let res;
@@ -925,7 +1021,7 @@ async function uploadDocument(file) {
     res = await fetch(`/api/rooms/${encodeURIComponent(state.room)}/documents`, {
       method: "POST",
       body: form,
-      headers: { "X-Participant": state.id },
+      headers: authHeaders(),
     });
   } catch (err) {
     setStatus(`Upload of ${file.name} failed: ${errorText(err)}`, "error");
@@ -965,15 +1061,17 @@ async function viewDocument(doc) {
   const download = $("viewer-download");
   download.href = documentUrl(doc);
   download.download = doc.name;
+  download.onclick = (ev) => {
+    ev.preventDefault();
+    saveDocument(doc);
+  };
   viewerOpener = document.activeElement;
   $("viewer").hidden = false;
   $("viewer-close").focus();
   body.textContent = "Loading…";
   let blob;
   try {
-    const res = await fetch(documentUrl(doc));
-    if (!res.ok) throw new Error(`${res.status} ${res.statusText}`);
-    blob = await res.blob();
+    blob = await fetchDocument(doc);
   } catch (err) {
     body.textContent = "";
     setStatus(`Cannot open ${doc.name}: ${errorText(err)}`, "error");
@@ -1107,11 +1205,18 @@ function init() {
   if (params.get("name")) $("join-name").value = params.get("name");
   if (params.get("camera") === "0") $("join-camera").checked = false;
   if (params.get("microphone") === "0") $("join-microphone").checked = false;
+  secret = secretFrom(location.hash);
+  if (secret) $("join-invite").value = location.href;
 
   $("join-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const room = $("join-room").value.trim();
     const name = $("join-name").value.trim();
+    secret = secretFrom($("join-invite").value);
+    if (!secret) {
+      setStatus("Paste the invite link you were given", "error");
+      return;
+    }
     if (!room || !name) {
       setStatus("Enter a room and your name", "error");
       return;
@@ -1126,6 +1231,7 @@ function init() {
     else startScreenShare();
   });
   $("btn-leave").addEventListener("click", leave);
+  $("btn-lock").addEventListener("click", () => send({ type: "lock", locked: !state.locked }));
   $("chat-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     if (sendChat($("chat-input").value)) $("chat-input").value = "";
