@@ -160,7 +160,10 @@ async def simulate_networked(
         "seed": args.seed,
         "no_optimise": bool(args.no_optimise),
     }
-    stats = await run_two_processes(link_args, args.seconds, eve=args.eve, progress=progress)
+    rx_args = {"pipeline_depth": args.pipeline_depth}
+    stats = await run_two_processes(
+        link_args, args.seconds, eve=args.eve, progress=progress, receiver_args=rx_args
+    )
     stats["stopped"] = (
         json.dumps(stats["process_errors"]) if stats.get("process_errors") else None
     )
@@ -288,7 +291,8 @@ async def _node(args: argparse.Namespace) -> int:
                                    auth_state=args.auth_state)  # fmt: skip
         else:
             node = ReceiverNode(params, args.connect, sink, secret, config=config,
-                                seed=args.seed, auth_state=args.auth_state)  # fmt: skip
+                                seed=args.seed, auth_state=args.auth_state,
+                                pipeline_depth=args.pipeline_depth)  # fmt: skip
     except (ValueError, OSError) as exc:
         print(f"qkdmeet qkd {args.qkd_command}: {exc}", file=sys.stderr)
         return 2
@@ -304,6 +308,8 @@ async def _node(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
+    from qkdmeet.qkd.protocol import DEFAULT_PIPELINE_DEPTH
+
     qkd = subparsers.add_parser("qkd", help="the simulated QKD link")
     sub = qkd.add_subparsers(dest="qkd_command", required=True)
 
@@ -312,6 +318,8 @@ def register(subparsers: Any) -> None:
     sim.add_argument("--seconds", type=float, default=10.0, help="wall-clock run time")
     sim.add_argument("--eve", default=None, help="intercept-resend:F or pns")
     sim.add_argument("--json", action="store_true", help="print one JSON object")
+    sim.add_argument("--pipeline-depth", type=int, default=DEFAULT_PIPELINE_DEPTH,
+                     help="blocks the receiver keeps in flight (default %(default)s)")  # fmt: skip
     sim.add_argument(
         "--in-process",
         action="store_true",
@@ -342,6 +350,9 @@ def register(subparsers: Any) -> None:
         )
         node.add_argument("--seconds", type=float, default=None, help="stop after this long")
         node.add_argument("--quiet", action="store_true", help="no JSON line per block")
+        if name == "receiver":
+            node.add_argument("--pipeline-depth", type=int, default=DEFAULT_PIPELINE_DEPTH,
+                              help="blocks in flight at once (default %(default)s)")  # fmt: skip
         node.add_argument("--stats", action="store_true", help="print stats JSON at exit")
         if name == "transmitter":
             node.add_argument("--eve", default=None, help="intercept-resend:F or pns")

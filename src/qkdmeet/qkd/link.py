@@ -62,7 +62,13 @@ from qkdmeet.qkd.classical import (
 from qkdmeet.qkd.eve import Eavesdropper, parse_eve
 from qkdmeet.qkd.events import AliceEvents
 from qkdmeet.qkd.params import LinkParams, get_preset
-from qkdmeet.qkd.protocol import ProtocolConfig, Receiver, Transmitter, _End
+from qkdmeet.qkd.protocol import (
+    DEFAULT_PIPELINE_DEPTH,
+    ProtocolConfig,
+    Receiver,
+    Transmitter,
+    _End,
+)
 from qkdmeet.qkd.sink import KeySink, ListSink
 
 log = logging.getLogger(__name__)
@@ -640,6 +646,7 @@ class ReceiverNode:
         seed: int | None = None,
         first_block: int = 0,
         retry_seconds: float = 1.0,
+        pipeline_depth: int = DEFAULT_PIPELINE_DEPTH,
         auth_state: str | Path | None = None,
     ) -> None:
         self.params = params
@@ -651,6 +658,7 @@ class ReceiverNode:
         self._seed = seed
         self.next_block = first_block
         self.retry_seconds = retry_seconds
+        self.pipeline_depth = pipeline_depth
         self.actor: Receiver | None = None
         self.connections = 0
         self.bad_frames = 0
@@ -685,6 +693,7 @@ class ReceiverNode:
             self.config,
             first_block=self.next_block,
             seed=self._seed,
+            pipeline_depth=self.pipeline_depth,
         )
         if self.actor is not None:
             actor.stats = self.actor.stats

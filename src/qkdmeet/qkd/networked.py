@@ -103,6 +103,7 @@ async def run_two_processes(
     *,
     eve: str | None = None,
     progress: bool = False,
+    receiver_args: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the link for ``seconds`` with each end in a process of its own (module docstring).
 
@@ -120,7 +121,8 @@ async def run_two_processes(
         tx_argv = [*exe, "transmitter", "--listen", f"127.0.0.1:{port}", *common]
         if eve:
             tx_argv += ["--eve", eve]
-        rx_argv = [*exe, "receiver", "--connect", f"127.0.0.1:{port}", *common]
+        rx_argv = [*exe, "receiver", "--connect", f"127.0.0.1:{port}", *common,
+                   *_link_argv(receiver_args or {})]  # fmt: skip
         pipe = asyncio.subprocess.PIPE
         started = time.perf_counter()
         cpu0 = _children_cpu()
@@ -175,6 +177,8 @@ def _figures(tx: _End, rx: _End, elapsed: float, seconds: float, cpu: float) -> 
     out["stage_seconds"] = {"sampling": sampling, "alice": stages_a,
                             "bob": dict(r.get("stage_seconds", {}))}  # fmt: skip
     out["alice_secure_bits"] = t.get("secure_bits", 0)
+    out["alice"] = {k: t.get(k) for k in ("blocks", "aborted_blocks", "abort_reasons",
+                                          "rejected_messages", "stale_messages")}  # fmt: skip
     out["elapsed_s"] = elapsed
     out["processes"] = 2
     bits = sum(b for b, _ in rx.blocks.values())
@@ -195,6 +199,9 @@ def _figures(tx: _End, rx: _End, elapsed: float, seconds: float, cpu: float) -> 
     last = max(common, default=-1)
     out["keys_identical"] = bool(common) and identical and all(i > last for i in tail)
     out["blocks_only_one_end"] = len(tail)
+    out["blocks_only_at"] = {"transmitter": sorted(set(tx.blocks) - set(rx.blocks)),
+                             "receiver": sorted(set(rx.blocks) - set(tx.blocks))}  # fmt: skip
+    out["blocks_differing"] = [i for i in common if tx.blocks[i] != rx.blocks[i]]
     out["cpu_seconds_both_ends"] = cpu
     out["cpu_share_both_ends"] = cpu / elapsed if elapsed > 0 else math.nan
     for name, e in (("transmitter", tx), ("receiver", rx)):
