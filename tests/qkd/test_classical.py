@@ -169,3 +169,34 @@ def test_state_round_trip_burns_outgoing_masks_on_restart(tmp_path: object) -> N
     assert skipped.incoming.base == keys.incoming.base
     with pytest.raises(ValueError):
         AuthKeys.from_bytes(b"junk" * 20)
+
+
+async def test_concurrent_tagged_sends_each_return_their_own_tag() -> None:
+    """Checkpoints of blocks in flight are sent concurrently over a transport whose
+    send yields: each caller gets the seq and tag of its own frame, in seq order."""
+    import asyncio
+
+    from qkdmeet.qkd.classical import AuthenticatedChannel, AuthKeys
+
+    class SlowTransport:
+        def __init__(self) -> None:
+            self.frames: list[bytes] = []
+
+        async def send(self, frame: bytes) -> None:
+            await asyncio.sleep(0.01)
+            self.frames.append(frame)
+
+        async def recv(self) -> bytes:  # pragma: no cover - not used
+            raise NotImplementedError
+
+        async def close(self) -> None:
+            pass
+
+    t = SlowTransport()
+    ch = AuthenticatedChannel(t, AuthKeys.from_secret(SECRET, transmitter=True))  # type: ignore[arg-type]
+    results = await asyncio.gather(*(ch.send_tagged(bytes([i]) * 100, ch.transcript_mac())
+                                     for i in range(5)))  # fmt: skip
+    by_seq = {int.from_bytes(f[:8], "little"): f[-32:] for f in t.frames}
+    for seq, tag in results:
+        assert by_seq[seq] == tag
+    assert [int.from_bytes(f[:8], "little") for f in t.frames] == sorted(by_seq)

@@ -203,3 +203,91 @@ def test_pulse_train_continues_across_chunks() -> None:
     assert float(np.mean(attacked.alice.bit[match] != attacked.bob.bit[match])) > 0.2
     with pytest.raises(ValueError, match="chunk_pulses"):
         PulseTrain(p, np.random.default_rng(1), chunk_pulses=0)
+
+
+@pytest.mark.parametrize("r", [1.0, 0.5, 0.0616, 6.3e-4, 1e-6])
+def test_gap_table_inverts_like_the_log_formula(r: float) -> None:
+    from qkdmeet.qkd.events import _gap_tables
+
+    table, guide = _gap_tables(r)
+    length = table.size - 1
+    assert table[-1] == 2**53 and np.all(np.diff(table) >= 0)
+    rng = np.random.default_rng(int(r * 1e6) + 1)
+    n_random = 200_000
+    edges = table[:length]
+    u = np.concatenate(
+        [rng.integers(0, 2**53, n_random, dtype=np.int64), edges, edges - 1, [0, 2**53 - 1]]
+    )
+    random_part = np.arange(u.size) < n_random
+    ok = (u >= 0) & (u < 2**53)
+    u, random_part = u[ok], random_part[ok]
+    g_table = np.searchsorted(table, u, side="right")  # smallest g with u < table[g]
+    # the guide entry of u's bucket never lies past the answer
+    assert np.all(guide[u >> (53 - 12)] <= g_table)
+    inside = g_table < length
+    if r < 1.0:
+        v = (2**53 - u[inside]).astype(np.float64) / 2.0**53
+        ratio = np.log(v) / math.log1p(-r)
+        g_log = np.floor(ratio).astype(np.int64)
+        # equal except where the log formula itself sits on a rounding boundary
+        differ = g_log != g_table[inside]
+        assert np.all(np.abs(ratio[differ] - np.rint(ratio[differ])) < 1e-9)
+        # (on random draws: the boundaries themselves were added on purpose)
+        assert differ[random_part[inside]].mean() < 1e-4
+        assert (~inside).mean() < 0.05 or length == 4096
+    else:
+        assert np.all(g_table == 0)
+
+
+def _geometric_chi2(gaps: np.ndarray, r: float, max_bins: int = 400) -> tuple[float, int]:
+    """Chi-square of gap counts (G = 0, 1, ...) against P(G = g) = (1 - r)^g r; and dof."""
+    n = gaps.size
+    g = np.arange(max_bins)
+    p = (1 - r) ** g * r
+    keep = int(np.searchsorted(-(p * n), -50.0))  # bins with at least 50 expected
+    p = p[:keep]
+    counts = np.bincount(np.minimum(gaps, keep), minlength=keep + 1)
+    expected = np.append(p, 1.0 - p.sum()) * n
+    return float(((counts - expected) ** 2 / expected).sum()), keep
+
+
+@pytest.mark.parametrize("loss_db", [2.0, 20.0])
+def test_gaps_are_geometric_and_the_rate_matches(loss_db: float) -> None:
+    from scipy.stats import chi2 as chi2_dist
+
+    p = get_preset("toshiba").with_loss_db(loss_db)
+    r = detection_probability(p)
+    n_pulses = 20_000_000 if loss_db < 10 else 200_000_000
+    rec = sample_detections(p, n_pulses, np.random.default_rng(31), first_pulse=1000)
+    n = len(rec)
+    expected = r * n_pulses
+    assert abs(n - expected) < 5 * math.sqrt(expected * (1 - r))
+    idx = rec.bob.pulse_index
+    gaps = np.diff(idx, prepend=np.int64(999)) - 1  # pulses without a detection before each
+    assert gaps.min() >= 0
+    stat, dof = _geometric_chi2(gaps, r)
+    assert dof >= 20
+    assert chi2_dist.sf(stat, dof) > 1e-5, (stat, dof)
+    # mean and variance of a geometric: (1 - r) / r and (1 - r) / r^2
+    mean, sd = (1 - r) / r, math.sqrt(1 - r) / r
+    assert abs(gaps.mean() - mean) < 5 * sd / math.sqrt(n)
+    # the far tail, past the inversion table at 20 dB: P(G >= k) = (1 - r)^k
+    k = 4096 if loss_db > 10 else 200
+    tail = (1 - r) ** k
+    assert _within(float(np.mean(gaps >= k)), tail, n)
+
+
+def test_both_halves_share_one_read_only_index() -> None:
+    r = sample_detections(get_preset("toshiba"), 10**6, np.random.default_rng(2))
+    assert r.alice.pulse_index is r.bob.pulse_index
+    assert not r.bob.pulse_index.flags.writeable
+    with pytest.raises(ValueError):
+        r.bob.pulse_index[0] = 5
+
+
+def test_thirty_two_bit_thresholds_are_exact_ceilings() -> None:
+    from qkdmeet.qkd.events import _thresholds32
+
+    cum = np.array([0.0, 2.0**-33, 2.0**-32, 0.25, 0.5 + 2.0**-40, 1.0 - 2.0**-34, 1.0])
+    t = _thresholds32(cum)
+    assert t.tolist() == [0, 1, 1, 2**30, 2**31 + 1, 2**32, 2**32]

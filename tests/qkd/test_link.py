@@ -96,6 +96,30 @@ async def test_transmitter_and_receiver_over_tcp_give_identical_blocks() -> None
     assert st_b["blocks"] >= 2 and st_b["detections"] > 0
 
 
+async def test_pipelined_blocks_over_tcp_all_complete_with_identical_keys() -> None:
+    """Several blocks in flight over a real socket (whose writes yield): every block's
+    checkpoints verify at both ends and both ends deliver the same keys. (A checkpoint
+    tag read back from shared state after the write let another block's tag in.)"""
+    secret = os.urandom(32 + 2 * 2048 * 32)
+    tx, rx, sink_a, sink_b = await start_pair(secret, (23, 24))
+    try:
+        async with asyncio.timeout(120):
+            while True:
+                if len(sink_a.blocks) >= 10 and len(sink_b.blocks) >= 10:
+                    break
+                await asyncio.sleep(0.02)
+    finally:
+        await rx.stop()
+        await tx.stop()
+    assert tx.actor is not None and rx.actor is not None
+    assert tx.actor.stats.aborted_blocks == 0 and rx.actor.stats.aborted_blocks == 0
+    assert tx.actor.channel.rejected == 0 and rx.actor.channel.rejected == 0
+    a = {b.block_id: b.key for b in sink_a.blocks}
+    b = {b.block_id: b.key for b in sink_b.blocks}
+    common = set(a) & set(b)
+    assert len(common) >= 10 and all(a[i] == b[i] for i in common)
+
+
 async def test_attack_mid_run_gives_no_key_from_attacked_pulses_and_key_returns() -> None:
     # blocks of 1e5 bits do not pay for their own authentication (Cascade's
     # messages take more masks than the key refills): a reserve for the whole test

@@ -410,8 +410,6 @@ class AuthenticatedChannel:
         self.received = 0
         self.sent_open = 0
         self.received_open = 0
-        #: The tag of the last tagged frame sent.
-        self.last_tag = b""
         self.rejected = 0
         self.replayed = 0
 
@@ -421,6 +419,13 @@ class AuthenticatedChannel:
 
     async def send(self, payload: bytes, stream: MacStream | None = None) -> int:
         """Send ``payload`` tagged (after ``stream``'s transcript); returns the seq (mask) used."""
+        seq, _ = await self.send_tagged(payload, stream)
+        return seq
+
+    async def send_tagged(
+        self, payload: bytes, stream: MacStream | None = None
+    ) -> tuple[int, bytes]:
+        """:meth:`send`, returning the seq (mask) used and the tag."""
         if len(payload) > MAX_PAYLOAD:
             raise ValueError(f"classical message of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
         seq = self.next_send
@@ -434,10 +439,9 @@ class AuthenticatedChannel:
             tag = stream.tag(mask)
         else:
             tag = self._mac.tag(head + payload, mask)
-        self.last_tag = tag
         await self.transport.send(b"".join((head, payload, tag)))
         self.sent += 1
-        return seq
+        return seq, tag
 
     async def send_open(self, payload: bytes) -> None:
         """Send ``payload`` untagged: it counts only inside a checkpointed transcript."""

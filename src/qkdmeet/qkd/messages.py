@@ -165,7 +165,7 @@ def _delta_range(index: npt.NDArray[np.int64], first: int) -> tuple[int, int]:  
         d = index[i] - index[i - 1]
         lo = min(lo, d)
         hi = max(hi, d)
-    return lo, hi
+    return int(lo), int(hi)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -184,6 +184,15 @@ def encode_indices(index: npt.NDArray[np.int64], first: int) -> bytes:
     """Strictly increasing pulse indices from ``first`` on, delta-coded in the smallest type.
 
     Wire format: ``n u32 | code u8 | n deltas`` (code 0, 1, 2, 3: u8, u16, u32, u64).
+    Two numba passes (largest delta, then the deltas in place behind the
+    header) instead of numpy's diff, max, cast and concatenation. Measured
+    2026-12-04 (one core of the shared 2-core machine, thread CPU time,
+    6.16e6 indices of the toshiba preset at 2 dB, u16 coding, median of 9
+    runs): 7.1-7.3 ms, was 32-33 ms, when run on its own; 15.6 ms, was 44 ms,
+    interleaved with other large allocations, where the fresh pages of the
+    12 MB result (a bytes object, whatever computes it) cost about 8 ms.
+    Indices that do not increase are coded as before (deltas wrap in the
+    coded type).
     """
     idx = np.ascontiguousarray(index, dtype=np.int64)
     if idx.ndim != 1 or not 0 <= first <= _INT64_MAX:
@@ -231,7 +240,7 @@ def _delta_decode(
             prev += d
             out[i] = prev
             smallest = min(smallest, d)
-        return smallest >= 1 and prev < end
+        return bool(smallest >= 1 and prev < end)
     for i in range(n):
         d = np.int64(deltas[i])
         if d < np.int64(i > 0) or d > end - 1 - prev:  # d >= 1 after the first; prev + d < end
@@ -243,16 +252,29 @@ def _delta_decode(
 
 def decode_indices(r: Reader, first: int, end: int) -> npt.NDArray[np.int64]:
     """Read :func:`encode_indices`; :class:`ProtocolError` unless ``first <= index < end``
-    and strictly increasing."""
+    and strictly increasing.
+
+    One numba pass sums and checks (:func:`_delta_decode`), reading the
+    deltas where they lie in the message. Measured 2026-12-04 (as for
+    :func:`encode_indices`): 10.5-11.6 ms for 6.16e6 indices, was 39 ms;
+    about 7 ms of it is the fresh pages of the 49 MB result. u64 deltas of
+    2^63 or more, which the previous version let wrap into a decreasing
+    index, are refused.
+    """
     n = r.u32()
     code = r.u8()
     if code >= len(_DTYPES):
         raise ProtocolError(f"unknown index coding {code}")
     dt = np.dtype(_DTYPES[code] if code < 3 else "<i8")  # u64 read signed: >= 2^63 is refused
-    deltas = np.frombuffer(r.take(n * dt.itemsize), dtype=dt)
+    size = n * dt.itemsize
+    if size > len(r._b) - r._off:
+        r.take(size)  # raises: message body too short
     index = np.empty(n, dtype=np.int64)
     if n == 0:
         return index
+    # the deltas in place in the message (Reader.take would copy them first)
+    deltas = np.frombuffer(r._b, dtype=dt, count=n, offset=r._off)
+    r._off += size
     end = min(end, _INT64_MAX)
     if not (0 <= first < end and _delta_decode(deltas, first, end, index)):
         raise ProtocolError("announced pulse indices outside the block or not increasing")

@@ -351,9 +351,9 @@ class _End:
         """Send the block's checkpoint, tagged over its transcript; the mask's seq."""
         payload = m.encode(kind, blk.bid, *parts)
         mac = self._checkpoint_mac(blk, kind)
-        seq = await self.channel.send(payload, mac)
+        seq, tag = await self.channel.send_tagged(payload, mac)
         if kind == m.VERIFY:
-            blk.verify_tag = self.channel.last_tag
+            blk.verify_tag = tag
         blk.sent += 1
         return seq
 

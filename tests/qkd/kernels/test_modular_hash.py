@@ -3,7 +3,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qkdmeet.qkd.kernels import modular_hash
 from qkdmeet.qkd.kernels.modular_hash import (
     multiply_add_shift_hash,
     multiply_add_shift_hash_naive,
@@ -20,7 +19,7 @@ def _case(seed: int, n: int, out_len: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_fft_product_equals_python_integers(seed: int) -> None:
+def test_gmp_product_equals_python_integers(seed: int) -> None:
     rng = np.random.default_rng(500 + seed)
     n = int(rng.integers(1, 20_000))
     out_len = int(rng.integers(1, n + 1))
@@ -45,22 +44,6 @@ def test_definition_on_a_small_case() -> None:
     assert out.tolist() == [value & 1, value >> 1 & 1]
 
 
-def test_smaller_digits_when_precision_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    real = modular_hash._low_product_bits
-
-    def flaky(a: np.ndarray, x: np.ndarray, b: np.ndarray, w: int, digit_bits: int) -> object:
-        calls.append(digit_bits)
-        return None if digit_bits > 2 else real(a, x, b, w, digit_bits)
-
-    monkeypatch.setattr(modular_hash, "_low_product_bits", flaky)
-    bits, s = _case(3, 3000, 1000)
-    assert np.array_equal(
-        multiply_add_shift_hash(bits, s, 1000), multiply_add_shift_hash_naive(bits, s, 1000)
-    )
-    assert calls == [8, 4, 2]
-
-
 def test_every_input_bit_matters() -> None:
     bits, s = _case(4, 5000, 2000)
     base = multiply_add_shift_hash(bits, s, 2000)
@@ -77,3 +60,33 @@ def test_wrong_lengths_are_refused() -> None:
     with pytest.raises(PrivacyAmplificationError):
         multiply_add_shift_hash(bits, s, 101)
     assert multiply_add_shift_hash(bits, s, 0).size == 0
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_odd_sizes_and_extreme_output_lengths(seed: int) -> None:
+    rng = np.random.default_rng(900 + seed)
+    n = int(rng.integers(1, 3000)) | 1 if seed % 2 else int(rng.integers(1, 40))
+    for out_len in sorted({0, 1, n, int(rng.integers(1, n + 1))}):
+        bits, s = _case(seed * 7 + out_len, n, out_len)
+        fast = multiply_add_shift_hash(bits, s, out_len)
+        assert fast.dtype == np.uint8 and fast.shape == (out_len,)
+        assert fast.flags.c_contiguous
+        assert np.array_equal(fast, multiply_add_shift_hash_naive(bits, s, out_len)), (n, out_len)
+
+
+def test_all_ones_input_and_seed_carry_through_every_bit() -> None:
+    # a = b = 2^w - 1, x = 2^n - 1: the sum a x + b has the longest carry chains
+    for n, out_len in ((1, 1), (8, 1), (9, 9), (64, 33), (1001, 500)):
+        w = n + out_len - 1
+        bits = np.ones(n, np.uint8)
+        s = np.ones(2 * w, np.uint8)
+        assert np.array_equal(
+            multiply_add_shift_hash(bits, s, out_len),
+            multiply_add_shift_hash_naive(bits, s, out_len),
+        )
+
+
+def test_bool_and_wide_integer_inputs_are_accepted() -> None:
+    bits, s = _case(11, 777, 300)
+    ref = multiply_add_shift_hash_naive(bits, s, 300)
+    assert np.array_equal(multiply_add_shift_hash(bits.astype(bool), s.astype(np.int64), 300), ref)

@@ -147,3 +147,106 @@ def test_sifting_large_block_counts_add_up() -> None:
     assert a.n_x.sum() == int((same & (bob.basis == BASIS_X)).sum())
     assert np.array_equal(a.x_index, b.x_index)
     assert np.mean(a.x_bits != b.x_bits) == pytest.approx(0.03, abs=0.005)
+
+
+def _check_against_reference(alice: Alice, bob: Bob) -> None:
+    pulse, basis = bob_announcement(bob)
+    a = alice_sift(alice, pulse, basis)
+    b = bob_sift(bob, a.reply_basis, a.reply_intensity)
+    ref = _reference(alice, bob)
+    assert a.x_index.tolist() == ref["x"] == b.x_index.tolist()
+    assert a.z_index.tolist() == ref["z"] == b.z_index.tolist()
+    assert a.x_bits.tolist() == ref["xa"] and b.x_bits.tolist() == ref["xb"]
+    assert a.z_bits.tolist() == ref["za"]
+    assert a.x_intensity.tolist() == ref["xi"] == b.x_intensity.tolist()
+    assert a.n_x.tolist() == np.bincount(ref["xi"], minlength=3).tolist() == b.n_x.tolist()
+    assert a.n_z.tolist() == np.bincount(a.z_intensity, minlength=3).tolist() == b.n_z.tolist()
+    where = {int(p): i for i, p in enumerate(alice.pulse_index)}
+    expect_basis = [int(alice.basis[where[int(p)]]) if int(p) in where else UNKNOWN_BASIS
+                    for p in pulse]  # fmt: skip
+    assert a.reply_basis.tolist() == expect_basis
+    assert a.unmatched == b.unmatched == expect_basis.count(UNKNOWN_BASIS)
+    for r in (a, b):
+        for name in ("reply_basis", "reply_intensity", "x_bits", "z_bits", "x_intensity",
+                     "z_intensity"):  # fmt: skip
+            assert getattr(r, name).dtype == np.uint8, name
+        for name in ("x_index", "z_index", "n_x", "n_z"):
+            assert getattr(r, name).dtype == np.int64, name
+        assert r.announced == pulse.size
+
+
+@pytest.mark.parametrize("extra", [0.0, 0.0005, 0.02, 0.5])
+def test_many_blocks_with_sporadic_extra_records(extra: float) -> None:
+    # several merge blocks (2048 announcements each): one-to-one blocks, blocks
+    # where Alice holds a few pulses Bob did not announce, and everything in between
+    alice, bob = _events(40, 9000, extra)
+    _check_against_reference(alice, bob)
+
+
+def test_announced_pulses_before_between_and_after_alices_records() -> None:
+    alice, bob = _events(41, 6000)
+    pulse = bob.pulse_index
+    forged = np.unique(np.concatenate([[0], pulse[:3000], pulse[3000:] + 1, [pulse[-1] + 99]]))
+    rng = np.random.default_rng(1)
+    forged_bob = Bob(forged.astype(np.int64), rng.integers(0, 2, forged.size, dtype=np.uint8),
+                     rng.integers(0, 2, forged.size, dtype=np.uint8))  # fmt: skip
+    _check_against_reference(alice, forged_bob)
+
+
+@pytest.mark.parametrize("where", [1, 2500, 5000, 5999])
+def test_unsorted_alice_records_are_refused(where: int) -> None:
+    alice, bob = _events(42, 6000)
+    pulse, basis = bob_announcement(bob)
+    bad = alice.pulse_index.copy()
+    bad[where] = bad[where - 1]
+    broken = Alice(bad, alice.bit, alice.basis, alice.intensity)
+    with pytest.raises(SiftingError, match="Alice's pulse indices"):
+        alice_sift(broken, pulse, basis)
+    # also when Bob's announcement is out of order (the look-up by search)
+    with pytest.raises(SiftingError, match="Alice's pulse indices"):
+        alice_sift(broken, pulse[::-1], basis[::-1])
+    # and past Bob's last announced pulse
+    with pytest.raises(SiftingError, match="Alice's pulse indices"):
+        alice_sift(broken, pulse[:1], basis[:1])
+
+
+def test_unsorted_announcement_in_a_later_block_is_answered_safely() -> None:
+    alice, bob = _events(43, 7000)
+    pulse, basis = bob_announcement(bob)
+    swapped = pulse.copy()
+    swapped[[5000, 5001]] = swapped[[5001, 5000]]
+    a = alice_sift(alice, swapped, basis)
+    assert a.unmatched == 0 and a.announced == pulse.size
+    assert a.reply_basis[5000] == alice.basis[5001]
+    straight = alice_sift(alice, pulse, basis)
+    assert a.sifted <= straight.sifted + 2
+
+
+def test_alice_intensity_codes_out_of_range_are_refused() -> None:
+    alice, bob = _events(44, 3000)
+    pulse, basis = bob_announcement(bob)
+    inten = alice.intensity.copy()
+    inten[np.flatnonzero(alice.basis == bob.basis)[0]] = 9
+    with pytest.raises(SiftingError, match="intensity"):
+        alice_sift(Alice(alice.pulse_index, alice.bit, alice.basis, inten), pulse, basis)
+    with pytest.raises(SiftingError, match="n_intensities"):
+        alice_sift(alice, pulse, basis, n_intensities=0)
+
+
+def test_bad_shapes_are_refused() -> None:
+    alice, bob = _events(45, 100)
+    pulse, basis = bob_announcement(bob)
+    with pytest.raises(SiftingError, match="1-D"):
+        alice_sift(alice, pulse, basis[:-1])
+    with pytest.raises(SiftingError, match="differ in length"):
+        alice_sift(Alice(alice.pulse_index, alice.bit[:-1], alice.basis, alice.intensity),
+                   pulse, basis)  # fmt: skip
+
+
+def test_empty_announcement_and_read_only_input() -> None:
+    alice, bob = _events(46, 3000)
+    empty = alice_sift(alice, np.zeros(0, np.int64), np.zeros(0, np.uint8))
+    assert empty.sifted == 0 and empty.n_x.tolist() == [0, 0, 0] and empty.announced == 0
+    for arr in (alice.pulse_index, alice.bit, alice.basis, alice.intensity, bob.pulse_index):
+        arr.flags.writeable = False
+    _check_against_reference(alice, bob)

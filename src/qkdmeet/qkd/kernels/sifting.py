@@ -18,6 +18,21 @@ codes are small integers 0, 1, 2 (mu1, mu2, mu3). Pulse indices must be
 sorted ascending at both ends (the simulator emits them in time order); the
 look-up is a linear merge, so sifting costs O(n) with no hashing.
 
+The look-up, Alice's reply and the split into X and Z are one numba pass
+(:func:`_alice_merge_sift`): blocks of 2048 announcements are first compared
+with the next 2048 of Alice's records in one vectorised loop, which, in the
+usual case that she holds exactly the announced pulses, replaces the merge
+by a copy; other blocks take the linear merge. The same pass checks that
+both index lists strictly increase. Bob's split is one pass as well.
+
+Measured 2026-12-04 (one core of the shared 2-core machine, toshiba preset at
+2 dB, 6.16e6 announced detections = 0.14 s of the device, median of 9 runs,
+thread CPU time, the previous version alongside in the same process):
+``alice_sift`` 38-40 ms (was 107-123 ms), ``bob_sift`` 20 ms (was 26 ms).
+About 9 ms of Alice's time is reading the two pulse-index arrays (100 MB)
+and about 5 ms zeroing the fresh pages of the X index array (int64, 33 MB);
+the compaction (:func:`_compact`) is most of the rest.
+
 Event objects are read by attribute (``pulse_index``, ``basis``, ``bit``,
 ``intensity`` for Alice; ``pulse_index``, ``basis``, ``bit`` for Bob), so the
 model's ``AliceEvents``/``BobEvents`` and plain test objects both fit.
@@ -189,25 +204,67 @@ def _compact(
     ``own``/``other``: this end's and the other end's basis, ``inten`` the
     intensity, ``bits`` this end's bits, per announcement. Returns the new X
     and Z sizes and the number of matched entries with intensity ``>= n_int``.
+    The intensity check is hoisted out of the loop (a vectorised maximum
+    first; :func:`_compact_checked` only if some code is out of range), and
+    the positions are unsigned (no negative-index wraparound per access):
+    together 35 % off the loop.
     """
+    top = np.uint8(0)
+    for r in range(inten.size):
+        top = max(top, inten[r])
+    if top >= n_int:
+        return _compact_checked(i0, own, other, inten, bits, n_int, xz, jx, jz)
+    x_index, z_index, x_bits, z_bits, x_int, z_int = xz
+    ux = np.uint64(jx)
+    uz = np.uint64(jz)
+    for t in range(np.uint64(own.size)):
+        b = own[t]
+        m = b == other[t]
+        k = inten[t]
+        bit = bits[t]
+        # X (most entries): branch-free, write every entry and advance on a match
+        x_index[ux] = i0 + np.int64(t)
+        x_bits[ux] = bit
+        x_int[ux] = k
+        ux += np.uint64(m & (b == BASIS_X))
+        if m & (b == BASIS_Z):  # Z (a few per cent of the entries): a rarely taken branch
+            z_index[uz] = i0 + np.int64(t)
+            z_bits[uz] = bit
+            z_int[uz] = k
+            uz += np.uint64(1)
+    return int(np.int64(ux)), int(np.int64(uz)), 0  # (int(uint64) stays unsigned in numba)
+
+
+@numba.njit(cache=True, nogil=True)
+def _compact_checked(
+    i0: int,
+    own: CodeArray,
+    other: CodeArray,
+    inten: CodeArray,
+    bits: BitArray,
+    n_int: int,
+    xz: _XZ,
+    jx: int,
+    jz: int,
+) -> tuple[int, int, int]:  # pragma: no cover
+    """:func:`_compact`, counting matched entries with an intensity code ``>= n_int``."""
     x_index, z_index, x_bits, z_bits, x_int, z_int = xz
     bad = 0
     for t in range(own.size):
         b = own[t]
         m = b == other[t]
-        isx = np.int64(m & (b == BASIS_X))
-        isz = np.int64(m & (b == BASIS_Z))
+        isx = int(m & (b == BASIS_X))
+        isz = int(m & (b == BASIS_Z))
         k = inten[t]
         if k >= n_int:
             bad += isx + isz
             k = np.uint8(0)
         bit = bits[t]
-        # X (most entries): branch-free, write every entry and advance on a match
         x_index[jx] = i0 + t
         x_bits[jx] = bit
         x_int[jx] = k
         jx += isx
-        if isz:  # Z (a few per cent of the entries): a rarely taken branch costs less
+        if isz:
             z_index[jz] = i0 + t
             z_bits[jz] = bit
             z_int[jz] = k
@@ -290,7 +347,7 @@ def _alice_merge_sift(
     jx = 0
     jz = 0
     j = 0  # merge position in Alice's records
-    prev_v = np.int64(-1)
+    prev_v = -1
     status = _OK
     pos = np.empty(_BLOCK, dtype=np.int64)
     block_bits = np.empty(_BLOCK, dtype=np.uint8)
@@ -303,7 +360,7 @@ def _alice_merge_sift(
         if base == -3:
             status = _ALICE_UNSORTED
             break
-        prev_v = b_pulse[i1 - 1]
+        prev_v = int(b_pulse[i1 - 1])
         m = i1 - i0
         if base >= 0:  # one to one: copy
             reply_basis[i0:i1] = a_basis[base : base + m]
@@ -357,8 +414,8 @@ def _alice_pos_sift(
         reply_basis[i] = own
         reply_int[i] = k
         m = own == b_basis[i]
-        isx = np.int64(m & (own == BASIS_X))
-        isz = np.int64(m & (own == BASIS_Z))
+        isx = int(m & (own == BASIS_X))
+        isz = int(m & (own == BASIS_Z))
         if k >= n_int:
             bad += isx + isz
             k = np.uint8(0)
@@ -379,35 +436,12 @@ def _bob_split(
     a_basis: CodeArray, a_int: CodeArray, b_basis: CodeArray, b_bit: BitArray, n_int: int,
     xz: _XZ,
 ) -> _Counts:  # pragma: no cover
-    """Bob's X/Z split of his detections under Alice's reply, in one pass."""
-    n = b_basis.size
-    x_index, z_index, x_bits, z_bits, x_int, z_int = xz
-    bad = 0
+    """Bob's X/Z split of his detections under Alice's reply (:func:`_compact`)."""
     unknown = 0
-    jx = 0
-    jz = 0
-    for i in range(n):
-        own = b_basis[i]
-        other = a_basis[i]
-        k = a_int[i]
-        bit = b_bit[i]
-        unknown += other == UNKNOWN_BASIS
-        m = own == other
-        isx = np.int64(m & (own == BASIS_X))
-        isz = np.int64(m & (own == BASIS_Z))
-        if k >= n_int:
-            bad += isx + isz
-            k = np.uint8(0)
-        # branch-free compaction: write every entry, advance only on a match
-        x_index[jx] = i
-        x_bits[jx] = bit
-        x_int[jx] = k
-        z_index[jz] = i
-        z_bits[jz] = bit
-        z_int[jz] = k
-        jx += isx
-        jz += isz
-    return _finish(_OK, x_int, z_int, jx, jz, n_int, bad, unknown)
+    for i in range(a_basis.size):  # vectorised
+        unknown += a_basis[i] == UNKNOWN_BASIS
+    jx, jz, bad = _compact(0, b_basis, a_basis, a_int, b_bit, n_int, xz, 0, 0)
+    return _finish(_OK, xz[4], xz[5], jx, jz, n_int, bad, unknown)
 
 
 def _result(

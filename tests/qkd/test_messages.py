@@ -1,0 +1,106 @@
+"""Delta coding of announced pulse indices (messages.encode_indices / decode_indices)."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from qkdmeet.qkd import messages as m
+
+
+def _reference_encode(index: np.ndarray, first: int) -> bytes:
+    """The wire format spelled out: n u32, code u8, deltas in the smallest unsigned type."""
+    deltas = np.diff(index, prepend=np.int64(first))
+    top = int(deltas.max()) if deltas.size else 0
+    code = next(i for i, d in enumerate(("<u1", "<u2", "<u4", "<u8")) if top < 256 ** (1 << i))
+    dt = ("<u1", "<u2", "<u4", "<u8")[code]
+    return struct.pack("<IB", index.size, code) + deltas.astype(dt).tobytes()
+
+
+def _indices(seed: int, n: int, top_gap: int, first: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    gaps = rng.integers(1, top_gap + 1, n, dtype=np.int64)
+    if n:
+        gaps[0] = rng.integers(0, top_gap + 1)  # the first may sit on ``first`` itself
+        gaps[rng.integers(0, n)] = top_gap  # the largest gap decides the coding
+    return first + np.cumsum(gaps)
+
+
+@pytest.mark.parametrize("top_gap", [1, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32, 2**40])
+@pytest.mark.parametrize("n", [1, 2, 1000])
+def test_round_trip_and_wire_format(top_gap: int, n: int) -> None:
+    first = 123_456_789
+    index = _indices(top_gap % 1000 + n, n, top_gap, first)
+    data = m.encode_indices(index, first)
+    assert data == _reference_encode(index, first)
+    code = data[4]
+    assert code == next(i for i in range(4) if top_gap < 256 ** (1 << i))
+    end = int(index[-1]) + 1
+    r = m.Reader(data + b"tail")
+    out = m.decode_indices(r, first, end)
+    assert out.dtype == np.int64 and out.flags.c_contiguous and out.flags.writeable
+    assert np.array_equal(out, index)
+    assert r.take(4) == b"tail"
+    r.end()
+
+
+def test_empty_and_large_blocks() -> None:
+    empty = np.zeros(0, dtype=np.int64)
+    data = m.encode_indices(empty, 7)
+    assert data == _reference_encode(empty, 7) == struct.pack("<IB", 0, 0)
+    assert m.decode_indices(m.Reader(data), 7, 7).size == 0
+    rng = np.random.default_rng(5)
+    index = 10**9 + np.cumsum(rng.geometric(0.06, 300_000)).astype(np.int64)
+    data = m.encode_indices(index, 10**9)
+    assert data == _reference_encode(index, 10**9)
+    assert np.array_equal(m.decode_indices(m.Reader(data), 10**9, int(index[-1]) + 1), index)
+
+
+def test_non_contiguous_and_other_integer_input() -> None:
+    index = np.arange(10, 1010, 3, dtype=np.int64)
+    assert m.encode_indices(index[::2], 0) == _reference_encode(index[::2], 0)
+    assert m.encode_indices(index.astype(np.uint32), 0) == _reference_encode(index, 0)
+
+
+def test_not_increasing_input_is_coded_as_before() -> None:
+    index = np.array([5, 9, 7, 20], dtype=np.int64)  # deltas wrap in the coded type
+    assert m.encode_indices(index, 0) == _reference_encode(index, 0)
+
+
+def _body(code: int, deltas: list[int]) -> bytes:
+    dt = ("<u1", "<u2", "<u4", "<u8")[code]
+    raw = np.array(deltas, dtype=np.uint64).astype(dt).tobytes()
+    return struct.pack("<IB", len(deltas), code) + raw
+
+
+@pytest.mark.parametrize("code", range(4))
+def test_decode_refuses_out_of_range_or_repeated_indices(code: int) -> None:
+    first, end = 100, 200
+    assert m.decode_indices(m.Reader(_body(code, [0, 1, 98])), first, end).tolist() == [
+        100, 101, 199,
+    ]  # fmt: skip
+    for deltas in ([0, 1, 99], [100], [5, 0], [3, 4, 0, 1]):  # end reached, or a delta 0
+        with pytest.raises(m.ProtocolError, match="outside the block or not increasing"):
+            m.decode_indices(m.Reader(_body(code, deltas)), first, end)
+    with pytest.raises(m.ProtocolError):
+        m.decode_indices(m.Reader(_body(code, [0])), 100, 100)  # empty block, one index
+
+
+def test_decode_refuses_wrapping_u64_deltas() -> None:
+    # 2^64 - 1 would read as -1 in int64: a decreasing index inside the block
+    body = _body(3, [50, 2**64 - 1, 10])
+    with pytest.raises(m.ProtocolError):
+        m.decode_indices(m.Reader(body), 0, 1000)
+    with pytest.raises(m.ProtocolError):
+        m.decode_indices(m.Reader(_body(3, [2**63])), 0, 2**64 - 1)
+
+
+def test_decode_refuses_unknown_coding_and_short_body() -> None:
+    with pytest.raises(m.ProtocolError, match="unknown index coding"):
+        m.decode_indices(m.Reader(struct.pack("<IB", 1, 4) + b"\0" * 16), 0, 10)
+    with pytest.raises(m.ProtocolError, match="too short"):
+        m.decode_indices(m.Reader(struct.pack("<IB", 3, 1) + b"\1\0\1\0"), 0, 10)
+    with pytest.raises(m.ProtocolError):
+        m.decode_indices(m.Reader(_body(0, [1, 2])), 2**64 - 10, 2**64 - 1)  # past int64
