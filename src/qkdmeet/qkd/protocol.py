@@ -833,7 +833,7 @@ class Receiver(_End):
         if pipeline_depth < 1:
             raise ValueError(f"pipeline_depth must be >= 1, got {pipeline_depth}")
         self.pipeline_depth = pipeline_depth
-        self._chunks: list[BobChunk] = []
+        self._chunks: list[tuple[BobChunk, int]] = []  # with its X detections
         self._x_count = 0
         self._first_pulse: int | None = None
         self._wake = asyncio.Event()
@@ -850,7 +850,7 @@ class Receiver(_End):
 
     @property
     def buffered_detections(self) -> int:
-        return sum(len(c) for c in self._chunks)
+        return sum(len(c) for c, _ in self._chunks)
 
     def feed(self, chunk: BobChunk) -> None:
         """What the fibre delivered for the next chunk of pulses."""
@@ -858,43 +858,39 @@ class Receiver(_End):
             self._first_pulse = chunk.first_pulse
         self.detections_received += len(chunk)
         self.pulses_received += chunk.n_pulses
-        self._chunks.append(chunk)
-        self._x_count += int(np.count_nonzero(chunk.events.basis == 0))
+        x = int(np.count_nonzero(chunk.events.basis == 0))
+        self._chunks.append((chunk, x))
+        self._x_count += x
         self._wake.set()
 
     async def _next_block_events(self) -> _Pending:
+        """Whole chunks, from the oldest, until they hold ``x_needed`` X detections.
+
+        A block is never cut inside a chunk: the source samples block-sized
+        chunks (:func:`qkdmeet.qkd.link.block_chunk_pulses`), so a block is
+        usually one chunk, passed on without a copy; its sifted size varies
+        with the chunk's counts (the bounds use the block's own counts).
+        """
         while self._x_count < self.x_needed:
             self._wake.clear()
             await self._wake.wait()
-        first = self._chunks[0].first_pulse if self._first_pulse is None else self._first_pulse
-        need = self.x_needed
-        parts: list[BobEvents] = []
-        while self._chunks:
-            c = self._chunks[0]
-            xs = np.flatnonzero(c.events.basis == 0)
-            if xs.size < need:
-                parts.append(c.events)
-                need -= xs.size
-                self._x_count -= xs.size
-                self._chunks.pop(0)
-                end = c.first_pulse + c.n_pulses
-                continue
-            cut = int(xs[need - 1]) + 1
-            ev = c.events
-            parts.append(BobEvents(ev.pulse_index[:cut], ev.basis[:cut], ev.bit[:cut],
-                                   ev.double_click[:cut]))  # fmt: skip
-            end = int(ev.pulse_index[cut - 1]) + 1
-            rest = BobEvents(ev.pulse_index[cut:], ev.basis[cut:], ev.bit[cut:],
-                             ev.double_click[cut:])  # fmt: skip
-            self._x_count -= need
-            self._chunks[0] = BobChunk(end, c.first_pulse + c.n_pulses - end, rest)
-            break
+        parts: list[BobChunk] = []
+        got = 0
+        while got < self.x_needed:
+            c, x = self._chunks.pop(0)
+            got += x
+            self._x_count -= x
+            parts.append(c)
+        first = parts[0].first_pulse
+        end = parts[-1].first_pulse + parts[-1].n_pulses
         self._first_pulse = end
+        if len(parts) == 1:
+            return _Pending(first, end, parts[0].events)
         events = BobEvents(
-            np.concatenate([p.pulse_index for p in parts]),
-            np.concatenate([p.basis for p in parts]),
-            np.concatenate([p.bit for p in parts]),
-            np.concatenate([p.double_click for p in parts]),
+            np.concatenate([p.events.pulse_index for p in parts]),
+            np.concatenate([p.events.basis for p in parts]),
+            np.concatenate([p.events.bit for p in parts]),
+            np.concatenate([p.events.double_click for p in parts]),
         )
         return _Pending(first, end, events)
 
