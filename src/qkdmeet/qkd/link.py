@@ -264,7 +264,10 @@ class PulseSource:
         self.chunk_pulses = chunk_pulses
         det_per_x = 1.0 / max(p.q_x**2, 1e-9)
         chunk_detections = int(chunk_pulses * detection_probability(p, channel.eve)) + 1
-        self.backlog_detections = int(backlog_blocks * block_bits * det_per_x) + chunk_detections
+        # never below one block and a chunk: Bob announces only once a whole block has
+        # arrived, so a smaller threshold would stop the source before he can
+        blocks = max(backlog_blocks, 1.0)
+        self.backlog_detections = int(blocks * block_bits * det_per_x) + chunk_detections
         self.pulses_skipped = 0
         self.sampling_seconds = 0.0
         self.started = 0.0

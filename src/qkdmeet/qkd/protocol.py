@@ -47,6 +47,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -474,7 +475,8 @@ class _End:
             s.leaked_bits += report.leaked_bits
         else:
             s.aborted_blocks += 1
-            key = report.reason.split(" (")[0][:60]
+            # one key per kind of reason: the figures in it vary from block to block
+            key = re.sub(r"\d[\d.e+-]*", "#", report.reason.split(" (")[0])[:60]
             s.abort_reasons[key] = s.abort_reasons.get(key, 0) + 1
         s.sifted_bits += report.n_x
         s.last = report
