@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from qkdmeet.qkd import messages as m
 from qkdmeet.qkd.eve import Eavesdropper, parse_eve
 from qkdmeet.qkd.events import (
     AliceEvents,
@@ -141,52 +142,40 @@ class QuantumChannel:
 
 # -- Bob's half on the wire --------------------------------------------------------------
 
-_HEAD = struct.Struct("<QQIB")
-_DTYPES: tuple[type[np.unsignedinteger], ...] = (np.uint8, np.uint16, np.uint32, np.uint64)
+_HEAD = struct.Struct("<QQ")
 
 
 def _packed(bits: npt.NDArray[np.uint8] | npt.NDArray[np.bool_]) -> bytes:
-    return np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes()
+    return np.packbits(np.asarray(bits, dtype=np.uint8).view(np.uint8)).tobytes()
 
 
 def encode_bob_chunk(chunk: BobChunk) -> bytes:
-    """Bob's chunk as bytes: header, delta-coded pulse indices, packed basis/bit/double bits."""
+    """Bob's chunk as bytes: ``first u64 | n_pulses u64``, the pulse indices coded as an
+    announcement's (:func:`qkdmeet.qkd.messages.encode_indices`: one numba pass), then
+    the packed basis, bit and double-click flags."""
     ev = chunk.events
-    n = len(ev)
-    deltas = np.diff(ev.pulse_index, prepend=np.int64(chunk.first_pulse))
-    top = int(deltas.max()) if n else 0
-    code = next(i for i, t in enumerate(_DTYPES) if top <= np.iinfo(t).max)
-    body = deltas.astype(f"<{np.dtype(_DTYPES[code]).str[1:]}").tobytes()
-    return (
-        _HEAD.pack(chunk.first_pulse, chunk.n_pulses, n, code)
-        + body
-        + _packed(ev.basis)
-        + _packed(ev.bit)
-        + _packed(ev.double_click)
-    )
+    return b"".join((
+        _HEAD.pack(chunk.first_pulse, chunk.n_pulses),
+        m.encode_indices(ev.pulse_index, chunk.first_pulse),
+        _packed(ev.basis), _packed(ev.bit), _packed(ev.double_click),
+    ))  # fmt: skip
 
 
 def decode_bob_chunk(data: bytes) -> BobChunk:
     """Inverse of :func:`encode_bob_chunk`; :class:`ChannelError` on a malformed frame."""
     if len(data) < _HEAD.size:
         raise ChannelError("short quantum-channel frame")
-    first, n_pulses, n, code = _HEAD.unpack_from(data)
-    if code >= len(_DTYPES):
-        raise ChannelError(f"unknown index coding {code}")
-    dt = np.dtype(_DTYPES[code]).newbyteorder("<")
-    nb = (n + 7) // 8
-    if len(data) != _HEAD.size + n * dt.itemsize + 3 * nb:
-        raise ChannelError("quantum-channel frame length does not match its count")
-    off = _HEAD.size
-    deltas = np.frombuffer(data, dtype=dt, count=n, offset=off).astype(np.int64)
-    off += n * dt.itemsize
-    index = np.cumsum(deltas) + first
-    if n and (index[-1] >= first + n_pulses or (n > 1 and np.any(deltas[1:] == 0))):
-        raise ChannelError("detections outside the chunk's pulse range or repeated")
-
-    def bits(i: int) -> npt.NDArray[np.uint8]:
-        raw = np.frombuffer(data, dtype=np.uint8, count=nb, offset=off + i * nb)
-        return np.ascontiguousarray(np.unpackbits(raw)[:n])
-
-    events = BobEvents(np.ascontiguousarray(index), bits(0), bits(1), bits(2).astype(np.bool_))
+    first, n_pulses = _HEAD.unpack_from(data)
+    r = m.Reader(data)
+    r.take(_HEAD.size)
+    try:
+        index = m.decode_indices(r, first, first + n_pulses)
+        n = index.size
+        nb = (n + 7) // 8
+        raw = np.frombuffer(r.take(3 * nb), dtype=np.uint8)
+        r.end()
+    except m.ProtocolError as exc:
+        raise ChannelError(f"malformed quantum-channel frame: {exc}") from None
+    flags = np.unpackbits(raw.reshape(3, nb), axis=1, count=n) if n else np.zeros((3, 0), np.uint8)
+    events = BobEvents(index, flags[0], flags[1], flags[2].view(np.bool_))
     return BobChunk(int(first), int(n_pulses), events)
