@@ -34,9 +34,12 @@ def test_round_trip_and_wire_format(top_gap: int, n: int) -> None:
     first = 123_456_789
     index = _indices(top_gap % 1000 + n, n, top_gap, first)
     data = m.encode_indices(index, first)
-    assert data == _reference_encode(index, first)
-    code = data[4]
-    assert code == next(i for i in range(4) if top_gap < 256 ** (1 << i))
+    reference = _reference_encode(index, first)
+    if data[4] == m.CODE_ESCAPED:  # chosen only where it is the shorter coding
+        assert len(data) < len(reference)
+    else:
+        assert data == reference
+        assert data[4] == next(i for i in range(4) if top_gap < 256 ** (1 << i))
     end = int(index[-1]) + 1
     r = m.Reader(data + b"tail")
     out = m.decode_indices(r, first, end)
@@ -52,9 +55,12 @@ def test_empty_and_large_blocks() -> None:
     assert data == _reference_encode(empty, 7) == struct.pack("<IB", 0, 0)
     assert m.decode_indices(m.Reader(data), 7, 7).size == 0
     rng = np.random.default_rng(5)
-    index = 10**9 + np.cumsum(rng.geometric(0.06, 300_000)).astype(np.int64)
+    gaps = rng.geometric(0.06, 300_000)
+    gaps[1234] = 300  # one long gap among the short ones
+    index = 10**9 + np.cumsum(gaps).astype(np.int64)
     data = m.encode_indices(index, 10**9)
-    assert data == _reference_encode(index, 10**9)
+    assert data[4] == m.CODE_ESCAPED  # geometric gaps: the rare long one would force u16
+    assert len(data) < 0.6 * len(_reference_encode(index, 10**9))
     assert np.array_equal(m.decode_indices(m.Reader(data), 10**9, int(index[-1]) + 1), index)
 
 
@@ -99,8 +105,34 @@ def test_decode_refuses_wrapping_u64_deltas() -> None:
 
 def test_decode_refuses_unknown_coding_and_short_body() -> None:
     with pytest.raises(m.ProtocolError, match="unknown index coding"):
-        m.decode_indices(m.Reader(struct.pack("<IB", 1, 4) + b"\0" * 16), 0, 10)
+        m.decode_indices(m.Reader(struct.pack("<IB", 1, 5) + b"\0" * 16), 0, 10)
     with pytest.raises(m.ProtocolError, match="too short"):
         m.decode_indices(m.Reader(struct.pack("<IB", 3, 1) + b"\1\0\1\0"), 0, 10)
     with pytest.raises(m.ProtocolError):
         m.decode_indices(m.Reader(_body(0, [1, 2])), 2**64 - 10, 2**64 - 1)  # past int64
+
+
+def test_escaped_coding_round_trips_and_refuses_malformed_bodies() -> None:
+    first = 1000
+    index = np.array([1000, 1001, 1300, 1301, 10**12], dtype=np.int64)  # first delta 0
+    data = m.encode_indices(np.repeat(index, 1)[[0, 1, 2, 3, 4]], first)
+    for idx in (index, first + np.cumsum(np.full(50, 3, np.int64)) + 400):
+        raw = m._encode_escaped(idx, first, m._escaped_size(idx, first))
+        assert raw[4] == m.CODE_ESCAPED
+        r = m.Reader(raw + b"x")
+        assert np.array_equal(m.decode_indices(r, first, int(idx[-1]) + 1), idx)
+        assert r.take(1) == b"x"
+    raw = m._encode_escaped(index, first, m._escaped_size(index, first))
+    bad_end = m.Reader(raw)
+    with pytest.raises(m.ProtocolError):
+        m.decode_indices(bad_end, first, 10**12)  # the last index is out of range
+    body = bytearray(raw)
+    body[9 + 1] = 0  # a second delta of "escape" with too few bytes after it
+    with pytest.raises(m.ProtocolError):
+        m.decode_indices(m.Reader(bytes(body[:12])), first, 10**13)
+    head = struct.pack("<IBI", 3, m.CODE_ESCAPED, 3)
+    with pytest.raises(m.ProtocolError):
+        m.decode_indices(m.Reader(head + bytes([1, 0, 1])), first, 10**6)  # 0 = truncated escape
+    with pytest.raises(m.ProtocolError):
+        m.decode_indices(m.Reader(struct.pack("<IBI", 2, m.CODE_ESCAPED, 3) + b"\1\1\1"), 0, 9)
+    assert data[4] in (m.CODE_ESCAPED, 3)
