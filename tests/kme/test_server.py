@@ -72,7 +72,10 @@ async def test_get_forms(pair: KmePair) -> None:
         async with sa.get(f"https://127.0.0.1:{pair.files.ports['a']}/metrics") as r:
             text = await r.text()
             assert "qkdmeet_kme_enc_keys_total 3" in text
-            assert 'qkdmeet_kme_delivered_bits{sae="SAE-A"} 512' in text
+            # counters end in _total (Prometheus naming), every family has HELP and TYPE
+            assert 'qkdmeet_kme_delivered_bits_total{sae="SAE-A"} 512' in text
+            assert "# TYPE qkdmeet_kme_enc_keys_total counter" in text
+            assert "# HELP qkdmeet_kme_enc_keys_total " in text
         async with sb.get(f"https://127.0.0.1:{pair.files.ports['b']}/api/v1/metrics") as r:
             snap = await r.json()
             assert snap["link_received_bits"] == 8 * 16384 * 8

@@ -11,13 +11,19 @@ from qkdmeet.kme import config, pki, tls
 from qkdmeet.kme.pair import write_pair
 
 
-def test_identity_prefers_san_uri() -> None:
+def test_identity_keeps_the_role_and_never_falls_back_to_the_common_name() -> None:
     cert = {
         "subject": ((("commonName", "cn-name"),),),
         "subjectAltName": (("DNS", "x"), ("URI", "urn:qkdmeet:sae:SAE-Q")),
     }
-    assert tls.identity(cert) == "SAE-Q"
-    assert tls.identity({"subject": ((("commonName", "cn-name"),),)}) == "cn-name"
+    assert tls.identity(cert) == tls.Peer("sae", "SAE-Q")
+    kme = {"subjectAltName": (("URI", "urn:qkdmeet:kme:KME-B"),)}
+    assert tls.identity(kme) == tls.Peer("kme", "KME-B")
+    # the defect: a certificate without a role URI passed as its common name
+    assert tls.identity({"subject": ((("commonName", "KME-B"),),)}) is None
+    both = {"subjectAltName": (("URI", "urn:qkdmeet:sae:X"), ("URI", "urn:qkdmeet:kme:X"))}
+    assert tls.identity(both) is None
+    assert tls.identity({"subjectAltName": (("URI", "urn:qkdmeet:kme:"),)}) is None
     assert tls.identity(None) is None
     assert tls.identity({}) is None
 

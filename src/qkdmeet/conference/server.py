@@ -39,7 +39,9 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from aiohttp import WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
@@ -47,6 +49,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from qkdmeet.conference import validation
 from qkdmeet.conference.access import (
     AccessError,
     FailureLimiter,
@@ -65,6 +68,7 @@ from qkdmeet.conference.signalling import (
     SignallingError,
     encode,
     error_message,
+    error_of,
     parse_message,
 )
 
@@ -89,6 +93,12 @@ SECURITY_HEADERS = {
 #: Messages a participant may send in a burst, and per second after it.
 MESSAGE_BURST = 100
 MESSAGES_PER_S = 50.0
+#: WebSockets open at once, in all and from one source address (beyond: 503 / 429).
+MAX_CONNECTIONS = 512
+MAX_CONNECTIONS_PER_SOURCE = 32
+#: Messages waiting to be sent to one WebSocket; a client that reads slower than
+#: that is cut off (its queue would otherwise grow without bound).
+MAX_PENDING_SENDS = 64
 #: Seconds between two sweeps for documents past their room's retention.
 RETENTION_SWEEP_S = 5.0
 _PLACEHOLDER = (
@@ -113,7 +123,9 @@ def pin_codecs(transceiver: Any) -> None:
     wanted = VIDEO_CODEC if transceiver.kind == "video" else AUDIO_CODEC
     main = [c for c in transceiver._codecs if c.mimeType.lower() == wanted.lower()]
     if not main:
-        raise SignallingError(f"publish: {transceiver.kind} must be {wanted.split('/')[1]}")
+        raise SignallingError(
+            f"publish: {transceiver.kind} must be {wanted.split('/')[1]}", "bad_sdp"
+        )
     pts = {c.payloadType for c in main}
     rtx = [
         c
@@ -171,6 +183,8 @@ class Session:
     _allowance: float = MESSAGE_BURST
     _allowance_at: float = field(default_factory=time.monotonic)
     _flood_reported: float = 0.0
+    _waiting: int = 0  # sends queued on _lock
+    _closer: asyncio.Task[Any] | None = None
 
     def take_message(self) -> bool:
         """Token bucket: False when this session floods (the message is dropped)."""
@@ -191,11 +205,19 @@ class Session:
     async def send(self, text: str) -> None:
         if self.closed or self.ws.closed:
             return
-        async with self._lock:
-            try:
-                await self.ws.send_str(text)
-            except (ConnectionError, RuntimeError):
-                self.closed = True
+        if self._waiting >= MAX_PENDING_SENDS:  # a slow consumer: bounded, then cut off
+            self.closed = True
+            self._closer = asyncio.ensure_future(self.ws.close())
+            return
+        self._waiting += 1
+        try:
+            async with self._lock:
+                if not self.closed:
+                    await self.ws.send_str(text)
+        except (ConnectionError, RuntimeError):
+            self.closed = True
+        finally:
+            self._waiting -= 1
 
 
 @dataclass(eq=False)
@@ -227,6 +249,7 @@ class ConferenceServer:
         self.join_failures = FailureLimiter(self.config.max_failed_joins)
         self._tokens: dict[str, Session] = {}
         self._sessions: set[Session] = set()
+        self._per_source: dict[str, int] = {}  # open WebSockets per source address
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self._admin_runner: web.AppRunner | None = None
@@ -241,6 +264,7 @@ class ConferenceServer:
             "flood_drops": 0,
             "refused_origins": 0,
             "unauthenticated": 0,
+            "refused_connections": 0,
         }
 
     # lifecycle -----------------------------------------------------------------
@@ -439,10 +463,18 @@ class ConferenceServer:
         if not self._origin_ok(request):
             self.counters["refused_origins"] += 1
             raise web.HTTPForbidden(text="WebSocket from another origin refused")
+        source = request.remote or ""
+        if len(self._sessions) >= MAX_CONNECTIONS:
+            self.counters["refused_connections"] += 1
+            raise web.HTTPServiceUnavailable(text="too many connections")
+        if self._per_source.get(source, 0) >= MAX_CONNECTIONS_PER_SOURCE:
+            self.counters["refused_connections"] += 1
+            raise web.HTTPTooManyRequests(text="too many connections from this address")
         ws = web.WebSocketResponse(max_msg_size=4 * MAX_MESSAGE_BYTES, heartbeat=20)
         await ws.prepare(request)
-        session = Session(ws, source=request.remote or "")
+        session = Session(ws, source=source)
         self._sessions.add(session)
+        self._per_source[source] = self._per_source.get(source, 0) + 1
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
@@ -450,7 +482,7 @@ class ConferenceServer:
                 elif msg.type == WSMsgType.BINARY:
                     self.counters["bad_messages"] += 1
                     await session.send(
-                        error_message("binary messages are not part of the protocol")
+                        error_message("binary messages are not part of the protocol", "binary")
                     )
                 elif msg.type == WSMsgType.ERROR:
                     break
@@ -459,6 +491,9 @@ class ConferenceServer:
                 self.counters["vanished"] += 1
             await self._leave(session)
             self._sessions.discard(session)
+            left = self._per_source.pop(source, 1) - 1
+            if left > 0:
+                self._per_source[source] = left
         return ws
 
     def _origin_ok(self, request: web.Request) -> bool:
@@ -480,18 +515,23 @@ class ConferenceServer:
             now = time.monotonic()
             if now - session._flood_reported >= 1.0:
                 session._flood_reported = now
-                await session.send(error_message("too many messages: dropped"))
+                await session.send(error_message("too many messages: dropped", "flood"))
             return
+        msg: Message | None = None
         try:
             msg = parse_message(raw)
             await self._dispatch(session, msg)
-        except (SignallingError, RoomError) as exc:
+        except SignallingError as exc:
             self.counters["bad_messages"] += 1
-            await session.send(error_message(str(exc)))
-        except Exception as exc:  # a bad SDP and the like: answer, keep the room
+            await session.send(error_of(exc))
+        except RoomError as exc:  # authored texts (room.py), no exception detail in them
+            self.counters["bad_messages"] += 1
+            await session.send(error_message(str(exc), "invalid_field"))
+        except Exception as exc:  # anything else: answer with a fixed text, keep the room
             self.counters["bad_messages"] += 1
             logger.info("signalling message failed: %r", exc)
-            await session.send(error_message(f"{type(exc).__name__}: {exc}"))
+            kind = msg.type if msg is not None else "message"
+            await session.send(error_message(f"{kind}: could not be carried out", "failed"))
 
     async def _dispatch(self, session: Session, msg: Message) -> None:
         f = msg.fields
@@ -499,19 +539,23 @@ class ConferenceServer:
             await self._join(session, f["room"], f["name"], f["secret"])
             return
         if session.participant is None or session.room is None:
-            raise SignallingError(f"{msg.type}: join a room first")
+            raise SignallingError(f"{msg.type}: join a room first", "not_joined")
         if msg.type == "publish":
             await self._publish(session, f["pc"], f["kind"], f["sdp"])
         elif msg.type == "unpublish":
             pub = session.publications.get(f["pc"])
             if pub is None:
-                raise SignallingError(f"unpublish: no published pc {f['pc']!r}")
+                raise SignallingError("unpublish: no such published pc", "unknown_pc")
             await self._unpublish(pub)
         elif msg.type == "answer":
             sub = session.subscriptions.get(f["pc"])
             if sub is None:
-                raise SignallingError(f"answer: no subscription pc {f['pc']!r}")
-            await sub.pc.setRemoteDescription(RTCSessionDescription(f["sdp"], "answer"))
+                raise SignallingError("answer: no such subscription pc", "unknown_pc")
+            try:
+                await sub.pc.setRemoteDescription(RTCSessionDescription(f["sdp"], "answer"))
+            except Exception:  # aiortc's SDP parser: its message stays in the log
+                logger.info("answer: SDP refused", exc_info=True)
+                raise SignallingError("answer: the SDP answer is not usable", "bad_sdp") from None
         elif msg.type == "chat":
             p = session.participant
             text = encode("chat", **{"from": p.id}, name=p.name, text=f["text"], ts=time.time())
@@ -533,14 +577,14 @@ class ConferenceServer:
         state = session.room
         assert state is not None
         if not session.moderator:
-            raise SignallingError(f"{msg.type}: only a moderator may do this")
+            raise SignallingError(f"{msg.type}: only a moderator may do this", "forbidden")
         if msg.type == "lock":
             state.locked = msg.fields["locked"]
             await state.broadcast(encode("locked", locked=state.locked, by=session.id))
             return
         target = state.sessions.get(msg.fields["id"])
         if target is None or target is session:
-            raise SignallingError(f"remove: no other participant {msg.fields['id']!r}")
+            raise SignallingError("remove: no such other participant", "invalid_field")
         await target.send(encode("removed", by=session.id))
         await self._leave(target)
         target.closed = True
@@ -551,7 +595,9 @@ class ConferenceServer:
             raise SignallingError("join: already joined")
         if self.join_failures.blocked(session.source):
             self.counters["throttled"] += 1
-            await session.send(error_message("join: too many failed joins; try again later"))
+            await session.send(
+                error_message("join: too many failed joins; try again later", "throttled")
+            )
             session.closed = True
             await session.ws.close()
             return
@@ -561,12 +607,12 @@ class ConferenceServer:
             self.join_failures.fail(session.source)
             self.counters["failed_joins"] += 1
             # the same answer for an unknown room and a wrong, expired or revoked secret
-            raise SignallingError("join: unknown room or invalid invite")
+            raise SignallingError("join: unknown room or invalid invite", "join_refused")
         moderator = role == "moderator"
         if state.locked and not moderator:
-            raise SignallingError(f"join: room {room_name!r} is locked")
+            raise SignallingError(f"join: room {room_name!r} is locked", "locked")
         if len(state.sessions) >= self.config.max_participants:
-            raise SignallingError(f"join: room {room_name!r} is full")
+            raise SignallingError(f"join: room {room_name!r} is full", "full")
         participant = state.room.join(name)
         session.room, session.participant, session.moderator = state, participant, moderator
         session.token = new_token()
@@ -622,10 +668,14 @@ class ConferenceServer:
 
     async def _publish(self, session: Session, pc_name: str, kind: str, sdp: str) -> None:
         if pc_name in session.publications:
-            raise SignallingError(f"publish: pc {pc_name!r} is already published")
+            raise SignallingError("publish: that pc is already published", "invalid_field")
         pc = RTCPeerConnection(rtc_configuration())
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+            except Exception:  # aiortc's SDP parser: its message stays in the log
+                logger.info("publish: SDP refused", exc_info=True)
+                raise SignallingError("publish: the SDP offer is not usable", "bad_sdp") from None
             forwarders: dict[str, Forwarder] = {}
             for transceiver in pc.getTransceivers():
                 if transceiver.kind in forwarders:
@@ -818,8 +868,8 @@ class ConferenceServer:
             raise DocumentError(413, _too_large(limit, room_left, self.config.max_upload_bytes))
         try:
             reader = await request.multipart()
-        except (AssertionError, ValueError, KeyError) as exc:
-            raise DocumentError(400, f"expected multipart/form-data: {exc}") from None
+        except (AssertionError, ValueError, KeyError, HttpProcessingError):
+            raise DocumentError(400, "expected multipart/form-data") from None
         doc: Document | None = None
         try:
             while True:
@@ -835,10 +885,12 @@ class ConferenceServer:
             if doc is not None:
                 self.documents.path(doc.id).unlink(missing_ok=True)
             raise
-        except (ValueError, AssertionError, RuntimeError) as exc:
+        except (ValueError, AssertionError, RuntimeError, HttpProcessingError):
+            # e.g. a NUL byte or another control character in a part's headers
+            # (its file name): refused, with a fixed text
             if doc is not None:
                 self.documents.path(doc.id).unlink(missing_ok=True)
-            raise DocumentError(400, f"malformed multipart body: {exc}") from None
+            raise DocumentError(400, "malformed multipart body") from None
         if doc is None:
             raise DocumentError(400, "multipart field 'file' missing")
         if session.room is not state or state.room.name not in self.rooms:
@@ -898,12 +950,16 @@ class ConferenceServer:
         )
 
     async def _static(self, request: web.Request) -> web.StreamResponse:
-        rel = request.match_info.get("path", "") or "index.html"
-        web_dir = self.config.web_dir.resolve()
-        path = (web_dir / rel).resolve()
-        if not path.is_relative_to(web_dir):
+        rel = validation.static_path(request.match_info.get("path", "") or "index.html")
+        if rel is None:  # NUL bytes, overlong or odd names never reach the file system
             raise web.HTTPNotFound()
-        if path.is_file():
+        web_dir = self.config.web_dir.resolve()
+        try:
+            path = (web_dir / rel).resolve()
+            is_file = path.is_relative_to(web_dir) and path.is_file()
+        except (OSError, ValueError):
+            raise web.HTTPNotFound() from None
+        if is_file:
             return web.FileResponse(path)
         if rel == "index.html":
             return web.Response(text=_PLACEHOLDER, content_type="text/html")
@@ -956,14 +1012,14 @@ class ConferenceServer:
         return web.json_response(self._room_json(self._admin_room(request)))
 
     async def _api_create_room(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
+        body: validation.CreateRoom = await _json_body(request, "create_room")
         options = {
-            k: body[k]
+            k: getattr(body, k)
             for k in ("expires_in_s", "retention_s", "max_documents", "max_document_bytes")
-            if k in body
+            if getattr(body, k) is not None
         }
         try:
-            urls = self.create_room(body.get("name"), **options)  # type: ignore[arg-type]
+            urls = self.create_room(body.name, **options)
         except AccessError as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         return web.json_response(urls)
@@ -985,11 +1041,16 @@ class ConferenceServer:
         return web.json_response({"room": state.room.name, "revoked": True})
 
     async def _read_cap(self, request: web.Request) -> dict[str, Any]:
-        """The cap request's JSON object, which has at least ``"bps"``."""
-        body = await _json_object(request, 'body must be JSON {"bps": int|null}')
-        if "bps" not in body:
-            raise web.HTTPBadRequest(text='body must be JSON {"bps": int|null}')
-        return body
+        """The cap request's JSON object, which has at least ``"bps"`` (only the
+        fields given: ``audio_bps``/``camera_bps`` change only when present)."""
+        body: validation.RoomCap = await _json_body(
+            request, "room_cap", 'body must be JSON {"bps": int|null}'
+        )
+        return {
+            k: getattr(body, k)
+            for k in ("bps", "audio_bps", "camera_bps")
+            if getattr(body, k) is not msgspec.UNSET
+        }
 
     async def _api_room_cap(self, request: web.Request) -> web.Response:
         """``{"bps": int|null}``: the room's video cap (0 pauses video); optional
@@ -1027,7 +1088,7 @@ class ConferenceServer:
         )
 
     async def _api_link(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
+        body: dict[str, Any] = await _json_body(request, "object")
         self.link = body
         text = encode("link", link=body)
         await asyncio.gather(*(s.send(text) for s in list(self._sessions) if s.participant))
@@ -1053,19 +1114,31 @@ def _too_large(limit: int, room_left: int, per_upload: int) -> str:
     return f"upload larger than {limit} bytes"
 
 
-async def _json_object(
-    request: web.Request, what: str = "body must be a JSON object"
-) -> dict[str, Any]:
-    """The request's JSON object; 415 unless sent as ``application/json``."""
-    if request.content_type != "application/json":
-        raise web.HTTPUnsupportedMediaType(text="Content-Type must be application/json")
+async def _json_body(request: web.Request, schema: str, what: str | None = None) -> Any:
+    """The request's body decoded by the validation layer's ``schema``; 415 unless
+    sent as ``application/json``, 413 beyond its size, 400 (with a fixed text and the
+    reason code in ``X-Reason``) when it does not fit."""
     try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text=what) from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=what)
-    return body
+        if request.content_type != "application/json":
+            raise validation.Invalid("unsupported_media_type")
+        if (request.content_length or 0) > validation.MAX_BODY_BYTES:
+            raise validation.Invalid("too_large")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise validation.Invalid("too_large") from None
+        return validation.decode(raw, validation.DECODERS[schema])
+    except validation.Invalid as exc:
+        text = what if what is not None and exc.reason == "schema" else exc.text
+        headers = {"X-Reason": exc.reason}
+        if exc.status == 413:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=validation.MAX_BODY_BYTES, actual_size=len(text), text=text,
+                headers=headers,
+            ) from None
+        if exc.status == 415:
+            raise web.HTTPUnsupportedMediaType(text=text, headers=headers) from None
+        raise web.HTTPBadRequest(text=text, headers=headers) from None
 
 
 @web.middleware

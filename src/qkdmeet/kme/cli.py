@@ -1,4 +1,4 @@
-"""``qkdmeet kme serve|status|pair`` and ``qkdmeet pki init``."""
+"""``qkdmeet kme serve|status|pair|audit`` and ``qkdmeet pki init``."""
 
 from __future__ import annotations
 
@@ -126,6 +126,27 @@ async def _pair(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    """Summarise a KME's audit log (from ``--log`` or the config's ``audit_log``)."""
+    from pathlib import Path
+
+    from qkdmeet.kme import audit
+    from qkdmeet.kme.config import ConfigError, load
+
+    path = Path(args.log) if args.log else None
+    if path is None:
+        try:
+            path = load(args.config).audit_log
+        except ConfigError as exc:
+            print(f"qkdmeet kme audit: {exc}", file=sys.stderr)
+            return 2
+    if path is None or not path.exists():
+        print(f"qkdmeet kme audit: no audit log at {path}", file=sys.stderr)
+        return 1
+    print(json.dumps(audit.summarise(path), indent=2))
+    return 0
+
+
 def _pki_init(args: argparse.Namespace) -> int:
     out = pki.init(args.dir)
     print(f"PKI written to {out}", file=sys.stderr)
@@ -159,6 +180,11 @@ def register(subparsers: Any) -> None:
     pair.add_argument("--loss-db", type=float, default=2.0, help="QKD link loss (--link qkd)")
     pair.add_argument("--block-bits", type=float, default=4e6, help="QKD block (--link qkd)")
     pair.set_defaults(func=_pair)
+    aud = sub.add_parser("audit", help="summarise a KME's audit log (deliveries, refusals)")
+    where = aud.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", help="the KME's TOML config (its audit_log)")
+    where.add_argument("--log", help="the audit log file")
+    aud.set_defaults(func=_audit)
 
     p = subparsers.add_parser("pki", help="throwaway PKI for KMEs and SAEs")
     psub = p.add_subparsers(dest="pki_command", required=True)

@@ -84,6 +84,11 @@ class KmeConfig:
     max_key_count: int = 100_000
     link: SimulatedLink | None = None
     qkd: QkdFeed | None = None
+    #: audit log (JSON lines); default ``<db>.audit.jsonl``
+    audit_log: Path | None = None
+    #: seconds after which keys held for a slave, and reserved ranges, never
+    #: claimed are destroyed (at both KMEs)
+    key_expiry_seconds: float = 600.0
 
 
 def _qkd(table: dict[str, Any], base: Path) -> QkdFeed:
@@ -166,13 +171,22 @@ def parse(data: dict[str, Any], base: Path = Path(".")) -> KmeConfig:
         block = int(table.get("block_bytes", 4096))
         link = SimulatedLink(seed, float(rate), block, float(epoch))
     qkd = _qkd(_get(data, "qkd", dict), base) if "qkd" in data else None
+    expiry = data.get("key_expiry_seconds", 600.0)
+    if not isinstance(expiry, int | float) or isinstance(expiry, bool) or expiry < 1:
+        raise ConfigError("key_expiry_seconds must be a number >= 1")
+    audit = data.get("audit_log")
+    if audit is not None and not isinstance(audit, str):
+        raise ConfigError("audit_log must be a path")
+    db = base / _get(data, "db", str)
     return KmeConfig(
+        audit_log=Path(f"{db}.audit.jsonl") if audit is None else base / audit,
+        key_expiry_seconds=float(expiry),
         link=link,
         qkd=qkd,
         kme_id=_get(data, "kme_id", str),
         host=data.get("host", "127.0.0.1"),
         port=_get(data, "port", int),
-        db=base / _get(data, "db", str),
+        db=db,
         cert=base / _get(data, "cert", str),
         key=base / _get(data, "key", str),
         ca=base / _get(data, "ca", str),

@@ -50,6 +50,18 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 class CertificateAuthority:
     """An EC P-256 CA that issues KME and SAE certificates."""
 
+    @classmethod
+    def load(cls, directory: str | Path) -> CertificateAuthority:
+        """The CA written by :meth:`write` to ``directory`` (``ca.pem``, ``ca.key``)."""
+        d = Path(directory)
+        ca = cls.__new__(cls)
+        key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{d / 'ca.key'} is not an EC private key")
+        ca.key = key
+        ca.cert = x509.load_pem_x509_certificate((d / "ca.pem").read_bytes())
+        return ca
+
     def __init__(self, name: str = "qkdmeet CA") -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])

@@ -19,8 +19,11 @@ link feeds the KME:
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
+import logging
 import ssl
 import uuid
 from collections import Counter
@@ -30,22 +33,54 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from qkdmeet.kme import openapi, tls
+from qkdmeet.kme import openapi, promtext, tls, validation
+from qkdmeet.kme.audit import AuditLog
 from qkdmeet.kme.config import KmeConfig
 from qkdmeet.kme.peer import Coordinator, PeerError, reservation_from_json, reservation_to_json
-from qkdmeet.kme.store import KeyStore, StoreError
+from qkdmeet.kme.store import SCRUB_INTERVAL_SECONDS, KeyStore, StoreError
 from qkdmeet.kme.types import Key
 
+log = logging.getLogger(__name__)
+#: HELP text of the counters in :attr:`KmeServer.metrics`.
+METRIC_HELP = {
+    "enc_keys": "Keys delivered to masters (enc_keys) since this KME started.",
+    "enc_bits": "Key bits delivered to masters (enc_keys) since this KME started.",
+    "dec_keys": "Keys delivered to slaves (dec_keys) since this KME started.",
+    "unauthorized": "Requests refused with 401 (no, unknown or wrong-role certificate).",
+    "bad_request": "Requests refused with 400 (malformed or out of limits).",
+    "unavailable": "Requests answered 503 (no key in stock, peer KME unreachable).",
+    "wrong_role_sae": "SAE certificates refused on the peer or admin API.",
+    "wrong_role_kme": "KME certificates refused on the SAE API.",
+}
 NOT_FOUND = "one or more keys specified are not found on KME"
+#: Keys a handler delivered (for the audit log, written by the middleware).
+DELIVERED = web.RequestKey("delivered", list)
 CALLER = web.RequestKey("caller", str)
+#: The caller's role from its certificate ("sae" or "kme"); see :mod:`qkdmeet.kme.tls`.
+ROLE = web.RequestKey("role", str)
+#: Which role may call which part of the API: SAEs the ETSI 014 key endpoints,
+#: KMEs the peer and admin endpoints. Other paths (metrics, openapi) take either.
+ROLE_OF_PATH: tuple[tuple[str, str], ...] = (
+    ("/api/v1/keys/", "sae"),
+    ("/peer/", "kme"),
+    ("/admin/", "kme"),
+)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class BadRequest(Exception):
-    def __init__(self, message: str, details: list[dict[str, str]] | None = None) -> None:
+    def __init__(
+        self, message: str, details: list[dict[str, str]] | None = None, status: int = 400
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self.status = status  # 400, or 413/415 from the validation layer
+
+    @classmethod
+    def of(cls, exc: validation.Invalid) -> BadRequest:
+        """The answer to a request the validation layer refused (stable text and code)."""
+        return cls(exc.message, exc.details(), exc.status)
 
 
 def error(status: int, message: str, details: list[dict[str, str]] | None = None) -> web.Response:
@@ -69,6 +104,11 @@ class KmeServer:
         self.store = store
         self.metrics: Counter[str] = Counter()
         self.per_sae: Counter[str] = Counter()  # key bits delivered to each SAE
+        #: every delivery and refusal, one JSON line (see :mod:`qkdmeet.kme.audit`)
+        self.audit = AuditLog(config.audit_log) if config.audit_log is not None else None
+        self.expired_keys = 0
+        self.expired_bytes = 0
+        self._maintenance: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self.coordinator: Coordinator | None = None
@@ -100,14 +140,44 @@ class KmeServer:
             self._runner, c.host, c.port, ssl_context=tls.server_context(c.cert, c.key, c.ca)
         )
         await site.start()
+        self._maintenance = asyncio.create_task(self._maintain(), name="kme-maintenance")
+
+    async def _maintain(self) -> None:
+        """Scrub the WAL soon after deliveries; expire unclaimed keys and ranges."""
+        last_expiry = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SCRUB_INTERVAL_SECONDS)
+            try:
+                self.store.scrub()
+                if loop.time() - last_expiry >= min(10.0, self.config.key_expiry_seconds / 4):
+                    last_expiry = loop.time()
+                    keys, nbytes = self.store.expire(self.config.key_expiry_seconds)
+                    self.expired_keys += keys
+                    self.expired_bytes += nbytes
+                    if keys or nbytes:
+                        log.warning("expired %d unclaimed keys and %d reserved bytes",
+                                    keys, nbytes)
+                if self.audit is not None:
+                    self.audit.sync()
+            except Exception:  # never let housekeeping kill the KME
+                log.exception("KME maintenance failed")
 
     async def stop(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
+        self.store.scrub()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self.audit is not None:
+            self.audit.close()
 
     # -- authentication ----------------------------------------------------
     @web.middleware
@@ -116,16 +186,65 @@ class KmeServer:
         ssl_obj: ssl.SSLObject | None = (
             transport.get_extra_info("ssl_object") if transport is not None else None
         )
-        caller = tls.identity(ssl_obj.getpeercert() if ssl_obj else None)
-        if caller is None:
+        peer = tls.identity(ssl_obj.getpeercert() if ssl_obj else None)
+        if peer is None:
             self.metrics["unauthorized"] += 1
-            return web.Response(status=401)
-        request[CALLER] = caller
+            refused = web.Response(status=401)
+            self._audit(request, refused)
+            return refused
+        for prefix, role in ROLE_OF_PATH:
+            if request.path.startswith(prefix) and peer.role != role:
+                # an SAE certificate on the peer API (or a KME's on the SAE API),
+                # whatever the name it carries: one CA signs both kinds
+                self.metrics["unauthorized"] += 1
+                self.metrics[f"wrong_role_{peer.role}"] += 1
+                request[CALLER] = peer.name
+                request[ROLE] = peer.role
+                refused = web.json_response(
+                    {"message": f"a certificate of role {peer.role} may not call {prefix}"},
+                    status=401,
+                )
+                self._audit(request, refused)
+                return refused
+        request[CALLER] = peer.name
+        request[ROLE] = peer.role
         try:
-            return await handler(request)
+            response = await handler(request)
         except BadRequest as exc:
             self.metrics["bad_request"] += 1
-            return error(400, exc.message, exc.details)
+            response = error(exc.status, exc.message, exc.details)
+        self._audit(request, response)
+        return response
+
+    def _audit(self, request: web.Request, response: web.StreamResponse) -> None:
+        """One audit line per key request (ETSI or peer) and per refusal."""
+        if self.audit is None or request.path.startswith("/api/v1/metrics"):
+            return
+        op = request.path.rstrip("/").rsplit("/", 1)[-1]
+        if not request.path.startswith(("/api/v1/keys/", "/peer/")) and response.status < 400:
+            return
+        keys: list[Key] = request.get(DELIVERED, [])
+        reason = ""
+        if response.status >= 400:
+            reason = "unauthorized" if response.status == 401 else f"HTTP {response.status}"
+            body = getattr(response, "body", None)
+            if isinstance(body, bytes) and body:
+                with contextlib.suppress(ValueError, AttributeError):
+                    reason = str(json.loads(body).get("message", reason))
+        try:
+            self.audit.record(
+                op=op,
+                caller=request.get(CALLER, ""),
+                role=request.get(ROLE, ""),
+                other=request.match_info.get("sae"),
+                status=response.status,
+                reason=reason,
+                key_ids=[str(k.key_id) for k in keys],
+                sizes_bits=[k.size_bits for k in keys],
+            )
+        except OSError:
+            log.exception("audit log write failed")
+            self.metrics["audit_errors"] += 1
 
     def _pair_ok(self, caller: str, other: str) -> bool:
         """True if ``caller`` (local) may pair with ``other`` (remote); 400 if unknown."""
@@ -160,21 +279,26 @@ class KmeServer:
             }
         )
 
-    async def _body(self, request: web.Request) -> dict[str, Any]:
+    async def _raw_body(self, request: web.Request) -> bytes:
+        """The body's bytes within the validation layer's size and media-type limits."""
         try:
-            data = json.loads(await request.read())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadRequest("request body is not valid JSON", [{"json": str(exc)}]) from exc
-        if not isinstance(data, dict):
-            raise BadRequest("request body must be a JSON object")
-        return data
+            validation.check_content_type(request.headers.get("Content-Type"))
+            if (request.content_length or 0) > validation.MAX_BODY_BYTES:
+                raise validation.Invalid("too_large", status=413)
+        except validation.Invalid as exc:
+            raise BadRequest.of(exc) from None
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise BadRequest.of(validation.Invalid("too_large", status=413)) from None
 
-    def _int(self, value: Any, name: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, str) and value.strip().isdigit():
-                return int(value)
-            raise BadRequest(f"{name} shall be an integer", [{name: str(value)[:64]}])
-        return value
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        """Any JSON object body (peer and admin endpoints), depth and size bounded."""
+        raw = await self._raw_body(request)
+        try:
+            return validation.json_object(raw)
+        except validation.Invalid as exc:
+            raise BadRequest.of(exc) from None
 
     async def enc_keys(self, request: web.Request) -> web.Response:
         caller, slave = request[CALLER], request.match_info["sae"]
@@ -183,17 +307,24 @@ class KmeServer:
         if not self._pair_ok(caller, slave):
             return web.Response(status=401)
         c = self.config
-        if request.method == "POST":
-            body = await self._body(request)
-            if body.get("extension_mandatory"):
-                raise BadRequest("not all extension_mandatory parameters are supported")
-            if body.get("additional_slave_SAE_IDs"):
-                raise BadRequest("additional_slave_SAE_IDs is not supported (max_SAE_ID_count 0)")
-            number = self._int(body.get("number", 1), "number")
-            size = self._int(body.get("size", c.key_size), "size")
-        else:
-            number = self._int(request.query.get("number", "1"), "number")
-            size = self._int(request.query.get("size", str(c.key_size)), "size")
+        asked: tuple[object, object]
+        try:
+            if request.method == "POST":
+                body = validation.key_request(await self._raw_body(request))
+                if body.extension_mandatory:
+                    raise BadRequest("not all extension_mandatory parameters are supported")
+                if body.additional_slave_SAE_IDs:
+                    raise BadRequest(
+                        "additional_slave_SAE_IDs is not supported (max_SAE_ID_count 0)"
+                    )
+                asked = (body.number, body.size)
+            else:
+                q = validation.enc_keys_query(request.query)
+                asked = (q.number, q.size)
+        except validation.Invalid as exc:
+            raise BadRequest.of(exc) from None
+        number = asked[0] if isinstance(asked[0], int) else 1
+        size = asked[1] if isinstance(asked[1], int) else c.key_size
         if size % 8:
             raise BadRequest("size shall be a multiple of 8")
         if not c.min_key_size <= size <= c.max_key_size:
@@ -215,6 +346,7 @@ class KmeServer:
             self.metrics["unavailable"] += 1
             return error(503, str(exc))
         self.metrics["enc_keys"] += len(keys)
+        request[DELIVERED] = keys
         self.metrics["enc_bits"] += size * len(keys)
         self.per_sae[caller] += size * len(keys)
         return web.json_response(container(keys))
@@ -225,30 +357,24 @@ class KmeServer:
             return error(405, f"method {request.method} not allowed")
         if not self._pair_ok(caller, master):
             return web.Response(status=401)
-        raw: list[Any]
-        if request.method == "POST":
-            body = await self._body(request)
-            ids = body.get("key_IDs")
-            if not isinstance(ids, list) or not ids:
-                raise BadRequest("key_IDs shall be a non-empty array")
-            raw = [i.get("key_ID") if isinstance(i, dict) else None for i in ids]
-        else:
-            raw = request.query.getall("key_ID", [])
-            if len(raw) != 1:
-                raise BadRequest("GET dec_keys takes exactly one key_ID")
-        if len(raw) > self.config.max_key_per_request:
+        key_ids: list[uuid.UUID]
+        try:
+            if request.method == "POST":
+                key_ids = validation.key_ids(await self._raw_body(request))
+            else:
+                if len(request.query.getall("key_ID", [])) != 1:
+                    raise BadRequest("GET dec_keys takes exactly one key_ID")
+                key_ids = validation.dec_keys_query(request.query).key_ids
+        except validation.Invalid as exc:
+            raise BadRequest.of(exc) from None
+        if len(key_ids) > self.config.max_key_per_request:
             raise BadRequest(f"at most {self.config.max_key_per_request} key_IDs per request")
-        key_ids: list[uuid.UUID] = []
-        for r in raw:
-            try:
-                key_ids.append(uuid.UUID(str(r)))
-            except ValueError:
-                raise BadRequest("key_ID is not a UUID", [{"key_ID": str(r)[:64]}]) from None
         try:
             keys = self.store.deliver_to_slave(master, caller, key_ids)
         except KeyError as exc:
             return error(400, NOT_FOUND, [{"key_ID": str(exc.args[0])}])
         self.metrics["dec_keys"] += len(keys)
+        request[DELIVERED] = keys
         self.per_sae[caller] += sum(k.size_bits for k in keys)
         return web.json_response(container(keys))
 
@@ -272,24 +398,40 @@ class KmeServer:
         return web.json_response(self.snapshot())
 
     async def prometheus(self, request: web.Request) -> web.Response:
+        """The figures of :meth:`snapshot` as Prometheus text, with HELP and TYPE."""
         snap = self.snapshot()
-        lines = [
-            "# TYPE qkdmeet_kme_stored_key_bits gauge",
-            f"qkdmeet_kme_stored_key_bits {snap['stored_key_bits']}",
-            "# TYPE qkdmeet_kme_link_received_bits counter",
-            f"qkdmeet_kme_link_received_bits {snap['link_received_bits']}",
-            "# TYPE qkdmeet_kme_delivered_bits counter",
-        ]
-        lines += [
-            f'qkdmeet_kme_delivered_bits{{sae="{sae}"}} {bits}'
-            for sae, bits in sorted(self.per_sae.items())
-        ]
-        lines += [f"qkdmeet_kme_{k}_total {v}" for k, v in sorted(self.metrics.items())]
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+        e = promtext.Exposition()
+        e.family("qkdmeet_kme_stored_key_bits", "gauge",
+                 "Key bits received from the link and not yet reserved.", snap["stored_key_bits"])
+        e.family("qkdmeet_kme_link_received_bits_total", "counter",
+                 "Key bits received from the QKD link (stream position).",
+                 snap["link_received_bits"])
+        e.family("qkdmeet_kme_delivered_bits_total", "counter",
+                 "Key bits delivered to each SAE since this KME started.",
+                 [({"sae": sae}, bits) for sae, bits in sorted(self.per_sae.items())])
+        e.family("qkdmeet_kme_held_keys", "gauge",
+                 "Keys held for a slave SAE, by master and slave.",
+                 [({"master": ms.split("->")[0], "slave": ms.split("->")[1]}, n)
+                  for ms, n in sorted(snap["held_for_slaves"].items())])
+        for k, v in sorted(self.metrics.items()):
+            e.family(f"qkdmeet_kme_{k}_total", "counter", METRIC_HELP.get(
+                k, f"Requests refused or counted as {k} since this KME started."), v)
+        e.family("qkdmeet_kme_expired_keys_total", "counter",
+                 "Keys held for a slave that never claimed them, destroyed.", self.expired_keys)
+        e.family("qkdmeet_kme_expired_reserved_bytes_total", "counter",
+                 "Reserved key bytes never spent, destroyed.", self.expired_bytes)
+        e.family("qkdmeet_kme_wal_scrubs_total", "counter",
+                 "WAL checkpoints that erased delivered key from the -wal file.",
+                 self.store.scrubs)
+        if self.audit is not None:
+            e.family("qkdmeet_kme_audit_events_total", "counter",
+                     "Audit log counters, persisted across restarts.",
+                     [({"counter": k}, v) for k, v in sorted(self.audit.counters.items())])
+        return web.Response(text=e.text(), headers={"Content-Type": promtext.CONTENT_TYPE})
 
     # -- QKD link administration -------------------------------------------------
     async def admin_qkd(self, request: web.Request) -> web.Response:
-        if request[CALLER] != self.config.kme_id:
+        if request[ROLE] != "kme" or request[CALLER] != self.config.kme_id:
             self.metrics["unauthorized"] += 1
             return web.Response(status=401)
         if self.qkd is None:
@@ -315,8 +457,15 @@ class KmeServer:
         return web.json_response(self.qkd.stats(), dumps=lambda o: json.dumps(o, default=str))
 
     # -- peer ---------------------------------------------------------------
+    def _is_peer(self, request: web.Request) -> bool:
+        """The peer KME's certificate: role ``kme`` *and* the peer's ID."""
+        if request[ROLE] == "kme" and request[CALLER] == self.config.peer_kme_id:
+            return True
+        self.metrics["unauthorized"] += 1
+        return False
+
     async def peer_reserve(self, request: web.Request) -> web.Response:
-        if request[CALLER] != self.config.peer_kme_id:
+        if not self._is_peer(request):
             return web.Response(status=401)
         body = await self._body(request)
         assert self.coordinator is not None
@@ -331,7 +480,7 @@ class KmeServer:
         return web.json_response(reservation_to_json(res))
 
     async def peer_hold(self, request: web.Request) -> web.Response:
-        if request[CALLER] != self.config.peer_kme_id:
+        if not self._is_peer(request):
             return web.Response(status=401)
         assert self.coordinator is not None
         try:

@@ -12,11 +12,33 @@ handing keys to the master), so after ``kill -9`` a range is either spent (and
 never handed out again) or untouched (and still in stock). A key held for a
 slave is deleted in the same transaction that reads it for delivery. Blocks are
 deleted once every byte of them is spent.
+
+Key hygiene (issue 14):
+
+* the database and its ``-wal``/``-shm`` files are mode 0600 from their
+  creation (the file is created 0600 before SQLite opens it; SQLite gives its
+  side files the database's mode), and an existing one is set to 0600;
+* ``PRAGMA secure_delete=ON`` is set explicitly (and checked): a deleted key
+  row's bytes are overwritten with zeros in its page;
+* a spent range is zeroed inside its block in the same transaction that
+  spends it (blob I/O: only the pages it covers are rewritten), so a
+  delivered key's bytes are nowhere in the database once the transaction
+  commits, even while the rest of its block waits to be spent;
+* the WAL still holds the older page images that carried the key, so
+  :meth:`KeyStore.scrub` checkpoints and truncates it: the server calls it at
+  most :data:`SCRUB_INTERVAL_SECONDS` after a delivery (one fsync per
+  interval, not per request), and :meth:`KeyStore.close` does too;
+* keys held for a slave that never claims them, and ranges reserved that were
+  never spent (the authority allocated, the peer never held or took them),
+  expire after a configured time (:meth:`KeyStore.expire`): they are
+  destroyed, never delivered later; both KMEs run the same expiry.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,10 +53,17 @@ CREATE TABLE IF NOT EXISTS blocks (
 CREATE INDEX IF NOT EXISTS blocks_stop ON blocks (stop);
 CREATE TABLE IF NOT EXISTS spent (start INTEGER PRIMARY KEY, stop INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS keys (
-    key_id BLOB PRIMARY KEY, master TEXT NOT NULL, slave TEXT NOT NULL, key BLOB NOT NULL
+    key_id BLOB PRIMARY KEY, master TEXT NOT NULL, slave TEXT NOT NULL, key BLOB NOT NULL,
+    created REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+
+#: Seconds at most between a delivery and the WAL checkpoint that erases it there.
+SCRUB_INTERVAL_SECONDS = 0.1
+#: Database files: owner read/write only.
+FILE_MODE = 0o600
 
 
 class StoreError(Exception):
@@ -61,15 +90,48 @@ class KeyStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        # created 0600 before SQLite opens it: its -wal and -shm get the same mode
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+        for f in self.files():
+            if f.exists():
+                f.chmod(FILE_MODE)
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA secure_delete=ON")
+        if self._db.execute("PRAGMA secure_delete").fetchone()[0] != 1:
+            raise StoreError("this SQLite cannot set secure_delete: key would stay on disk")
         self._db.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: every commit survives kill -9 of the process (the OS has
         # the WAL pages); a power loss may drop the last commits on both sides.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA wal_autocheckpoint=10000")
         self._db.executescript(_SCHEMA)
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(keys)")}
+        if "created" not in cols:  # a database of an earlier version
+            self._db.execute("ALTER TABLE keys ADD COLUMN created REAL NOT NULL DEFAULT 0")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS spent_at (start INTEGER PRIMARY KEY, at REAL NOT NULL)"
+        )
+        #: key bytes erased from the tables since the last :meth:`scrub`
+        self.dirty = False
+        self.scrubs = 0
+
+    def files(self) -> tuple[Path, Path, Path]:
+        """The database and its WAL and shared-memory files."""
+        return (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"))
+
+    def scrub(self) -> bool:
+        """Checkpoint and truncate the WAL, where erased key bytes still sit in older
+        page images; True if there was something to scrub."""
+        if not self.dirty:
+            return False
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.dirty = False
+        self.scrubs += 1
+        return True
 
     def close(self) -> None:
+        self.dirty = True
+        self.scrub()
         self._db.close()
 
     # -- the link side -------------------------------------------------
@@ -141,15 +203,60 @@ class KeyStore:
         if clash or start < self._meta("spent_prefix"):
             raise StoreError(f"stream range [{start}, {stop}) was already spent")
         self._db.execute("INSERT INTO spent VALUES (?, ?)", (start, stop))
+        self._db.execute("INSERT OR REPLACE INTO spent_at VALUES (?, ?)", (start, time.time()))
+        self._zero(start, stop)
+        self.dirty = True
         prefix = self._meta("spent_prefix")
         while True:
             row = self._db.execute("SELECT stop FROM spent WHERE start=?", (prefix,)).fetchone()
             if row is None:
                 break
             self._db.execute("DELETE FROM spent WHERE start=?", (prefix,))
+            self._db.execute("DELETE FROM spent_at WHERE start=?", (prefix,))
             prefix = int(row[0])
         self._set_meta("spent_prefix", prefix)
         self._db.execute("DELETE FROM blocks WHERE stop <= ?", (prefix,))
+
+    def _zero(self, start: int, stop: int) -> None:
+        """Overwrite stream bytes ``[start, stop)`` with zeros inside their blocks."""
+        rows = self._db.execute(
+            "SELECT rowid, start, stop FROM blocks WHERE stop > ? AND start < ?", (start, stop)
+        ).fetchall()
+        for rowid, b_start, b_stop in rows:
+            lo, hi = max(start, b_start), min(stop, b_stop)
+            with self._db.blobopen("blocks", "data", rowid) as blob:
+                blob.seek(lo - b_start)
+                blob.write(bytes(hi - lo))
+
+    def expire(self, max_age_s: float, now: float | None = None) -> tuple[int, int]:
+        """Destroy keys held for a slave longer than ``max_age_s`` and ranges reserved
+        as long ago and never spent here; returns (keys, range bytes) destroyed.
+
+        Allocation is monotonic, so a gap below a range spent ``max_age_s`` ago was
+        allocated before it and has had that long: its hold or take was lost.
+        """
+        cutoff = (time.time() if now is None else now) - max_age_s
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            keys = self._db.execute("DELETE FROM keys WHERE created < ?", (cutoff,)).rowcount
+            destroyed = 0
+            while True:
+                prefix = self._meta("spent_prefix")
+                row = self._db.execute(
+                    "SELECT s.start, a.at FROM spent s LEFT JOIN spent_at a USING (start) "
+                    "ORDER BY s.start LIMIT 1"
+                ).fetchone()
+                if row is None or row[0] <= prefix or (row[1] or 0) >= cutoff:
+                    break
+                self._spend(prefix, int(row[0]))  # the gap: zeroed, never handed out
+                destroyed += int(row[0]) - prefix
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        if keys:
+            self.dirty = True
+        return keys, destroyed
 
     def stock_bytes(self) -> int:
         """Bytes received and not yet reserved (from the authority's cursor)."""
@@ -193,10 +300,12 @@ class KeyStore:
             for res in reservations:
                 data = self._read(res.start, res.stop)
                 self._spend(res.start, res.stop)
+                now = time.time()
                 self._db.executemany(
-                    "INSERT INTO keys VALUES (?, ?, ?, ?)",
+                    "INSERT INTO keys VALUES (?, ?, ?, ?, ?)",
                     [
-                        (kid.bytes, res.master, res.slave, data[i * res.size : (i + 1) * res.size])
+                        (kid.bytes, res.master, res.slave,
+                         data[i * res.size : (i + 1) * res.size], now)
                         for i, kid in enumerate(res.key_ids)
                     ],
                 )
@@ -220,6 +329,7 @@ class KeyStore:
                 out.append(Key(kid, bytes(row[0])))
                 self._db.execute("DELETE FROM keys WHERE key_id=?", (kid.bytes,))
             self._db.execute("COMMIT")
+            self.dirty = True
             return out
         except BaseException:
             self._db.execute("ROLLBACK")

@@ -2,17 +2,39 @@
 
 The server context requires a client certificate signed by the site CA
 (``CERT_REQUIRED``): a client without one fails the handshake and never reaches
-the API. The caller's ID is the certificate's SAN URI ``urn:qkdmeet:sae:<ID>``
-(or ``...:kme:<ID>``) if present, else its subject common name.
+the API. The caller is a :class:`Peer`: the role and ID of the certificate's SAN
+URI ``urn:qkdmeet:sae:<ID>`` (an SAE) or ``urn:qkdmeet:kme:<ID>`` (a KME). The
+role travels with the ID so that an SAE certificate never passes for a KME,
+whatever its name: one CA signs both kinds. A certificate without such a URI
+(or with URIs of both roles) names no caller; there is no fallback to the
+subject common name, which the role does not bind.
 """
 
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-SAN_PREFIXES = ("urn:qkdmeet:sae:", "urn:qkdmeet:kme:")
+Role = Literal["sae", "kme"]
+SAN_PREFIXES: dict[Role, str] = {"sae": "urn:qkdmeet:sae:", "kme": "urn:qkdmeet:kme:"}
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Who a verified certificate names: an SAE or a KME, and its ID."""
+
+    role: Role
+    name: str
+
+    @property
+    def is_sae(self) -> bool:
+        return self.role == "sae"
+
+    @property
+    def is_kme(self) -> bool:
+        return self.role == "kme"
 
 
 def server_context(
@@ -35,17 +57,20 @@ def client_context(
     return ctx
 
 
-def identity(peercert: dict[str, Any] | None) -> str | None:
-    """The SAE or KME ID named by a verified peer certificate (``getpeercert()``)."""
+def identity(peercert: dict[str, Any] | None) -> Peer | None:
+    """The role and ID named by a verified peer certificate (``getpeercert()``).
+
+    ``None`` when the certificate has no ``urn:qkdmeet:sae:``/``kme:`` URI, an
+    empty ID, or names more than one caller (the request is then refused).
+    """
     if not peercert:
         return None
+    found: set[Peer] = set()
     for kind, value in peercert.get("subjectAltName", ()):
-        if kind == "URI":
-            for prefix in SAN_PREFIXES:
-                if str(value).startswith(prefix):
-                    return str(value)[len(prefix) :]
-    for rdn in peercert.get("subject", ()):
-        for name, value in rdn:
-            if name == "commonName":
-                return str(value)
-    return None
+        if kind != "URI":
+            continue
+        for role, prefix in SAN_PREFIXES.items():
+            text = str(value)
+            if text.startswith(prefix) and len(text) > len(prefix):
+                found.add(Peer(role, text[len(prefix) :]))
+    return found.pop() if len(found) == 1 else None

@@ -23,7 +23,13 @@ Example (every key shown; ``[keys].source`` picks the key supply)::
     cert_file = "sae.pem"           # etsi: client certificate (mutual TLS)
     key_file = "sae.key"
     ca_file = "ca.pem"
+    in_flight = 16                  # etsi: ETSI requests in flight at most (pipelining)
     dir = "/run/qkdmeet/keys"       # files: key store directory (see filekeys)
+
+With ``source = "etsi"`` the gateway reads the KME's ``status`` first and
+asks only for key sizes and counts within its limits; a KME whose keys are
+smaller than ``key_size_bits`` (a vendor's 256-bit keys) is served in key
+groups (see :mod:`qkdmeet.vpn.keygroups`).
 
 Relative file paths are resolved against the configuration file's folder.
 """
@@ -55,6 +61,7 @@ class KeysConfig:
     key_file: Path | None = None
     ca_file: Path | None = None
     dir: Path | None = None
+    in_flight: int = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +126,10 @@ def parse_config(data: dict[str, Any], base: Path) -> GatewayConfig:
         key_file=_path(base, _get(kt, "key_file", str, "keys", "")),
         ca_file=_path(base, _get(kt, "ca_file", str, "keys", "")),
         dir=_path(base, _get(kt, "dir", str, "keys", "")),
+        in_flight=_get(kt, "in_flight", int, "keys", 16),
     )
+    if not 1 <= keys.in_flight <= 256:
+        raise ConfigError("[keys] in_flight must be between 1 and 256")
     tls = (keys.cert_file, keys.key_file, keys.ca_file)
     if source == "etsi" and not (keys.kme_url and all(tls)):
         raise ConfigError("[keys] source etsi needs kme_url, cert_file, key_file and ca_file")

@@ -8,7 +8,7 @@ Wire format of one outer UDP payload (all integers big-endian)::
     | ver  | type | length |   sequence u64  |   key ID (UUID)     | offset  |
     +------+------+--------+-----------------+---------------------+---------+
     | body: inner IP packet XOR pad (DATA), key IDs in clear (ANNOUNCE),    |
-    | or nothing (REKEY)                                                    |
+    | group ID then member key IDs in clear (GROUP), or nothing (REKEY)     |
     +-----------------------------------------------------------------------+
     | tag (32 bytes): Wegman-Carter over header || body                     |
     +-----------------------------------------------------------------------+
@@ -33,6 +33,9 @@ TYPE_DATA: Final = 1
 TYPE_ANNOUNCE: Final = 2
 #: "Your keys are lost to me: drop them and take fresh ones" (empty body).
 TYPE_REKEY: Final = 3
+#: "These keys of your KME, in this order, are the key group <ID>" (body: the
+#: group ID, then its members' key IDs; see :mod:`qkdmeet.vpn.keygroups`).
+TYPE_GROUP: Final = 4
 #: Bytes of the outer header.
 HEADER_BYTES: Final = 32
 #: Bytes of the tag that ends every packet.
@@ -81,8 +84,10 @@ REKEY_WINDOW_SECONDS: Final = 30.0
 #: ... and at most this many times (an unauthenticated packet with an unknown key
 #: ID can trigger a failed fetch, so an attacker must not make the peer waste key).
 REKEY_MAX: Final = 3
-#: Seconds between retries when the KME fails.
+#: Seconds before the first retry when the KME fails (doubled at each further failure)...
 KME_RETRY_SECONDS: Final = 0.5
+#: ... up to this many.
+KME_RETRY_MAX_SECONDS: Final = 8.0
 #: Seconds over which arrival and consumption rates are averaged.
 RATE_WINDOW_SECONDS: Final = 10.0
 #: Inner packet size at which key efficiency is quoted.

@@ -25,6 +25,7 @@ from qkdmeet.vpn.config import ConfigError, GatewayConfig, KeysConfig
 from qkdmeet.vpn.constants import FIRST_KEY_WAIT_SECONDS
 from qkdmeet.vpn.filekeys import FileKeySupplier
 from qkdmeet.vpn.gateway import Gateway, GatewayKeys
+from qkdmeet.vpn.keygroups import GroupingSupplier
 from qkdmeet.vpn.transport import UdpBind
 from qkdmeet.vpn.tun import TunDevice
 
@@ -43,8 +44,9 @@ async def open_supplier(cfg: KeysConfig, stack: AsyncExitStack) -> KeySupplier:
     client: Any = client_mod.EtsiClient(
         cfg.kme_url, cert_file=cfg.cert_file, key_file=cfg.key_file, ca_file=cfg.ca_file
     )
-    supplier: KeySupplier = await stack.enter_async_context(client)
-    return supplier
+    etsi: KeySupplier = await stack.enter_async_context(client)
+    # negotiate sizes and counts with whatever KME this is (ours or a vendor's)
+    return GroupingSupplier(etsi, in_flight=cfg.in_flight)
 
 
 async def run_gateway(cfg: GatewayConfig, stop: asyncio.Event | None = None) -> int:

@@ -83,10 +83,12 @@ from qkdmeet.vpn.constants import (
     REKEY_WINDOW_SECONDS,
     TYPE_ANNOUNCE,
     TYPE_DATA,
+    TYPE_GROUP,
     TYPE_REKEY,
     VERSION,
 )
 from qkdmeet.vpn.fastpath import open_body, seal, verify
+from qkdmeet.vpn.keygroups import GroupingSupplier, group_body, parse_group
 from qkdmeet.vpn.keystream import Ledger, OpenKey, ReceiverKeyStream, SenderKeyStream
 from qkdmeet.vpn.metrics import GatewayMetrics, RateMeter
 from qkdmeet.vpn.packet import announce_body, key_bytes_used, parse, parse_announce
@@ -157,10 +159,8 @@ class Gateway:
         self.window = ReplayWindow()
         self._pending: OrderedDict[bytes, list[bytes]] = OrderedDict()
         self._inbound_rate = RateMeter()
-        # the largest inner packet one key can carry (a packet never spans keys)
-        self.max_packet = min(
-            MAX_BODY_BYTES, keys.key_size_bits // 8 - KEY_HASH_BYTES - KEY_MASK_BYTES
-        )
+        #: the supplier that groups a KME's small keys, if any (ETSI: the daemon's)
+        self.groups = keys.supplier if isinstance(keys.supplier, GroupingSupplier) else None
         #: the batched data path (:mod:`.pump`) when both ends are file descriptors
         self.batched = (batched and isinstance(tun, RawPacketDevice)
                         and isinstance(bind, RawDatagramBind))
@@ -180,6 +180,12 @@ class Gateway:
         self._started_at = 0.0
         self.rekeys_sent = 0
         self.rekeys_received = 0
+
+    @property
+    def max_packet(self) -> int:
+        """The largest inner packet one key can carry (a packet never spans keys);
+        a key is as large as the KME's limits allow (negotiated by the sender)."""
+        return min(MAX_BODY_BYTES, self.sender.key_bytes - KEY_HASH_BYTES - KEY_MASK_BYTES)
 
     # --- lifecycle (control) --------------------------------------------------
     async def start(self, *, first_key_timeout: float = 0.0) -> None:
@@ -277,14 +283,25 @@ class Gateway:
         """Tell the slave which keys come next, so it fetches them ahead of need."""
         if self.sender.restarted and self.rekeys_sent == 0:
             self._request_rekey()
-        body = announce_body(key_ids)
+        plain: list[uuid.UUID] = []
+        for kid in key_ids:
+            members = self.groups.members(kid) if self.groups is not None else None
+            if members is None:
+                plain.append(kid)
+            else:  # a key group: its member IDs, so the slave can fetch them
+                self._send_control(TYPE_GROUP, group_body(kid, members))
+        if plain:
+            self._send_control(TYPE_ANNOUNCE, announce_body(plain))
+
+    def _send_control(self, ptype: int, body: bytes) -> None:
+        """An authenticated ANNOUNCE or GROUP packet (body in clear, tag masked)."""
         slot = self.sender.reserve(0)
         if slot is None:
             return
         key, off = slot.key, slot.offset
         mask = bytes(key.data[off : off + KEY_MASK_BYTES])
         key.data[off : off + KEY_MASK_BYTES] = bytes(KEY_MASK_BYTES)
-        msg = _HEADER.pack(VERSION, TYPE_ANNOUNCE, len(body), slot.sequence, key.raw_id, off) + body
+        msg = _HEADER.pack(VERSION, ptype, len(body), slot.sequence, key.raw_id, off) + body
         self.bind.send(msg + key.mac.tag(msg, mask))
         self.metrics.outbound.announces += 1
 
@@ -351,6 +368,16 @@ class Gateway:
         if reason:
             m.drop(reason)
             return
+        group = None
+        if parsed.ptype == TYPE_GROUP:
+            group = parse_group(parsed.body) if self.groups is not None else None
+            if group is None:
+                m.drop("bad_group")
+                return
+            if group[0].bytes == parsed.key_id:
+                # a group announced with its own key (the first one): its ID binds
+                # the members, so they may be fetched before the tag can be checked
+                self.groups.learn(*group)  # type: ignore[union-attr]
         key = self.receiver.get(parsed.key_id)
         if key is None:
             self._hold(parsed.key_id, datagram)
@@ -377,6 +404,12 @@ class Gateway:
             self.rekeys_received += 1
             lost = self.sender.rotate()
             log.warning("peer lost our keys: %d key bytes discarded, fresh keys next", lost)
+            return
+        if group is not None:
+            assert self.groups is not None
+            self.groups.learn(*group)
+            m.announces += 1
+            self.receiver.want([group[0].bytes])
             return
         if not is_data:
             ids = parse_announce(parsed.body)
@@ -439,7 +472,7 @@ class Gateway:
         known = self.sender.kme_stock_bytes is not None
         arrival = self.sender.production.rate() if known else self.sender.arrival.rate()
         consumption = self.sender.consumption.rate()
-        eff = payload_per_key_byte(REFERENCE_PACKET_BYTES, self.keys.key_size_bits // 8)
+        eff = payload_per_key_byte(REFERENCE_PACKET_BYTES, self.sender.key_bytes)  # negotiated
         return {
             "gateway": self.name,
             "key_buffered_bytes": self.sender.buffered,

@@ -48,6 +48,7 @@ from qkdmeet.kme.types import Key, KeySupplier
 from qkdmeet.vpn.constants import (
     KEY_HASH_BYTES,
     KEY_MASK_BYTES,
+    KME_RETRY_MAX_SECONDS,
     KME_RETRY_SECONDS,
     MAX_KEYS_PER_REQUEST,
     MAX_SEQUENCE,
@@ -55,6 +56,7 @@ from qkdmeet.vpn.constants import (
     RETIRED_KEYS,
     SEQUENCE_RESERVATION,
 )
+from qkdmeet.vpn.keygroups import GroupingSupplier
 from qkdmeet.vpn.metrics import DirectionMetrics, RateMeter
 
 log = logging.getLogger(__name__)
@@ -263,10 +265,33 @@ class SenderKeyStream:
         self.production = RateMeter()
         self.kme_stock_bytes: int | None = None
         self._stock_polled = float("-inf")
+        #: bytes of one key as fetched: the configured size, or what the KME's
+        #: limits allow (a :class:`GroupingSupplier` negotiates it)
+        self.key_bytes = key_size_bits // 8
+        #: seconds the prefetch waits before its next try after a KME failure
+        self.retry_delay = KME_RETRY_SECONDS
 
     @property
     def buffered(self) -> int:
         return self._buffered
+
+    async def _negotiate(self) -> None:
+        """Plan requests within the KME's limits (``status``) before the first fetch,
+        and again after the supplier dropped its plan (a 400)."""
+        sup = self._supplier
+        if isinstance(sup, GroupingSupplier) and sup.plan_for(self._slave) is None:
+            plan = await sup.negotiate(self._slave, self._key_size_bits)
+            self.key_bytes = plan.key_bits // 8
+            log.info("KME limits: keys of %d bits, %d per group, %d per request",
+                     plan.etsi_bits, plan.members, plan.per_request)
+
+    async def _back_off(self) -> None:
+        """Wait before retrying a refusing or slow KME, twice as long each time
+        (up to :data:`KME_RETRY_MAX_SECONDS`); the tunnel drops for want of key
+        meanwhile (fail closed)."""
+        delay = self.retry_delay
+        self.retry_delay = min(KME_RETRY_MAX_SECONDS, 2 * delay)
+        await asyncio.sleep(delay)
 
     def start(self) -> None:
         if self._task is None:
@@ -388,7 +413,6 @@ class SenderKeyStream:
         return None
 
     async def _prefetch_loop(self) -> None:
-        key_bytes = self._key_size_bits // 8
         while True:
             deficit = self._prefetch - self._buffered
             if deficit <= 0:
@@ -401,8 +425,9 @@ class SenderKeyStream:
                 await self._poll_kme_stock()
                 self._sample_rates()
                 continue
-            number = min(MAX_KEYS_PER_REQUEST, -(-deficit // key_bytes))
             try:
+                await self._negotiate()
+                number = min(MAX_KEYS_PER_REQUEST, -(-deficit // self.key_bytes))
                 keys = await self._supplier.enc_keys(self._slave, number, self._key_size_bits)
             except asyncio.CancelledError:
                 raise
@@ -410,11 +435,12 @@ class SenderKeyStream:
                 self.kme_errors += 1
                 log.debug("enc_keys failed: %s", exc)
                 self._sample_rates()
-                await asyncio.sleep(KME_RETRY_SECONDS)
+                await self._back_off()
                 continue
             if not keys:
-                await asyncio.sleep(KME_RETRY_SECONDS)
+                await self._back_off()
                 continue
+            self.retry_delay = KME_RETRY_SECONDS
             fresh = await self._journal(keys)
             delivered = sum(len(k.key) for k in keys)
             arrived = sum(len(k.key) for k in fresh)

@@ -19,6 +19,7 @@ from qkdmeet.vpn.constants import (
     TAG_LEN,
     TYPE_ANNOUNCE,
     TYPE_DATA,
+    TYPE_GROUP,
     TYPE_REKEY,
     VERSION,
 )
@@ -82,7 +83,7 @@ def parse(datagram: bytes) -> tuple[Parsed | None, str]:
     version, ptype, length, sequence, key_id, offset = _HEADER.unpack_from(datagram, 0)
     if version != VERSION:
         return None, "bad_version"
-    if ptype not in (TYPE_DATA, TYPE_ANNOUNCE, TYPE_REKEY):
+    if ptype not in (TYPE_DATA, TYPE_ANNOUNCE, TYPE_REKEY, TYPE_GROUP):
         return None, "bad_type"
     if n != OVERHEAD_BYTES + length:
         return None, "truncated" if n < OVERHEAD_BYTES + length else "bad_length"

@@ -1,0 +1,81 @@
+"""Roles kept apart: one CA signs SAE and KME certificates, the role decides.
+
+The attack of issue 14: an SAE certificate from the site CA named like the
+peer KME (common name and ID ``KME-B``) made KME A reserve a key range for it
+on the peer API. It is refused now; the real peer KME still works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+
+from qkdmeet.kme import pki
+from qkdmeet.kme.pair import KmePair
+from qkdmeet.kme.tls import client_context
+
+from .conftest import sae_client
+
+RESERVE = {"master": "SAE-B", "slave": "SAE-A", "number": 2, "size": 32}
+
+
+def session(pair: KmePair, cert: Path, key: Path) -> aiohttp.ClientSession:
+    ctx = client_context(cert, key, pair.files.directory / "ca.pem")
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx))
+
+
+def peer_url(pair: KmePair, site: str, path: str) -> str:
+    return f"https://127.0.0.1:{pair.files.ports[site]}{path}"
+
+
+def forge(pair: KmePair, stem: str, uri: str) -> pki.Identity:
+    """A certificate the site CA really signed, named ``KME-B`` (as an SAE could get)."""
+    ca = pki.CertificateAuthority.load(pair.files.directory)
+    return ca.issue(pair.files.directory, stem, "KME-B", uri, server=False)
+
+
+async def test_sae_certificate_named_like_the_peer_is_refused(pair: KmePair) -> None:
+    store = pair.servers["a"].store
+    cursor, held = store.cursor, store.held_count("SAE-B", "SAE-A")
+    for ident in (
+        forge(pair, "sae-named-kme", "urn:qkdmeet:sae:KME-B"),  # SAE role, peer's name
+        forge(pair, "cn-only", "https://kme-b.example/"),  # no role URI: CN only
+    ):
+        async with session(pair, ident.cert, ident.key) as s:
+            for path in ("/peer/v1/reserve", "/peer/v1/hold"):
+                async with s.post(peer_url(pair, "a", path), json=RESERVE) as r:
+                    assert r.status == 401, (ident.cert.name, path)
+    # nothing was reserved or held for it
+    assert store.cursor == cursor
+    assert store.held_count("SAE-B", "SAE-A") == held
+    assert pair.servers["a"].metrics["wrong_role_sae"] == 2
+
+
+async def test_real_peer_still_reserves(pair: KmePair) -> None:
+    d = pair.files.directory
+    store = pair.servers["a"].store
+    cursor = store.cursor
+    async with (
+        session(pair, d / "kme-b.pem", d / "kme-b.key") as s,
+        s.post(peer_url(pair, "a", "/peer/v1/reserve"), json=RESERVE) as r,
+    ):
+        assert r.status == 200
+        res = await r.json()
+    assert len(res["key_IDs"]) == 2 and store.cursor == cursor + 64
+    # and the pair still serves keys across sites
+    async with sae_client(pair, "b") as mb, sae_client(pair, "a") as sa:
+        keys = await mb.enc_keys("SAE-A", 3, 256)
+        assert await sa.dec_keys("SAE-B", [k.key_id for k in keys]) == keys
+
+
+async def test_kme_certificate_is_refused_on_the_sae_api(pair: KmePair) -> None:
+    d = pair.files.directory
+    async with session(pair, d / "kme-a.pem", d / "kme-a.key") as s:
+        async with s.post(
+            peer_url(pair, "a", "/api/v1/keys/SAE-B/enc_keys"), json={"number": 1}
+        ) as r:
+            assert r.status == 401
+        async with s.get(peer_url(pair, "a", "/api/v1/keys/SAE-B/status")) as r:
+            assert r.status == 401
+    assert pair.servers["a"].metrics["wrong_role_kme"] == 2
