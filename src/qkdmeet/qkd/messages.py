@@ -255,16 +255,22 @@ def _escaped_decode(
     raw: npt.NDArray[np.uint8], first: int, end: int, out: npt.NDArray[np.int64]
 ) -> bool:  # pragma: no cover
     """Decode coding 4 into ``out``; False unless it uses exactly ``raw``, stays in
-    ``[first, end)`` and strictly increases."""
+    ``[first, end)`` and strictly increases.
+
+    A byte delta is 1..255, so the index increases and (``n`` < 2^32) cannot
+    overflow: only escaped deltas are checked one by one, the range once at
+    the end.
+    """
     j = 0
     nb = raw.size
+    n = out.size
     prev = np.int64(first)
-    for i in range(out.size):
+    for i in range(n):
         if j >= nb:
             return False
         b = raw[j]
         if b != 0:
-            d = np.int64(b)
+            prev += np.int64(b)
             j += 1
         else:
             if j + _ESCAPE_BYTES > nb:
@@ -272,15 +278,12 @@ def _escaped_decode(
             u = np.uint64(0)
             for k in range(8):
                 u |= np.uint64(raw[j + 1 + k]) << np.uint64(8 * k)
-            if u > np.uint64(end - 1 - prev):
+            if u > np.uint64(end - 1 - prev) or (i > 0 and u == 0):
                 return False
-            d = np.int64(u)
+            prev += np.int64(u)
             j += _ESCAPE_BYTES
-        if d < np.int64(i > 0) or d > end - 1 - prev:
-            return False
-        prev += d
         out[i] = prev
-    return j == nb
+    return j == nb and (n == 0 or prev < end)
 
 
 def _encode_escaped(idx: npt.NDArray[np.int64], first: int, size: int) -> bytes:
