@@ -519,6 +519,16 @@ def _persist(end: _End, path: str | Path | None) -> None:
         end.on_block = lambda _report: keys.save(path)
 
 
+def _start_warm_up(params: LinkParams, config: ProtocolConfig) -> asyncio.Task[dict[str, float]]:
+    """Load the kernels in a worker thread while the first block's pulses arrive."""
+    from qkdmeet.qkd.warmup import warm_up
+
+    task = asyncio.create_task(asyncio.to_thread(warm_up, params, config.pa_family),
+                               name="qkd-warm-up")  # fmt: skip
+    task.add_done_callback(_log_task_end)
+    return task
+
+
 def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` too); ValueError naming the problem otherwise."""
     host, sep, port = text.rpartition(":")
@@ -577,6 +587,7 @@ class TransmitterNode:
 
     async def start(self) -> None:
         self._started = time.perf_counter()
+        self._warm = _start_warm_up(self.params, self.config)
         self._server = await asyncio.start_server(self._on_connect, self.host, self.port)
         if self.port == 0:
             self.port = int(self._server.sockets[0].getsockname()[1])
@@ -691,6 +702,7 @@ class ReceiverNode:
 
     async def start(self) -> None:
         self._started = time.perf_counter()
+        self._warm = _start_warm_up(self.params, self.config)
         self._task = asyncio.create_task(self._run(), name="qkd-receiver")
         self._task.add_done_callback(_log_task_end)
 
