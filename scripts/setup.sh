@@ -34,3 +34,5 @@ fi
 # compile the VPN data path's numba kernels into their cache now (a cold compile
 # takes ~13 s, which a gateway would otherwise spend at its first start)
 .venv/bin/python -c "from qkdmeet.vpn import pump; pump.warm_up()"
+# and the QKD link's post-processing kernels (sampling, sifting, Cascade, hashing)
+.venv/bin/python -c "from qkdmeet.qkd.link import link_params; from qkdmeet.qkd.warmup import warm_up; warm_up(link_params('toshiba', loss_db=2.0, block_bits=100_000))"

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from qkdmeet.kme import pki
+from qkdmeet.qkd.params import DEFAULT_BLOCK_BITS
 
 
 async def _wait_for_signal() -> None:
@@ -178,7 +179,9 @@ def register(subparsers: Any) -> None:
         help="feed: random blocks at --rate (default) or the simulated QKD link",
     )
     pair.add_argument("--loss-db", type=float, default=2.0, help="QKD link loss (--link qkd)")
-    pair.add_argument("--block-bits", type=float, default=4e6, help="QKD block (--link qkd)")
+    pair.add_argument(
+        "--block-bits", type=float, default=DEFAULT_BLOCK_BITS, help="QKD block (--link qkd)"
+    )
     pair.set_defaults(func=_pair)
     aud = sub.add_parser("audit", help="summarise a KME's audit log (deliveries, refusals)")
     where = aud.add_mutually_exclusive_group(required=True)

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qkdmeet.qkd.params import DEFAULT_BLOCK_BITS
+
 
 class ConfigError(ValueError):
     """A missing or ill-typed configuration field."""
@@ -58,7 +60,7 @@ class QkdFeed:
     preset: str = "toshiba"
     loss_db: float | None = None
     distance_km: float | None = None
-    block_bits: int = 4_000_000
+    block_bits: int = DEFAULT_BLOCK_BITS
     eve: str | None = None
     seed: int | None = None
 
@@ -112,7 +114,7 @@ def _qkd(table: dict[str, Any], base: Path) -> QkdFeed:
             raise ConfigError(f"qkd.{name} must be a number >= 0")
     if loss is not None and dist is not None:
         raise ConfigError("qkd: give loss_db or distance_km, not both")
-    block = table.get("block_bits", 4_000_000)
+    block = table.get("block_bits", DEFAULT_BLOCK_BITS)
     if not isinstance(block, int) or isinstance(block, bool) or block < 1000:
         raise ConfigError("qkd.block_bits must be an integer >= 1000")
     eve = table.get("eve")

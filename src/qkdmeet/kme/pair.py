@@ -26,6 +26,7 @@ from qkdmeet.kme.simfeed import feed_blocks, feed_forever
 from qkdmeet.kme.sink import StoreSink
 from qkdmeet.kme.store import KeyStore
 from qkdmeet.qkd.link import QkdLink, link_params
+from qkdmeet.qkd.params import DEFAULT_BLOCK_BITS
 from qkdmeet.qkd.protocol import ProtocolConfig
 
 
@@ -120,7 +121,7 @@ class KmePair:
         )
 
     async def feed_qkd(
-        self, *, loss_db: float = 2.0, block_bits: int = 4_000_000, seed: int | None = None
+        self, *, loss_db: float = 2.0, block_bits: int = DEFAULT_BLOCK_BITS, seed: int | None = None
     ) -> QkdLink:
         """Feed both KMEs from the simulated QKD link, both ends in this process."""
         params = link_params("toshiba", loss_db=loss_db, block_bits=block_bits)

@@ -41,7 +41,7 @@ def _add_link_args(p: argparse.ArgumentParser) -> None:
     ch.add_argument("--loss-db", type=float, help="channel loss in dB (default: the preset's)")
     ch.add_argument("--distance-km", type=float, help="fibre length at 0.2 dB/km")
     p.add_argument(
-        "--block-bits", type=float, default=None, help="sifted X bits per block (default 4e6)"
+        "--block-bits", type=float, default=None, help="sifted X bits per block (default 1e7)"
     )
     p.add_argument("--seed", type=int, default=None, help="seed for a reproducible run")
     p.add_argument("--no-optimise", action="store_true", help="keep the preset's intensities")

@@ -61,7 +61,7 @@ from qkdmeet.qkd.classical import (
 )
 from qkdmeet.qkd.eve import Eavesdropper, parse_eve
 from qkdmeet.qkd.events import AliceEvents, detection_probability
-from qkdmeet.qkd.params import LinkParams, get_preset
+from qkdmeet.qkd.params import DEFAULT_BLOCK_BITS, LinkParams, get_preset
 from qkdmeet.qkd.protocol import (
     DEFAULT_PIPELINE_DEPTH,
     ProtocolConfig,
@@ -73,10 +73,6 @@ from qkdmeet.qkd.sink import KeySink, ListSink
 
 log = logging.getLogger(__name__)
 
-#: Sifted X bits per real-time block, chosen by measurement (``qkdmeet bench qkd --sweep``,
-#: toshiba at 2 dB, 15 s runs on the shared 2-core machine): 1e6 -> 0.38 Mb/s (finite-key
-#: and per-block authentication costs dominate), 4e6 -> 1.23 Mb/s, 1e7 -> 1.10 Mb/s.
-DEFAULT_BLOCK_BITS = 4_000_000
 #: Pulses sampled per chunk when blocks are small (10 ms of a 1 GHz clock).
 DEFAULT_CHUNK_PULSES = 10_000_000
 #: X-basis detections a block-sized chunk holds beyond the block's need (1 %: the count's

@@ -933,8 +933,19 @@ class Receiver(_End):
         finally:
             await self._drain()
 
+    def allowed_in_flight(self) -> int:
+        """Blocks the pipeline may hold now: one more per block finished, up to its depth.
+
+        The pipeline fills gradually: the first block runs alone (its key
+        reaches the sinks without sharing the cores with two more), the
+        second beside one, and so on.
+        """
+        finished = self.stats.blocks + self.stats.aborted_blocks
+        return min(self.pipeline_depth, 1 + finished)
+
     async def _announce(self) -> None:
         slots = asyncio.Semaphore(self.pipeline_depth)
+        changed = asyncio.Event()
         while True:
             if self.consecutive_aborts:
                 # An attack (or a broken fibre) aborts every block: back off so that it
@@ -942,6 +953,9 @@ class Receiver(_End):
                 # skipped, as when the post-processing is busy).
                 await asyncio.sleep(abort_backoff(self.consecutive_aborts))
             await slots.acquire()
+            while len(self._blocks) >= self.allowed_in_flight():
+                changed.clear()
+                await changed.wait()
             pending = await self._next_block_events()
             blk = self._open_block(self.next_block)
             self.next_block += 1
@@ -955,6 +969,7 @@ class Receiver(_End):
             async def block(blk: _Block = blk, body: Any = body) -> None:
                 await self._run_guarded(blk, body)
                 self.consecutive_aborts = 0 if blk.report.ok else self.consecutive_aborts + 1
+                changed.set()
 
             blk.task = asyncio.create_task(block(), name=f"qkd-b-{blk.bid}")
             # let the new block send its announcement before the next one is cut
