@@ -75,14 +75,15 @@ class DemoPlan:
 
 
 def model_link(distance_km: float, preset: str = "toshiba") -> tuple[float, float]:
-    """Secure key rate (bit/s) and QBER of the modelled device at ``distance_km``
-    (the finite-key model's expected block)."""
+    """Secure key rate (bit/s, net of the authentication key per block) and QBER of the
+    modelled device at ``distance_km`` (the finite-key model's expected block)."""
     from qkdmeet.qkd import finite_key
     from qkdmeet.qkd.params import get_preset
 
     params = get_preset(preset).with_distance_km(distance_km)
     block = finite_key.model_block(params)
-    return block.key_rate_per_pulse * params.clock_hz, float(block.qber_x)
+    net = finite_key.net_key_rate(params, finite_key.AUTH_BITS_PER_BLOCK)
+    return max(net.net_bps, 0.0), float(block.qber_x)
 
 
 def key_sizing(link_rate_bps: float) -> tuple[int, int]:
