@@ -28,7 +28,8 @@ import numpy as np
 import numpy.typing as npt
 
 I64 = npt.NDArray[np.int64]
-I32 = npt.NDArray[np.int32]
+#: Positions in a frame: u16 (frames up to 2^16 bits) or u32, unsigned (see CascadeLayout).
+I32 = npt.NDArray[np.unsignedinteger]
 U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
 
@@ -82,20 +83,38 @@ def range_parity(row: U64, start: int, stop: int) -> int:  # pragma: no cover
 def build_pass_words(
     bits: U8, q: int, perm: I32, perm_last: I32, frame_bits: int, last_bits: int, words: U64
 ) -> None:  # pragma: no cover
-    """Fill ``words[q]`` with every frame of ``bits`` in pass-``q`` order."""
+    """Fill ``words[q]`` with every frame of ``bits`` in pass-``q`` order.
+
+    Full words gather four bits per step into four accumulators (independent
+    chains), the tail word bit by bit.
+    """
     nframes = words.shape[1]
     for f in range(nframes):
         base = f * frame_bits
         size = frame_bits if f < nframes - 1 else last_bits
         p = perm[q] if f < nframes - 1 else perm_last[q]
         row = words[q, f]
+        src = bits[base : base + size]
         nw = (size + 63) >> 6
-        for w in range(nw):
+        full = size >> 6
+        for w in range(full):
+            y0 = w << 6
+            a0 = np.uint64(0)
+            a1 = np.uint64(0)
+            a2 = np.uint64(0)
+            a3 = np.uint64(0)
+            for t in range(16):
+                y = y0 + 4 * t
+                a0 |= np.uint64(src[p[y]]) << np.uint64(4 * t)
+                a1 |= np.uint64(src[p[y + 1]]) << np.uint64(4 * t + 1)
+                a2 |= np.uint64(src[p[y + 2]]) << np.uint64(4 * t + 2)
+                a3 |= np.uint64(src[p[y + 3]]) << np.uint64(4 * t + 3)
+            row[w] = a0 | a1 | a2 | a3
+        for w in range(full, nw):
             acc = np.uint64(0)
             y0 = w << 6
-            y1 = min(y0 + 64, size)
-            for y in range(y0, y1):
-                acc |= np.uint64(bits[base + p[y]]) << np.uint64(y - y0)
+            for y in range(y0, size):
+                acc |= np.uint64(src[p[y]]) << np.uint64(y - y0)
             row[w] = acc
         for w in range(nw, row.size):
             row[w] = np.uint64(0)
