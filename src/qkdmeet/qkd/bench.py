@@ -64,7 +64,7 @@ def limiting_stage(stats: dict[str, Any]) -> dict[str, Any]:
     top = max(stages, key=lambda k: stages[k]) if stages else ""
     cores = os.cpu_count() or 1
     used = stats.get("cpu_share_both_ends")
-    cpu_bound = isinstance(used, float) and used > 0.85 * cores
+    cpu_bound = isinstance(used, float) and used > 0.8 * cores
     return {
         "load_per_actor": loads,
         "load_per_stage": stages,
