@@ -18,13 +18,16 @@ from .demo_run import run_demo
 pytestmark = pytest.mark.root  # tests/conftest.py skips it without root and namespaces
 
 PREFIX = "qkv-"
-SECONDS = 45  # the attack runs from 1/3 to 2/3 of the run
+# the attack runs from 1/3 to 2/3 of the run: 25 s, long enough for the blocks of
+# pulses sampled before it (up to three in flight and two of backlog, ~5 s at 7 km)
+# to end and the adaptation's 10 s window to see no key
+SECONDS = 75
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], int]:
     out = tmp_path_factory.mktemp("demo-eve")
-    proc = run_demo(out, PREFIX, SECONDS, "--scenario", "eavesdropper", timeout=240)
+    proc = run_demo(out, PREFIX, SECONDS, "--scenario", "eavesdropper", timeout=330)
     assert not [ns for ns in netns.list_namespaces() if ns.startswith(PREFIX)]
     saved: dict[str, Any] = json.loads((out / "report.json").read_text())  # with the series
     return saved, proc.returncode

@@ -69,7 +69,7 @@ def range_parity(row: U64, start: int, stop: int) -> int:  # pragma: no cover
             w &= (np.uint64(1) << np.uint64(length)) - np.uint64(1)
         return int(_parity64(w))
     acc = row[ws] >> lo
-    for k in range(ws + 1, we):
+    for k in range(np.uint64(ws + 1), np.uint64(we)):  # unsigned: no negative-index check
         acc ^= row[k]
     tail = stop - (we << 6)
     last = row[we]
