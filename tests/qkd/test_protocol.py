@@ -274,3 +274,43 @@ async def test_disclosed_bits_on_the_wire_equal_lambda_ec(params_2db: LinkParams
     for r in reports:
         assert wire[r.block_id] == r.leaked_bits
         assert EC_DONE_DISCLOSED_BITS == 64
+
+
+async def test_injected_announcement_far_ahead_does_not_stop_the_link(
+    params_2db: LinkParams,
+) -> None:
+    """ANNOUNCE travels open: a forged one with a huge block id is ignored (it would have
+    made every real block stale for good), one within the window costs only itself."""
+    import struct
+
+    from qkdmeet.qkd import messages as m
+    from qkdmeet.qkd.classical import OPEN_SEQ
+    from qkdmeet.qkd.protocol import ANNOUNCE_WINDOW
+
+    link = _link(params_2db, 20, auth_target_masks=0)
+    _, tb = link.transports
+    state = {"sent": 0}
+
+    def inject(frame: bytes) -> list[bytes]:
+        seq, _ = struct.unpack_from("<QI", frame)
+        if seq == OPEN_SEQ and state["sent"] < 2:
+            msg = m.decode(frame[12:])
+            if msg.kind == m.ANNOUNCE:
+                state["sent"] += 1
+                bid = msg.block_id + (ANNOUNCE_WINDOW + 5 if state["sent"] == 1 else 8)
+                forged = m.encode(m.ANNOUNCE, bid, msg.body)
+                return [frame, struct.pack("<QI", OPEN_SEQ, len(forged)) + forged]
+        return [frame]
+
+    tb.tamper = inject  # Bob -> Alice
+    async with link:
+        await link.wait_blocks(16)
+    assert state["sent"] == 2
+    alice, bob = _sinks(link)
+    ok = [r for r in link.bob.stats.reports if r.ok]
+    assert len(ok) >= 12  # the link went on after both forgeries
+    assert link.alice.next_block < ANNOUNCE_WINDOW
+    common = {b.block_id for b in alice.blocks} & {b.block_id for b in bob.blocks}
+    assert common and all(
+        x.key == y.key for x in alice.blocks for y in bob.blocks if x.block_id == y.block_id
+    )

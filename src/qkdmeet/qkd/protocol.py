@@ -200,6 +200,7 @@ class EndStats:
     sifted_bits: int = 0
     leaked_bits: int = 0
     stale_messages: int = 0
+    refused_announcements: int = 0
     abort_reasons: dict[str, int] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     last: BlockReport | None = None
@@ -218,6 +219,11 @@ MAX_EC_REQUESTS = 2048
 #: Blocks the receiver keeps in flight: while one waits for a Cascade round trip the
 #: others' sifting, error correction and hashing use the cores.
 DEFAULT_PIPELINE_DEPTH = 3
+#: Block ids past the last verified one that an ANNOUNCE may start at the transmitter
+#: (2^20: ~6 days of blocks aborted in a row at the back-off's 2 s).
+ANNOUNCE_WINDOW = 1 << 20
+#: Blocks the transmitter runs at once (announcements beyond are refused and counted).
+MAX_BLOCKS_IN_FLIGHT = 16
 
 
 #: Direction bytes of the messages in a block's transcript.
@@ -263,7 +269,6 @@ class _Block:
 
     bid: int
     report: BlockReport
-    prev_done: asyncio.Event | None
     inbox: asyncio.Queue[tuple[Received, m.Message] | BaseException] = field(
         default_factory=asyncio.Queue
     )
@@ -316,9 +321,8 @@ class _End:
         self._keep_reports = 1000
         self.on_block: Callable[[BlockReport], None] | None = None
         #: Seconds to wait for the peer's next message inside a block before aborting it.
-        self.recv_timeout = 60.0
+        self.recv_timeout = 20.0
         self._blocks: dict[int, _Block] = {}
-        self._last_done: asyncio.Event | None = None
 
     async def _timed(self, stage: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread; its CPU time (not wall time) counts to ``stage``."""
@@ -341,8 +345,7 @@ class _End:
     # -- blocks and their messages --------------------------------------------------
 
     def _open_block(self, bid: int) -> _Block:
-        blk = _Block(bid, BlockReport(bid, ok=False), self._last_done)
-        self._last_done = blk.done
+        blk = _Block(bid, BlockReport(bid, ok=False))
         self._blocks[bid] = blk
         return blk
 
@@ -482,10 +485,15 @@ class _End:
             self._blocks.pop(blk.bid, None)
 
     async def _in_order(self, blk: _Block) -> None:
-        if blk.prev_done is not None:
-            await blk.prev_done.wait()
+        """Wait until every block in flight with a smaller id is done (block-id order)."""
+        while True:
+            earlier = [b for b in self._blocks.values() if b.bid < blk.bid and not b.done.is_set()]
+            if not earlier:
+                return
+            await min(earlier, key=lambda b: b.bid).done.wait()
 
     def _record(self, report: BlockReport) -> None:
+        self._finished_block(report.block_id)
         s = self.stats
         report.finished_at = time.time()
         if report.ok:
@@ -552,6 +560,7 @@ class _End:
             report.reason = "finite-key length is zero after error correction"
         else:
             report.ok = True
+            self._verified(blk.bid)
             packed = pack_bits(key)
             taken = self.channel.keys.refill(
                 packed, seqs[0] + 1, seqs[1] + 1, transmitter=self.transmitter
@@ -572,6 +581,13 @@ class _End:
                 )
         self._record(report)
         blk.done.set()
+
+    def _finished_block(self, bid: int) -> None:
+        """Block ``bid`` is over (key or not): the next HELLO offers a later id."""
+        self.next_block = max(self.next_block, bid + 1)
+
+    def _verified(self, bid: int) -> None:
+        """Block ``bid`` passed both checkpoints (the transmitter moves its window)."""
 
     async def _drain(self) -> None:
         """At a stop: finish the blocks past their checkpoints, cancel the others."""
@@ -640,6 +656,8 @@ class Transmitter(_End):
     ) -> None:
         super().__init__(params, channel, sink, config, first_block=first_block)
         self._rng = rng if rng is not None else np.random.default_rng()
+        #: Lowest block id an ANNOUNCE may start (past every block whose checkpoints verified).
+        self._accepted_from = first_block
         self._records: list[AliceEvents] = []
         self._buffered = 0
 
@@ -688,15 +706,35 @@ class Transmitter(_End):
         """HELLO, then a block per ANNOUNCE (several in flight) until the channel closes."""
         try:
             await self._hello(first=False)
+            self._accepted_from = max(self._accepted_from, self.next_block)
             await self._dispatch()
         finally:
             await self._drain()
 
     def _new_block(self, frame: Received, msg: m.Message) -> bool:
-        if msg.kind != m.ANNOUNCE or msg.block_id < self.next_block or frame.tagged:
+        """An open ANNOUNCE starts a block when no block of its id is in flight and
+        the id lies within :data:`ANNOUNCE_WINDOW` past the last block whose
+        checkpoints verified.
+
+        ANNOUNCE is not authenticated on its own (its block's checkpoints
+        are), so an injected one must not move what Alice accepts next: only
+        a verified block does. A forged id far ahead is ignored (it would have
+        made every real block stale, for good); one within the window only
+        wastes its own work and fails (at VERIFY at the latest); blocks finish
+        in block-id order, so a forged later id never holds up a real block.
+        """
+        bid = msg.block_id
+        if msg.kind != m.ANNOUNCE or frame.tagged:
             return False
-        self.next_block = msg.block_id + 1
-        blk = self._open_block(msg.block_id)
+        if not self._accepted_from <= bid < self._accepted_from + ANNOUNCE_WINDOW:
+            return False
+        if len(self._blocks) >= MAX_BLOCKS_IN_FLIGHT:
+            self.stats.refused_announcements += 1
+            abort = m.encode(m.ABORT, bid, b"transmitter busy: too many blocks in flight")
+            task = asyncio.create_task(self.channel.send_open(abort))
+            task.add_done_callback(_log_failure)
+            return True  # counted, not stale
+        blk = self._open_block(bid)
         self._hash(blk, frame.payload, from_alice=False)
         blk.received += 1
         # the records are taken now, in announcement order (the task may start later)
@@ -716,6 +754,10 @@ class Transmitter(_End):
 
         blk.task = asyncio.create_task(self._run_guarded(blk, body), name=f"qkd-a-{blk.bid}")
         return True
+
+    def _verified(self, bid: int) -> None:
+        # only an authentic block moves the window: an aborted one may be a forgery's
+        self._accepted_from = max(self._accepted_from, bid + 1)
 
     def _prepare(
         self, announce: m.Message, report: BlockReport
