@@ -153,19 +153,33 @@ _INDEX_CODE_LIMITS = (0xFF, 0xFFFF, 0xFFFF_FFFF)
 _INT64_MAX = 2**63 - 1
 
 
+#: Index coding 4: one byte per delta 1..255; a zero byte escapes a delta that does not
+#: fit (or a first delta of 0), which follows as u64. Pulse gaps are geometric with a mean
+#: of ~16 pulses at 2 dB, so almost every delta fits a byte: half of the u16 coding that
+#: the rare long gap forces (a 10^7-bit block's announcement ~14 MB instead of ~28 MB).
+CODE_ESCAPED = 4
+_ESCAPE_BYTES = 9
+
+
 @numba.njit(cache=True, nogil=True)
-def _delta_range(index: npt.NDArray[np.int64], first: int) -> tuple[int, int]:  # pragma: no cover
-    """Smallest and largest difference ``index[i] - index[i - 1]`` (``index[-1] = first``)."""
+def _delta_range(
+    index: npt.NDArray[np.int64], first: int
+) -> tuple[int, int, int]:  # pragma: no cover
+    """Smallest and largest difference ``index[i] - index[i - 1]`` (``index[-1] = first``),
+    and the bytes of the escaped coding (:data:`CODE_ESCAPED`), in one pass."""
     lo = np.int64(0)
     hi = np.int64(0)
+    size = 0
     if index.size:
         lo = index[0] - first
         hi = lo
+        size = 1 if 1 <= lo <= 255 else _ESCAPE_BYTES
     for i in range(1, index.size):
         d = index[i] - index[i - 1]
         lo = min(lo, d)
         hi = max(hi, d)
-    return int(lo), int(hi)
+        size += 1 if 1 <= d <= 255 else _ESCAPE_BYTES
+    return int(lo), int(hi), size
 
 
 @numba.njit(cache=True, nogil=True)
@@ -197,14 +211,12 @@ def encode_indices(index: npt.NDArray[np.int64], first: int) -> bytes:
     idx = np.ascontiguousarray(index, dtype=np.int64)
     if idx.ndim != 1 or not 0 <= first <= _INT64_MAX:
         return _encode_indices_numpy(idx, first)
-    lo, hi = _delta_range(idx, first)
+    lo, hi, escaped = _delta_range(idx, first)
     if lo < 0:  # not increasing: keep the plain numpy coding (deltas wrap in the coded type)
         return _encode_indices_numpy(idx, first)
     code = next((i for i, top in enumerate(_INDEX_CODE_LIMITS) if hi <= top), 3)
-    if code >= 1:
-        size = _escaped_size(idx, first)
-        if size < idx.size << code:
-            return _encode_escaped(idx, first, size)
+    if code >= 1 and escaped < idx.size << code:
+        return _encode_escaped(idx, first, escaped)
     # 3 spare bytes, then the 5-byte header: the deltas start 8-byte aligned
     buf = np.empty(8 + idx.size * (1 << code), dtype=np.uint8)
     buf[3:8] = np.frombuffer(u32(int(idx.size)) + u8(code), dtype=np.uint8)
@@ -212,23 +224,11 @@ def encode_indices(index: npt.NDArray[np.int64], first: int) -> bytes:
     return buf[3:].tobytes()
 
 
-#: Index coding 4: one byte per delta 1..255; a zero byte escapes a delta that does not
-#: fit (or a first delta of 0), which follows as u64. Pulse gaps are geometric with a mean
-#: of ~16 pulses at 2 dB, so almost every delta fits a byte: half of the u16 coding that
-#: the rare long gap forces (a 10^7-bit block's announcement ~14 MB instead of ~28 MB).
-CODE_ESCAPED = 4
-_ESCAPE_BYTES = 9
 
 
-@numba.njit(cache=True, nogil=True)
-def _escaped_size(index: npt.NDArray[np.int64], first: int) -> int:  # pragma: no cover
-    size = 0
-    prev = np.int64(first)
-    for i in range(index.size):
-        d = index[i] - prev
-        size += 1 if 1 <= d <= 255 else _ESCAPE_BYTES
-        prev = index[i]
-    return size
+def _escaped_size(index: npt.NDArray[np.int64], first: int) -> int:
+    """Bytes of the escaped coding of ``index`` (:func:`_delta_range` computes it)."""
+    return _delta_range(index, first)[2]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -524,9 +524,13 @@ class _End:
         if tell_peer:
             with contextlib.suppress(ClassicalChannelError, ConnectionError):
                 await self._send(blk, m.ABORT, report.reason.encode()[:200])
+        await self._end_without_key(blk)
+
+    async def _end_without_key(self, blk: _Block) -> None:
+        """Close a block that gives no key (its report says why), in block order."""
         self._close_report(blk)
         await self._in_order(blk)
-        self._record(report)
+        self._record(blk.report)
         blk.done.set()
 
     def _close_report(self, blk: _Block) -> None:
@@ -802,10 +806,7 @@ class Transmitter(_End):
         if reason:
             # nothing of this block is used: it ends here, without a checkpoint
             report.reason = reason
-            self._close_report(blk)
-            await self._in_order(blk)
-            self._record(report)
-            blk.done.set()
+            await self._end_without_key(blk)
             return
 
         alice = ReconcilerAlice(sift.x_bits)
@@ -899,7 +900,6 @@ class Receiver(_End):
         self.pipeline_depth = pipeline_depth
         self._chunks: list[tuple[BobChunk, int]] = []  # with its X detections
         self._x_count = 0
-        self._first_pulse: int | None = None
         self._wake = asyncio.Event()
         self._cascade_rng = np.random.default_rng(seed)
         #: Blocks aborted in a row (reset by a block that completes).
@@ -918,8 +918,6 @@ class Receiver(_End):
 
     def feed(self, chunk: BobChunk) -> None:
         """What the fibre delivered for the next chunk of pulses."""
-        if self._first_pulse is None:
-            self._first_pulse = chunk.first_pulse
         self.detections_received += len(chunk)
         self.pulses_received += chunk.n_pulses
         x = int(np.count_nonzero(chunk.events.basis == 0))
@@ -947,7 +945,6 @@ class Receiver(_End):
             parts.append(c)
         first = parts[0].first_pulse
         end = parts[-1].first_pulse + parts[-1].n_pulses
-        self._first_pulse = end
         if len(parts) == 1:
             return _Pending(first, end, parts[0].events)
         events = BobEvents(
@@ -1044,10 +1041,7 @@ class Receiver(_End):
         if reason:
             await self._send(blk, m.ESTIMATE, m.u8(1), m.bits(sift.z_bits), m.blob(b""))
             report.reason = reason
-            self._close_report(blk)
-            await self._in_order(blk)
-            self._record(report)
-            blk.done.set()
+            await self._end_without_key(blk)
             return
 
         bob = ReconcilerBob(
