@@ -24,6 +24,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from qkdmeet.jsondepth import json_depth as depth
+
 #: Admin bodies: size and nesting limits.
 MAX_BODY_BYTES = 64 * 1024
 MAX_DEPTH = 16
@@ -40,8 +42,6 @@ REASONS: dict[str, str] = {
     "schema": "body does not match the request's schema",
 }
 
-_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _FIELD = re.compile(r"at `\$\.?([A-Za-z0-9_]{0,64})")
 _STATIC = re.compile(r"[A-Za-z0-9._/-]+")
 
@@ -60,22 +60,6 @@ class Invalid(ValueError):
     @property
     def status(self) -> int:
         return {"too_large": 413, "unsupported_media_type": 415}.get(self.reason, 400)
-
-
-def depth(raw: bytes) -> int:
-    """The deepest nesting of arrays and objects in a JSON text (strings skipped)."""
-    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
-    opens = brackets.count(b"[") + brackets.count(b"{")
-    if opens <= 1:
-        return opens
-    level = deepest = 0
-    for b in brackets:
-        if b in (0x5B, 0x7B):
-            level += 1
-            deepest = max(deepest, level)
-        else:
-            level -= 1
-    return deepest
 
 
 def as_bytes(raw: str | bytes) -> bytes:

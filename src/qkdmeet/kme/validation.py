@@ -58,6 +58,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from qkdmeet.jsondepth import json_depth as depth
+
 MAX_BODY_BYTES = 64 * 1024
 MAX_DEPTH = 16
 MAX_STRING_CHARS = 1024
@@ -84,8 +86,6 @@ REASONS: dict[str, str] = {
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _DIGITS = re.compile(r"[0-9]{1,10}")
-_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _FIELD = re.compile(r"at `\$\.?([A-Za-z0-9_]{0,64})(\[[0-9]{1,9}\])?(?:\.([A-Za-z0-9_]{0,64}))?")
 
 Int = Annotated[int, msgspec.Meta(le=MAX_INT)]
@@ -161,22 +161,6 @@ def check_content_type(header: str | None) -> None:
     if ctype in ("", "application/json", "application/octet-stream") or ctype.endswith("+json"):
         return
     raise Invalid("unsupported_media_type", status=415)
-
-
-def depth(raw: bytes) -> int:
-    """The deepest nesting of arrays and objects in a JSON text (strings skipped)."""
-    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
-    opens = brackets.count(b"[") + brackets.count(b"{")
-    if opens <= MAX_DEPTH:  # the common case: few brackets, no walk
-        return opens
-    level = deepest = 0
-    for b in brackets:
-        if b in (0x5B, 0x7B):
-            level += 1
-            deepest = max(deepest, level)
-        else:
-            level -= 1
-    return deepest
 
 
 def check_body(raw: bytes) -> None:
