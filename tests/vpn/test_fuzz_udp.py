@@ -11,36 +11,25 @@ from __future__ import annotations
 import os
 import struct
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qkdmeet.vpn.constants import HEADER_BYTES
-from qkdmeet.vpn.memkeys import MemoryKeyPair
-from qkdmeet.vpn.transport import FakeBindPair
-from qkdmeet.vpn.tun import FakeTun
 
-from .test_gateway import Pair, ip_packet, make_gateway, send_and_wait, settle
+from . import test_gateway
+from .test_gateway import (
+    Pair,
+    ip_packet,
+    send_and_wait,
+    settle,
+)
 
+#: the gateway tests' running pair of gateways serves these cases too
+pair = test_gateway.pair
 pytestmark = pytest.mark.timeout(120)
 HEADER = struct.Struct("!BBHQ16sI")
-
-
-@pytest.fixture
-async def pair() -> AsyncIterator[Pair]:
-    keys = MemoryKeyPair("A", "B")
-    binds = FakeBindPair()
-    tun_a, tun_b = FakeTun(), FakeTun()
-    a = make_gateway(keys, "A", "B", tun_a, binds.a)
-    b = make_gateway(keys, "B", "A", tun_b, binds.b)
-    await a.start()
-    await b.start()
-    await settle(lambda: a.sender.buffered > 0 and b.sender.buffered > 0)
-    yield Pair(keys, binds, tun_a, tun_b, a, b)
-    await a.stop()
-    await b.stop()
 
 
 def _flip(d: bytes, i: int, bit: int) -> bytes:
