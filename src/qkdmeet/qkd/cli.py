@@ -310,7 +310,7 @@ async def _node(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    from qkdmeet.qkd.protocol import DEFAULT_PIPELINE_DEPTH
+    from qkdmeet.qkd.params import DEFAULT_PIPELINE_DEPTH  # light: no numpy at CLI start
 
     qkd = subparsers.add_parser("qkd", help="the simulated QKD link")
     sub = qkd.add_subparsers(dest="qkd_command", required=True)

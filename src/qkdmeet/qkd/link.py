@@ -61,9 +61,8 @@ from qkdmeet.qkd.classical import (
 )
 from qkdmeet.qkd.eve import Eavesdropper, parse_eve
 from qkdmeet.qkd.events import AliceEvents, detection_probability
-from qkdmeet.qkd.params import DEFAULT_BLOCK_BITS, LinkParams, get_preset
+from qkdmeet.qkd.params import DEFAULT_BLOCK_BITS, DEFAULT_PIPELINE_DEPTH, LinkParams, get_preset
 from qkdmeet.qkd.protocol import (
-    DEFAULT_PIPELINE_DEPTH,
     ProtocolConfig,
     Receiver,
     Transmitter,

@@ -108,7 +108,7 @@ from qkdmeet.qkd.kernels import (
 )
 from qkdmeet.qkd.kernels.codes import CodeError, pack_codes, unpack_codes
 from qkdmeet.qkd.kernels.privacy import PrivacyAmplificationError
-from qkdmeet.qkd.params import LinkParams
+from qkdmeet.qkd.params import DEFAULT_PIPELINE_DEPTH, LinkParams
 from qkdmeet.qkd.sink import KeyBlock, KeySink
 
 log = logging.getLogger(__name__)
@@ -216,9 +216,6 @@ EC_DONE_DISCLOSED_BITS = 64
 #: Cascade requests one block may make before it is aborted (a block at 3 % QBER needs
 #: about 350; one of a cut fibre's dark counts never stops).
 MAX_EC_REQUESTS = 2048
-#: Blocks the receiver keeps in flight: while one waits for a Cascade round trip the
-#: others' sifting, error correction and hashing use the cores.
-DEFAULT_PIPELINE_DEPTH = 3
 #: Block ids past the last verified one that an ANNOUNCE may start at the transmitter
 #: (2^20: ~6 days of blocks aborted in a row at the back-off's 2 s).
 ANNOUNCE_WINDOW = 1 << 20
