@@ -64,7 +64,7 @@ from qkdmeet.crypto.wegman_carter import (
 log = logging.getLogger(__name__)
 
 #: Masks per direction in a default pre-shared secret: the reserve the link keeps
-#: topped up (a block at 7 km spends about 350 per direction).
+#: topped up (a completed block spends one per direction; an aborted one none).
 DEFAULT_SECRET_MASKS = 4096
 #: Bytes of that secret: the hash key, then each direction's masks.
 DEFAULT_SECRET_BYTES = HASH_KEY_BYTES + 2 * DEFAULT_SECRET_MASKS * MASK_BYTES

@@ -484,8 +484,9 @@ class QkdLink:
 # -- networked ends ---------------------------------------------------------------------
 
 
-#: Masks of its own direction a restarted end burns (at most one block's messages may have
-#: used masks after the state was last saved; a block takes a few hundred).
+#: Masks of its own direction a restarted end burns (the blocks in flight may have used
+#: masks after the state was last saved: one checkpoint each, plus HELLO; far more than
+#: enough, kept from when every message took one).
 RESTART_SKIP_MASKS = 1024
 
 
