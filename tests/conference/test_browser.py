@@ -623,6 +623,11 @@ async def test_bitrate_cap_from_the_server_reaches_the_senders(join: Join, serve
                    if pc["role"] == "publish" and pc["kind"] == "camera"
                    for o in pc["outbound"] if o["kind"] == "video")
 
+    async def encoding() -> bool:
+        return await frames_encoded() > 0
+
+    # a loaded machine may not have connected the publisher yet: pause a camera that encodes
+    await wait_until(encoding, "the camera to encode frames")
     await post_json(server, f"/api/rooms/{room}/cap", {"bps": None, "camera_bps": 0})
     await wait_until(lambda: _equals(camera_active, False), "the camera encoding to stop")
     await expect(alice.locator("#bitrate-label")).to_contain_text("camera paused")
