@@ -88,6 +88,11 @@ REKEY_MAX: Final = 3
 KME_RETRY_SECONDS: Final = 0.5
 #: ... up to this many.
 KME_RETRY_MAX_SECONDS: Final = 8.0
+#: How long a stopping gateway waits for its key requests under way: the KME
+#: counts a key delivered when it answers, so a request cancelled after that
+#: would lose the key from the gateway's final counters (the accounting
+#: identity then fails by one key).
+KEY_STOP_DRAIN_SECONDS: Final = 5.0
 #: Seconds over which arrival and consumption rates are averaged.
 RATE_WINDOW_SECONDS: Final = 10.0
 #: Inner packet size at which key efficiency is quoted.

@@ -48,6 +48,7 @@ from qkdmeet.kme.types import Key, KeySupplier
 from qkdmeet.vpn.constants import (
     KEY_HASH_BYTES,
     KEY_MASK_BYTES,
+    KEY_STOP_DRAIN_SECONDS,
     KME_RETRY_MAX_SECONDS,
     KME_RETRY_SECONDS,
     MAX_KEYS_PER_REQUEST,
@@ -259,6 +260,9 @@ class SenderKeyStream:
         self._buffered = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._idle = asyncio.Event()  # clear while an enc_keys request is under way
+        self._idle.set()
         self.kme_errors = 0
         self.arrival = RateMeter()
         self.consumption = RateMeter()
@@ -299,6 +303,12 @@ class SenderKeyStream:
 
     async def stop(self) -> None:
         if self._task is not None:
+            # a request under way is let finish: its keys are counted, then discarded
+            self._stopping = True
+            if not self._idle.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(KEY_STOP_DRAIN_SECONDS):
+                        await self._idle.wait()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -413,7 +423,7 @@ class SenderKeyStream:
         return None
 
     async def _prefetch_loop(self) -> None:
-        while True:
+        while not self._stopping:
             deficit = self._prefetch - self._buffered
             if deficit <= 0:
                 self._wake.clear()
@@ -427,32 +437,48 @@ class SenderKeyStream:
                 continue
             try:
                 await self._negotiate()
-                number = min(MAX_KEYS_PER_REQUEST, -(-deficit // self.key_bytes))
-                keys = await self._supplier.enc_keys(self._slave, number, self._key_size_bits)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the KME boundary: any failure means "no key yet"
                 self.kme_errors += 1
-                log.debug("enc_keys failed: %s", exc)
-                self._sample_rates()
+                log.debug("status failed: %s", exc)
                 await self._back_off()
                 continue
-            if not keys:
+            number = min(MAX_KEYS_PER_REQUEST, -(-deficit // self.key_bytes))
+            self._idle.clear()
+            try:
+                got = await self._request(number)
+            finally:
+                self._idle.set()
+            if not got and not self._stopping:
                 await self._back_off()
-                continue
-            self.retry_delay = KME_RETRY_SECONDS
-            fresh = await self._journal(keys)
-            delivered = sum(len(k.key) for k in keys)
-            arrived = sum(len(k.key) for k in fresh)
-            self._metrics.key_arrived_bytes += delivered
-            self._metrics.key_discarded_bytes += delivered - arrived  # refused: reissued
-            keys = fresh
-            self._queue.extend(keys)
-            self._buffered += arrived
-            self._metrics.key_buffered_bytes = self._buffered
+
+    async def _request(self, number: int) -> bool:
+        """One ``enc_keys`` request, its keys journaled and queued; False if none came."""
+        try:
+            keys = await self._supplier.enc_keys(self._slave, number, self._key_size_bits)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the KME boundary: any failure means "no key yet"
+            self.kme_errors += 1
+            log.debug("enc_keys failed: %s", exc)
             self._sample_rates()
-            if self._on_new_keys is not None:
-                self._on_new_keys([k.key_id for k in keys])
+            return False
+        if not keys:
+            return False
+        self.retry_delay = KME_RETRY_SECONDS
+        fresh = await self._journal(keys)
+        delivered = sum(len(k.key) for k in keys)
+        arrived = sum(len(k.key) for k in fresh)
+        self._metrics.key_arrived_bytes += delivered
+        self._metrics.key_discarded_bytes += delivered - arrived  # refused: reissued
+        self._queue.extend(fresh)
+        self._buffered += arrived
+        self._metrics.key_buffered_bytes = self._buffered
+        self._sample_rates()
+        if self._on_new_keys is not None:
+            self._on_new_keys([k.key_id for k in fresh])
+        return True
 
     async def _journal(self, keys: list[Key]) -> list[Key]:
         """The keys never taken before, journaled (fsync'd) before any is queued.
@@ -523,6 +549,7 @@ class ReceiverKeyStream:
         self._announced: OrderedDict[bytes, None] = OrderedDict()
         self._retired: OrderedDict[bytes, None] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self.kme_errors = 0
 
     def get(self, raw_id: bytes) -> OpenKey | None:
@@ -574,6 +601,8 @@ class ReceiverKeyStream:
         drops datagrams) and later keys fill the room, waiting for room would
         drop every packet of that key.
         """
+        if self._stopping:
+            return
         new = [
             r
             for r in raw_ids
@@ -615,6 +644,8 @@ class ReceiverKeyStream:
         ids = [uuid.UUID(bytes=r) for r in raw_ids]
         keys: list[Key] = []
         for attempt in range(3):
+            if attempt and self._stopping:
+                break
             if attempt:
                 await asyncio.sleep(KME_RETRY_SECONDS * attempt)
             try:
@@ -639,7 +670,8 @@ class ReceiverKeyStream:
             # whole key buffered until opened, so arrived == consumed + buffered
             self._metrics.key_buffered_bytes += len(key.key)
             self._on_key_ready(raw, True)
-        self._fetch_announced()  # a failed fetch left room
+        if not self._stopping:
+            self._fetch_announced()  # a failed fetch left room
 
     def _retire(self, key: OpenKey) -> None:
         rest = len(key.data) - key.used
@@ -654,6 +686,10 @@ class ReceiverKeyStream:
             self._retired.popitem(last=False)
 
     async def stop(self) -> None:
+        # fetches under way are let finish: what the KME delivered is counted, then discarded
+        self._stopping = True
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=KEY_STOP_DRAIN_SECONDS)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
