@@ -123,9 +123,9 @@ async def test_tcp_rejects_modified_and_replayed_frames() -> None:
         frames: list[bytes] = []
         orig = client.send
 
-        async def spy(frame: bytes) -> None:
-            frames.append(frame)
-            await orig(frame)
+        async def spy(*parts: bytes) -> None:
+            frames.append(b"".join(parts))
+            await orig(*parts)
 
         client.send = spy  # type: ignore[method-assign]
         await a.send(b"genuine")
@@ -140,8 +140,8 @@ async def test_tcp_rejects_modified_and_replayed_frames() -> None:
         with pytest.raises(ReplayError):
             await b.recv()  # the modified copy reuses the seq: refused
 
-        async def intercept(frame: bytes) -> None:
-            frames.append(frame)  # a man in the middle holds the genuine frame back
+        async def intercept(*parts: bytes) -> None:
+            frames.append(b"".join(parts))  # a man in the middle holds the genuine frame back
 
         client.send = intercept  # type: ignore[method-assign]
         await a.send(b"third")
@@ -182,9 +182,9 @@ async def test_concurrent_tagged_sends_each_return_their_own_tag() -> None:
         def __init__(self) -> None:
             self.frames: list[bytes] = []
 
-        async def send(self, frame: bytes) -> None:
+        async def send(self, *parts: bytes) -> None:
             await asyncio.sleep(0.01)
-            self.frames.append(frame)
+            self.frames.append(b"".join(parts))
 
         async def recv(self) -> bytes:  # pragma: no cover - not used
             raise NotImplementedError

@@ -33,7 +33,7 @@ def _indices(seed: int, n: int, top_gap: int, first: int) -> np.ndarray:
 def test_round_trip_and_wire_format(top_gap: int, n: int) -> None:
     first = 123_456_789
     index = _indices(top_gap % 1000 + n, n, top_gap, first)
-    data = m.encode_indices(index, first)
+    data = bytes(m.encode_indices(index, first))
     reference = _reference_encode(index, first)
     if data[4] == m.CODE_ESCAPED:  # chosen only where it is the shorter coding
         assert len(data) < len(reference)
@@ -51,14 +51,14 @@ def test_round_trip_and_wire_format(top_gap: int, n: int) -> None:
 
 def test_empty_and_large_blocks() -> None:
     empty = np.zeros(0, dtype=np.int64)
-    data = m.encode_indices(empty, 7)
+    data = bytes(m.encode_indices(empty, 7))
     assert data == _reference_encode(empty, 7) == struct.pack("<IB", 0, 0)
     assert m.decode_indices(m.Reader(data), 7, 7).size == 0
     rng = np.random.default_rng(5)
     gaps = rng.geometric(0.06, 300_000)
     gaps[1234] = 300  # one long gap among the short ones
     index = 10**9 + np.cumsum(gaps).astype(np.int64)
-    data = m.encode_indices(index, 10**9)
+    data = bytes(m.encode_indices(index, 10**9))
     assert data[4] == m.CODE_ESCAPED  # geometric gaps: the rare long one would force u16
     assert len(data) < 0.6 * len(_reference_encode(index, 10**9))
     assert np.array_equal(m.decode_indices(m.Reader(data), 10**9, int(index[-1]) + 1), index)
@@ -115,9 +115,9 @@ def test_decode_refuses_unknown_coding_and_short_body() -> None:
 def test_escaped_coding_round_trips_and_refuses_malformed_bodies() -> None:
     first = 1000
     index = np.array([1000, 1001, 1300, 1301, 10**12], dtype=np.int64)  # first delta 0
-    data = m.encode_indices(np.repeat(index, 1)[[0, 1, 2, 3, 4]], first)
+    data = bytes(m.encode_indices(np.repeat(index, 1)[[0, 1, 2, 3, 4]], first))
     for idx in (index, first + np.cumsum(np.full(50, 3, np.int64)) + 400):
-        raw = m._encode_escaped(idx, first, m._escaped_size(idx, first))
+        raw = bytes(m._encode_escaped(idx, first, m._escaped_size(idx, first)))
         assert raw[4] == m.CODE_ESCAPED
         r = m.Reader(raw + b"x")
         assert np.array_equal(m.decode_indices(r, first, int(idx[-1]) + 1), idx)

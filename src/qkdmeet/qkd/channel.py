@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qkdmeet.qkd import messages as m
+from qkdmeet.qkd.classical import Buffer
 from qkdmeet.qkd.eve import Eavesdropper, parse_eve
 from qkdmeet.qkd.events import (
     AliceEvents,
@@ -172,7 +173,7 @@ def _unpack_flags(raw: U8) -> tuple[U8, U8, B1, int]:  # pragma: no cover
     return basis, bit, double, bad
 
 
-def encode_bob_chunk(chunk: BobChunk) -> bytes:
+def encode_bob_chunk(chunk: BobChunk) -> tuple[Buffer, ...]:
     """Bob's chunk as bytes: ``first u64 | n_pulses u64``, the pulse indices coded as an
     announcement's (:func:`qkdmeet.qkd.messages.encode_indices`: one numba pass), then
     a byte per detection: basis | bit << 1 | double click << 2 (packing it in bits cost
@@ -181,14 +182,14 @@ def encode_bob_chunk(chunk: BobChunk) -> bytes:
     flags = _pack_flags(np.ascontiguousarray(ev.basis, np.uint8),
                         np.ascontiguousarray(ev.bit, np.uint8),
                         np.ascontiguousarray(ev.double_click, np.bool_))  # fmt: skip
-    return b"".join((
+    return (
         _HEAD.pack(chunk.first_pulse, chunk.n_pulses),
         m.encode_indices(ev.pulse_index, chunk.first_pulse),
-        flags.tobytes(),
-    ))  # fmt: skip
+        memoryview(flags),
+    )  # the frame's parts: the transport sends them without joining them
 
 
-def decode_bob_chunk(data: bytes) -> BobChunk:
+def decode_bob_chunk(data: Buffer) -> BobChunk:
     """Inverse of :func:`encode_bob_chunk`; :class:`ChannelError` on a malformed frame."""
     if len(data) < _HEAD.size:
         raise ChannelError("short quantum-channel frame")

@@ -51,7 +51,7 @@ import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from qkdmeet.crypto.wegman_carter import (
     HASH_KEY_BYTES,
@@ -236,10 +236,14 @@ class AuthKeys:
 # -- transports ------------------------------------------------------------------------
 
 
-class FrameTransport(Protocol):
-    """Carries whole classical frames, in order."""
+#: What frames are made of: sent as parts (no concatenation copy), read as views.
+Buffer: TypeAlias = bytes | bytearray | memoryview
 
-    async def send(self, frame: bytes) -> None: ...
+
+class FrameTransport(Protocol):
+    """Carries whole classical frames, in order; a frame is sent as its parts."""
+
+    async def send(self, *parts: Buffer) -> None: ...
 
     async def recv(self) -> bytes: ...
 
@@ -264,9 +268,10 @@ class MemoryTransport:
         self.tamper = tamper
         self._closed = False
 
-    async def send(self, frame: bytes) -> None:
+    async def send(self, *parts: Buffer) -> None:
         if self._closed:
             raise ChannelClosed("transport closed")
+        frame = b"".join(parts)
         for f in self.tamper(frame) if self.tamper else [frame]:
             self._outbox.put_nowait(f)
 
@@ -295,6 +300,8 @@ def memory_pair() -> tuple[MemoryTransport, MemoryTransport]:
 KIND_CLASSICAL = 0
 KIND_QUANTUM = 1
 _MUX = struct.Struct("<BI")
+#: Frame parts at least this long are written as views of their own, not joined.
+_WRITE_VIEW_BYTES = 1 << 16
 
 
 class StreamTransport:
@@ -339,22 +346,32 @@ class StreamTransport:
             self._classical.put_nowait(None)
             self.quantum.put_nowait(None)
 
-    async def _write(self, kind: int, frame: bytes) -> None:
+    async def _write(self, kind: int, parts: tuple[Buffer, ...]) -> None:
         if self._writer.is_closing():
             raise ChannelClosed("connection closed")
         async with self._lock:
             try:
-                self._writer.write(_MUX.pack(kind, len(frame)))
-                self._writer.write(frame)
+                small: list[Buffer] = [_MUX.pack(kind, sum(len(p) for p in parts))]
+                for part in parts:
+                    if len(part) < _WRITE_VIEW_BYTES:
+                        small.append(part)  # small parts go out joined: one send, one segment
+                        continue
+                    self._writer.write(b"".join(small))
+                    small = []
+                    # a large part as a view: the transport slices what the socket did not
+                    # take at once, and a slice of bytes would copy the rest of it first
+                    self._writer.write(memoryview(part))
+                if small:
+                    self._writer.write(b"".join(small))
                 await self._writer.drain()
             except (ConnectionError, OSError) as exc:
                 raise ChannelClosed(f"connection lost: {exc}") from exc
 
-    async def send(self, frame: bytes) -> None:
-        await self._write(KIND_CLASSICAL, frame)
+    async def send(self, *parts: Buffer) -> None:
+        await self._write(KIND_CLASSICAL, parts)
 
-    async def send_quantum(self, frame: bytes) -> None:
-        await self._write(KIND_QUANTUM, frame)
+    async def send_quantum(self, *parts: Buffer) -> None:
+        await self._write(KIND_QUANTUM, parts)
 
     async def recv(self) -> bytes:
         frame = await self._classical.get()
@@ -381,7 +398,7 @@ class StreamTransport:
 class Received:
     """A frame as read: open (``seq`` None) or tagged and not yet checked (see ``check``)."""
 
-    payload: bytes
+    payload: Buffer
     seq: int | None = None
     body: bytes = b""
     mask: bytes = b""
@@ -439,7 +456,7 @@ class AuthenticatedChannel:
             tag = stream.tag(mask)
         else:
             tag = self._mac.tag(head + payload, mask)
-        await self.transport.send(b"".join((head, payload, tag)))
+        await self.transport.send(head, payload, tag)
         self.sent += 1
         return seq, tag
 
@@ -447,7 +464,7 @@ class AuthenticatedChannel:
         """Send ``payload`` untagged: it counts only inside a checkpointed transcript."""
         if len(payload) > MAX_PAYLOAD:
             raise ValueError(f"classical message of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
-        await self.transport.send(_HEAD.pack(OPEN_SEQ, len(payload)) + payload)
+        await self.transport.send(_HEAD.pack(OPEN_SEQ, len(payload)), payload)
         self.sent_open += 1
 
     async def recv_frame(self) -> Received:
@@ -462,7 +479,7 @@ class AuthenticatedChannel:
                 self.rejected += 1
                 raise AuthenticationError("open classical frame length does not match its header")
             self.received_open += 1
-            return Received(frame[_HEAD.size :])
+            return Received(memoryview(frame)[_HEAD.size :])  # a view: no copy of 10 MB
         if len(frame) < _HEAD.size + TAG_BYTES or length != len(frame) - _HEAD.size - TAG_BYTES:
             self.rejected += 1
             raise AuthenticationError("classical frame length does not match its header")

@@ -409,6 +409,9 @@ class QkdLink:
     async def start(self) -> None:
         if self._tasks:
             raise RuntimeError("QKD link already started")
+        from qkdmeet.qkd.memory import keep_freed_memory
+
+        keep_freed_memory()
         self._started = time.perf_counter()
         for name, coro in (
             ("qkd-alice", self.alice.run()),
@@ -516,8 +519,12 @@ def _persist(end: _End, path: str | Path | None) -> None:
 
 
 def _start_warm_up(params: LinkParams, config: ProtocolConfig) -> asyncio.Task[dict[str, float]]:
-    """Load the kernels in a worker thread while the first block's pulses arrive."""
+    """Load the kernels in a worker thread while the first block's pulses arrive (and
+    have malloc keep a block's freed arrays for the next: :mod:`qkdmeet.qkd.memory`)."""
+    from qkdmeet.qkd.memory import keep_freed_memory
     from qkdmeet.qkd.warmup import warm_up
+
+    keep_freed_memory()
 
     task = asyncio.create_task(asyncio.to_thread(warm_up, params, config.pa_family),
                                name="qkd-warm-up")  # fmt: skip
@@ -610,7 +617,7 @@ class TransmitterNode:
         _persist(actor, self.auth_state)
 
         async def send(chunk: BobChunk) -> None:
-            await transport.send_quantum(encode_bob_chunk(chunk))
+            await transport.send_quantum(*encode_bob_chunk(chunk))
 
         self.source = PulseSource(
             self.channel, actor, send, block_bits=self.config.block_bits,

@@ -31,6 +31,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from qkdmeet.qkd.classical import Buffer
+
 PROTOCOL_VERSION = 1
 
 HELLO = 1
@@ -70,34 +72,39 @@ class ProtocolError(ValueError):
 class Message:
     kind: int
     block_id: int
-    body: bytes
+    body: memoryview
 
     @property
     def name(self) -> str:
         return NAMES.get(self.kind, f"kind {self.kind}")
 
 
-def encode(kind: int, block_id: int, *parts: bytes) -> bytes:
-    return _HEAD.pack(kind, block_id) + b"".join(parts)
+def encode(kind: int, block_id: int, *parts: Buffer) -> bytes:
+    """The message as one bytes object: the parts are copied once, here."""
+    return b"".join((_HEAD.pack(kind, block_id), *parts))
 
 
-def decode(payload: bytes) -> Message:
+def decode(payload: Buffer) -> Message:
+    """The message's kind, block and body; the body is a view of ``payload`` (no copy)."""
     if len(payload) < _HEAD.size:
         raise ProtocolError("short protocol message")
     kind, block_id = _HEAD.unpack_from(payload)
     if kind not in NAMES:
         raise ProtocolError(f"unknown protocol message kind {kind}")
-    return Message(kind, block_id, payload[_HEAD.size :])
+    return Message(kind, block_id, memoryview(payload)[_HEAD.size :])
 
 
 class Reader:
-    """Reads the fields of a message body in order; :class:`ProtocolError` on a short body."""
+    """Reads the fields of a message body in order; :class:`ProtocolError` on a short body.
 
-    def __init__(self, body: bytes) -> None:
-        self._b = body
+    Fields are views of the body, not copies (an announcement's indices are ~14 MB).
+    """
+
+    def __init__(self, body: Buffer) -> None:
+        self._b = memoryview(body)
         self._off = 0
 
-    def take(self, n: int) -> bytes:
+    def take(self, n: int) -> memoryview:
         if n < 0 or self._off + n > len(self._b):
             raise ProtocolError("message body too short")
         out = self._b[self._off : self._off + n]
@@ -116,7 +123,7 @@ class Reader:
     def u64(self) -> int:
         return int(struct.unpack("<Q", self.take(8))[0])
 
-    def blob(self) -> bytes:
+    def blob(self) -> memoryview:
         return self.take(self.u32())
 
     def bits(self) -> npt.NDArray[np.uint8]:
@@ -194,7 +201,7 @@ def _delta_fill(
         prev = v
 
 
-def encode_indices(index: npt.NDArray[np.int64], first: int) -> bytes:
+def encode_indices(index: npt.NDArray[np.int64], first: int) -> Buffer:
     """Strictly increasing pulse indices from ``first`` on, delta-coded in the smallest type.
 
     Wire format: ``n u32 | code u8 | n deltas`` (code 0, 1, 2, 3: u8, u16, u32, u64).
@@ -221,7 +228,7 @@ def encode_indices(index: npt.NDArray[np.int64], first: int) -> bytes:
     buf = np.empty(8 + idx.size * (1 << code), dtype=np.uint8)
     buf[3:8] = np.frombuffer(u32(int(idx.size)) + u8(code), dtype=np.uint8)
     _delta_fill(idx, first, buf[8:].view(_DTYPES[code]))
-    return buf[3:].tobytes()
+    return memoryview(buf)[3:]
 
 
 
@@ -286,14 +293,14 @@ def _escaped_decode(
     return j == nb and (n == 0 or prev < end)
 
 
-def _encode_escaped(idx: npt.NDArray[np.int64], first: int, size: int) -> bytes:
+def _encode_escaped(idx: npt.NDArray[np.int64], first: int, size: int) -> memoryview:
     buf = np.empty(9 + size, dtype=np.uint8)
     buf[:9] = np.frombuffer(u32(int(idx.size)) + u8(CODE_ESCAPED) + u32(size), dtype=np.uint8)
     _escaped_fill(idx, first, buf[9:])
-    return buf.tobytes()
+    return memoryview(buf)
 
 
-def _encode_indices_numpy(index: npt.NDArray[np.int64], first: int) -> bytes:
+def _encode_indices_numpy(index: npt.NDArray[np.int64], first: int) -> Buffer:
     deltas = np.diff(index, prepend=np.int64(first))
     top = int(deltas.max()) if deltas.size else 0
     code = next(i for i, d in enumerate(_DTYPES) if top <= np.iinfo(np.dtype(d)).max)

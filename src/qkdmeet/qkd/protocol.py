@@ -391,7 +391,7 @@ class _End:
             raise item
         frame, msg = item
         if msg.kind == m.ABORT:
-            raise PeerAbort(msg.body.decode("utf-8", "replace")[:200])
+            raise PeerAbort(bytes(msg.body).decode("utf-8", "replace")[:200])
         if msg.kind not in kinds:
             raise m.ProtocolError(
                 f"expected {'/'.join(m.NAMES[k] for k in kinds)} for block {blk.bid}, "
@@ -457,7 +457,7 @@ class _End:
         version, link_id, their_next, fp = r.u8(), r.blob(), r.u64(), r.blob()
         r.end()
         if version != m.PROTOCOL_VERSION or link_id != self.config.link_id.encode():
-            raise m.ProtocolError(f"peer speaks version {version} for link {link_id!r}")
+            raise m.ProtocolError(f"peer speaks version {version} for link {bytes(link_id)!r}")
         if fp != self.config.fingerprint(self.params):
             raise m.ProtocolError("peer uses other link parameters (preset, block size, eps)")
         if not first:

@@ -48,9 +48,9 @@ def warm_up(params: LinkParams, pa_family: str = "multiply-add-shift") -> dict[s
     rng = np.random.default_rng(12345)
     ch = QuantumChannel(params, rng, chunk_pulses=WARM_UP_PULSES)
     alice, chunk = ch.emit(WARM_UP_PULSES)
-    bob = decode_bob_chunk(encode_bob_chunk(chunk)).events
+    bob = decode_bob_chunk(b"".join(encode_bob_chunk(chunk))).events
     first = chunk.first_pulse
-    announce = m.encode_indices(bob.pulse_index, first) + m.bits(bob.basis)
+    announce = b"".join((m.encode_indices(bob.pulse_index, first), m.bits(bob.basis)))
     r = m.Reader(announce)
     index = m.decode_indices(r, first, first + chunk.n_pulses)
     bob_basis = r.bits()
