@@ -8,7 +8,7 @@ from pathlib import Path
 
 from qkdmeet.report.wan_audit import audit_capture, audit_datagrams, key_span
 from qkdmeet.vpn.constants import KEY_MASK_BYTES, TYPE_ANNOUNCE, TYPE_DATA
-from qkdmeet.vpn.packet import Header, pack_header
+from qkdmeet.vpn.wire import Header, pack_header
 from tests.vpn.test_gateway import Pair, ip_packet, pair, send_and_wait
 
 __all__ = ["pair"]  # the two-gateway fixture, shared with tests/vpn/test_gateway.py

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import struct
 import uuid
 
 import numpy as np
 import pytest
 
 from qkdmeet.crypto.wegman_carter import WegmanCarterMac
+from qkdmeet.vpn.constants import TYPE_DATA
 from qkdmeet.vpn.fastpath import open_body, seal, verify
 from qkdmeet.vpn.otp import xor
-
-HEADER = struct.Struct("!BBHQ16sI")
+from qkdmeet.vpn.wire import header
 
 
 def _key(nbytes: int = 4096) -> tuple[bytearray, np.ndarray, np.ndarray]:
@@ -27,11 +26,11 @@ def test_seal_is_the_reference_construction_and_zeroes_its_key(n: int) -> None:
     off = 32 + 7 * n % 500
     before = bytes(data)
     packet = os.urandom(n)
-    header = HEADER.pack(1, 1, n, 42, uuid.uuid4().bytes, off)
+    head = header(TYPE_DATA, n, 42, uuid.uuid4().bytes, off)
     body = xor(packet, before[off + 32 : off + 32 + n])
-    msg = header + body
+    msg = head + body
     want = msg + WegmanCarterMac(before[:32]).tag(msg, before[off : off + 32])
-    assert seal(header, packet, view, off, r) == want
+    assert seal(head, packet, view, off, r) == want
     assert data[off : off + 32 + n] == bytes(32 + n)  # pad and mask zeroed
     assert data[:off] == before[:off] and data[off + 32 + n :] == before[off + 32 + n :]
 
@@ -41,8 +40,8 @@ def test_verify_and_open_round_trip_and_reject_tampering() -> None:
     rx = bytearray(tx)  # the slave's copy of the same key
     rx_view = np.frombuffer(rx, np.uint8)
     off, packet = 100, os.urandom(1200)
-    header = HEADER.pack(1, 1, len(packet), 7, uuid.uuid4().bytes, off)
-    datagram = seal(header, packet, tx_view, off, r)
+    head = header(TYPE_DATA, len(packet), 7, uuid.uuid4().bytes, off)
+    datagram = seal(head, packet, tx_view, off, r)
     for i in (0, 20, 40, 32 + 1199, len(datagram) - 1):  # header, body and tag bytes
         bad = bytearray(datagram)
         bad[i] ^= 0x01

@@ -313,7 +313,7 @@ async def test_restart_with_state_rekeys_at_start(tmp_path: Path) -> None:
 
 async def test_forged_unknown_key_ids_cause_bounded_rekeys(pair: Pair) -> None:
     from qkdmeet.vpn.constants import REKEY_MAX, TYPE_DATA
-    from qkdmeet.vpn.packet import Header, pack_header
+    from qkdmeet.vpn.wire import Header, pack_header
 
     pair.b._last_rekey = float("-inf")
     for i in range(REKEY_MAX + 3):
@@ -363,7 +363,7 @@ async def test_lost_announcements_and_a_full_prefetch_room_do_not_stall_a_key() 
     """An overloaded WAN drops ANNOUNCEs; the receiver's room for announced keys may
     be full of later ones. Packets waiting for the key in use fetch it anyway."""
     from qkdmeet.vpn.constants import TYPE_ANNOUNCE
-    from qkdmeet.vpn.packet import parse
+    from qkdmeet.vpn.wire import parse
 
     keys = MemoryKeyPair("A", "B")
     binds = FakeBindPair()

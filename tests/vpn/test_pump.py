@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 
 from qkdmeet.vpn import pump
+from qkdmeet.vpn.constants import TYPE_DATA
 from qkdmeet.vpn.fastpath import seal
 from qkdmeet.vpn.gateway import Gateway, GatewayKeys
 from qkdmeet.vpn.memkeys import MemoryKeyPair
 from qkdmeet.vpn.replay import ReplayWindow
 from qkdmeet.vpn.transport import UdpBind
+from qkdmeet.vpn.wire import header
 
-HEADER = struct.Struct("!BBHQ16sI")
 LIMIT = 1408
 
 
@@ -94,8 +95,7 @@ def test_seal_run_sends_what_the_per_packet_kernel_seals(sockets: dict[str, sock
     sent = drain(sockets["wan_b"])
     off, want = 32, []
     for i, p in enumerate(packets):
-        header = HEADER.pack(1, 1, len(p), 7 + i, kid, off)
-        want.append(seal(header, p, ref_view, off, r))
+        want.append(seal(header(TYPE_DATA, len(p), 7 + i, kid, off), p, ref_view, off, r))
         assert list(ledger[2 * i : 2 * i + 2]) == [off, 32 + len(p)]
         off += 32 + len(p)
     assert sent == want
@@ -156,7 +156,7 @@ def test_open_run_delivers_and_hands_every_doubtful_datagram_to_python(
     packets = [ip_packet(n) for n in (60, 1000, 1408)]
     datagrams, off = [], 32
     for i, p in enumerate(packets):
-        datagrams.append(seal(HEADER.pack(1, 1, len(p), i, kid, off), p, tx_view, off, r))
+        datagrams.append(seal(header(TYPE_DATA, len(p), i, kid, off), p, tx_view, off, r))
         off += 32 + len(p)
     seen, window = np.zeros(4096 // 8, np.uint8), ReplayWindow()
     wan_a = sockets["wan_a"]
@@ -188,7 +188,7 @@ def test_open_run_counts_a_bad_inner_packet_and_spends_its_key(
     rx_view = np.frombuffer(bytearray(tx), np.uint8)
     kid = uuid.uuid4().bytes
     not_ip = b"\x00" * 100
-    sockets["wan_a"].send(seal(HEADER.pack(1, 1, 100, 0, kid, 32), not_ip, tx_view, 32, r))
+    sockets["wan_a"].send(seal(header(TYPE_DATA, 100, 0, kid, 32), not_ip, tx_view, 32, r))
     _, st = _open(sockets, rx_view, r, kid, np.zeros(512, np.uint8), ReplayWindow())
     assert st[pump.BAD_INNER] == 1 and st[pump.ACCEPTED] == 1 and st[pump.PACKETS] == 0
     assert st[pump.KEY_USED] == 132 and drain(sockets["host"]) == []

@@ -216,7 +216,7 @@ async def test_forged_group_packets_teach_nothing() -> None:
     import uuid
 
     from qkdmeet.vpn.constants import TYPE_GROUP
-    from qkdmeet.vpn.packet import Header, pack_header
+    from qkdmeet.vpn.wire import Header, pack_header
 
     mem = MemoryKeyPair("A", "B")
     sup = GroupingSupplier(mem.supplier("B"))

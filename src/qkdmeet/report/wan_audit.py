@@ -3,7 +3,7 @@
 The gateways' own counters say that no key byte was used twice; this audit
 checks it independently, from the outer packets the WAN relay recorded: every
 datagram's authenticated header names the key (key ID) and the offset of the
-key bytes it used (:mod:`qkdmeet.vpn.constants`: ``key[offset:offset+32]``
+key bytes it used (:mod:`qkdmeet.vpn.wire`: ``key[offset:offset+32]``
 masks the tag, ``key[offset+32:offset+32+length]`` is the pad of a DATA
 packet; ANNOUNCE and REKEY packets use a tag mask only), and the first 32
 bytes of every key are its hash key. Two datagrams whose key byte ranges
@@ -25,7 +25,7 @@ from typing import Any
 
 from qkdmeet.testbed.wanrelay import read_capture
 from qkdmeet.vpn.constants import KEY_HASH_BYTES
-from qkdmeet.vpn.packet import key_bytes_used, parse
+from qkdmeet.vpn.wire import key_bytes_used, parse
 
 
 def key_span(ptype: int, length: int, offset: int) -> tuple[int, int]:

@@ -5,8 +5,10 @@ authenticated with a Wegman-Carter tag (two Poly1305 hashes, fresh 32-byte
 mask per packet); key comes from ETSI GS QKD 014 KMEs, key IDs travel in the
 authenticated outer header. Module map, from the wire inwards:
 
-* :mod:`.constants` -- wire format and implementation limits
-* :mod:`.packet` -- outer header codec; :mod:`.otp` -- XOR; :mod:`.replay` -- window
+* :mod:`.wire` -- the outer packet's format (layout, field offsets, codec)
+* :mod:`.constants` -- the numbers of the wire format, and implementation limits
+* :mod:`.fastpath`, :mod:`.pump` -- pad and tag kernels, per packet and batched
+* :mod:`.otp` -- XOR; :mod:`.replay` -- window
 * :mod:`.keystream` -- ETSI 014 keys as addressed pad/mask bytes (master and slave)
 * :mod:`.memkeys`, :mod:`.filekeys` -- key supplies for tests, benchmark, testbed
 * :mod:`.tun` -- TUN device and fake; :mod:`.transport` -- UDP bind and fake

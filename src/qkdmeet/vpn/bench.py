@@ -33,11 +33,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qkdmeet.vpn.constants import KEY_MASK_BYTES, REFERENCE_PACKET_BYTES
+from qkdmeet.vpn.constants import KEY_MASK_BYTES, REFERENCE_PACKET_BYTES, TYPE_DATA
 from qkdmeet.vpn.gateway import Gateway, GatewayKeys, payload_per_key_byte
 from qkdmeet.vpn.memkeys import MemoryKeyPair
 from qkdmeet.vpn.transport import FakeBindPair
 from qkdmeet.vpn.tun import FakeTun
+from qkdmeet.vpn.wire import TYPE_AT, key_id_of
 
 KEY_BITS = 8 << 20  # 1 MiB keys
 
@@ -89,12 +90,12 @@ async def _data_path_once(size: int, packets: int) -> dict[str, float]:
             tun_a.inject(*batch)
         t_enc = time.perf_counter() - t0
         binds.a.tap = None
-        data = [d for d in captured if d[1] == 1]
+        data = [d for d in captured if d[TYPE_AT] == TYPE_DATA]
         deadline = time.monotonic() + 30
-        while any(b.receiver.get(d[12:28]) is None for d in data[:: max(1, len(data) // 50)]):
+        while any(b.receiver.get(key_id_of(d)) is None for d in data[:: max(1, len(data) // 50)]):
             if time.monotonic() > deadline:
                 raise RuntimeError("slave never got the master's keys")
-            b.receiver.want(list({d[12:28] for d in data}))
+            b.receiver.want(list({key_id_of(d) for d in data}))
             await asyncio.sleep(0.01)
         t0 = time.perf_counter()
         for i in range(0, len(data), 64):

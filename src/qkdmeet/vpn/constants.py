@@ -1,22 +1,10 @@
 """Limits of the QKD-VPN, split as in wireguard-go into the wire format
 ("specification") and choices of this implementation.
 
-Wire format of one outer UDP payload (all integers big-endian)::
-
-    0      1      2        4                 12                    28        32
-    +------+------+--------+-----------------+---------------------+---------+
-    | ver  | type | length |   sequence u64  |   key ID (UUID)     | offset  |
-    +------+------+--------+-----------------+---------------------+---------+
-    | body: inner IP packet XOR pad (DATA), key IDs in clear (ANNOUNCE),    |
-    | group ID then member key IDs in clear (GROUP), or nothing (REKEY)     |
-    +-----------------------------------------------------------------------+
-    | tag (32 bytes): Wegman-Carter over header || body                     |
-    +-----------------------------------------------------------------------+
-
-``offset`` addresses the first byte of this packet's key in the key ``key ID``:
-``key[offset:offset+32]`` masks the tag, ``key[offset+32:offset+32+length]``
-is the pad. ``key[0:32]`` of every key is the Poly1305 hash key pair r1 || r2
-used by all packets of that key.
+The wire format itself (the header's layout and field offsets, the codec) is
+:mod:`qkdmeet.vpn.wire`'s alone; the numbers it is built from (version, packet
+types, header and tag sizes, key bytes per packet) are the specification
+constants here.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The per-packet one-time pad and Wegman-Carter tag of DATA packets, in one kernel call.
 
-The wire format and key layout are those of :mod:`qkdmeet.vpn.constants`: a
+The wire format and key layout are those of :mod:`qkdmeet.vpn.wire`: a
 packet at ``offset`` of a key uses ``key[offset:offset+32]`` as the tag mask
 (s1 || s2) and ``key[offset+32:offset+32+n]`` as the pad; the tag is
 ``Poly1305(r1 || s1, header || body) || Poly1305(r2 || s2, header || body)``
@@ -11,6 +11,11 @@ doing it in one numba call instead of two Poly1305 set-ups in OpenSSL (8.6
 µs for a 1,432-byte message) and a big-integer XOR (4.8 µs) took the whole
 encrypt path of ``qkdmeet bench vpn`` from 16.5 to 12.3 µs per 1,400-byte
 packet (680 -> 913 Mb/s on one core).
+
+The header arrives packed (:func:`qkdmeet.vpn.wire.header`): these kernels
+never read or write its fields. :func:`tag_into` and :func:`tag_ok` are the
+tag construction itself, inlined into the batched kernels of
+:mod:`qkdmeet.vpn.pump` too, so it is written once.
 
 Every kernel zeroes the key bytes it consumed before it returns, so no copy
 of a used pad or mask outlives the packet.
@@ -23,38 +28,54 @@ import numpy as np
 import numpy.typing as npt
 
 from qkdmeet.crypto.poly1305 import poly1305_into
+from qkdmeet.vpn.constants import HEADER_BYTES, KEY_MASK_BYTES, OVERHEAD_BYTES, TAG_LEN
 
 Bytes = npt.NDArray[np.uint8]
+
+#: Bytes of one Poly1305 output, and of each half of the hash key pair and the mask.
+_HALF = TAG_LEN // 2
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def tag_into(msg: Bytes, end: int, r: Bytes, key: Bytes, off: int, out: Bytes, at: int) -> None:
+    """Write the tag of ``msg[:end]`` (header || body) at ``out[at:at+32]``: two Poly1305
+    hashes with the key's hash key pair ``r`` and the mask ``key[off:off+32]``."""
+    poly1305_into(msg, 0, end, r, 0, key, off, out, at)
+    poly1305_into(msg, 0, end, r, _HALF, key, off + _HALF, out, at + _HALF)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def tag_ok(msg: Bytes, end: int, r: Bytes, key: Bytes, off: int, scratch: Bytes) -> bool:
+    """Whether ``msg[end:end+32]`` is the tag of ``msg[:end]`` (constant time: no early
+    exit); ``scratch`` holds 32 bytes. Uses no key."""
+    tag_into(msg, end, r, key, off, scratch, 0)
+    diff = 0
+    for i in range(TAG_LEN):
+        diff |= scratch[i] ^ msg[end + i]
+    return diff == 0
 
 
 @numba.njit(cache=True, nogil=True)
 def _seal(out: Bytes, packet: Bytes, key: Bytes, off: int, r: Bytes) -> None:
     n = packet.size
-    pad0 = off + 32
+    pad0 = off + KEY_MASK_BYTES
     for i in range(n):
-        out[32 + i] = packet[i] ^ key[pad0 + i]
-    poly1305_into(out, 0, 32 + n, r, 0, key, off, out, 32 + n)
-    poly1305_into(out, 0, 32 + n, r, 16, key, off + 16, out, 48 + n)
+        out[HEADER_BYTES + i] = packet[i] ^ key[pad0 + i]
+    tag_into(out, HEADER_BYTES + n, r, key, off, out, HEADER_BYTES + n)
     for i in range(off, pad0 + n):
         key[i] = 0
 
 
 @numba.njit(cache=True, nogil=True)
 def _verify(datagram: Bytes, n: int, key: Bytes, off: int, r: Bytes) -> bool:
-    tag = np.empty(32, np.uint8)
-    poly1305_into(datagram, 0, 32 + n, r, 0, key, off, tag, 0)
-    poly1305_into(datagram, 0, 32 + n, r, 16, key, off + 16, tag, 16)
-    diff = 0
-    for i in range(32):  # constant time: no early exit
-        diff |= tag[i] ^ datagram[32 + n + i]
-    return diff == 0
+    return tag_ok(datagram, HEADER_BYTES + n, r, key, off, np.empty(TAG_LEN, np.uint8))
 
 
 @numba.njit(cache=True, nogil=True)
 def _open(out: Bytes, datagram: Bytes, n: int, key: Bytes, off: int) -> None:
-    pad0 = off + 32
+    pad0 = off + KEY_MASK_BYTES
     for i in range(n):
-        out[i] = datagram[32 + i] ^ key[pad0 + i]
+        out[i] = datagram[HEADER_BYTES + i] ^ key[pad0 + i]
     for i in range(off, pad0 + n):
         key[i] = 0
 
@@ -68,8 +89,8 @@ def seal(header: bytes, packet: bytes | bytearray | memoryview, key: Bytes, off:
     ``off + 32 + len(packet) <= len(key)``.
     """
     n = len(packet)
-    out = bytearray(64 + n)
-    out[:32] = header
+    out = bytearray(OVERHEAD_BYTES + n)
+    out[:HEADER_BYTES] = header
     _seal(np.frombuffer(out, np.uint8), np.frombuffer(packet, np.uint8), key, off, r)
     return bytes(out)
 
@@ -92,6 +113,6 @@ def warm_up() -> None:
     another compile): their first call otherwise costs 8 ms of a gateway's first
     key switch on the batched path (measured), or seconds without a cache."""
     key, r = np.zeros(128, np.uint8), np.frombuffer(bytes(32), np.uint8)
-    datagram = seal(bytes(32), bytes(16), key, 32, r)
+    datagram = seal(bytes(HEADER_BYTES), bytes(16), key, 32, r)
     verify(datagram, 16, key, 32, r)
     open_body(datagram, 16, key, 32)

@@ -55,7 +55,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import struct
 import time
 import uuid
 from collections import OrderedDict
@@ -70,7 +69,6 @@ from qkdmeet.vpn import pump
 from qkdmeet.vpn.constants import (
     DEFAULT_KEY_SIZE_BITS,
     DEFAULT_PREFETCH_BYTES,
-    HEADER_BYTES,
     KEY_HASH_BYTES,
     KEY_MASK_BYTES,
     MAX_BODY_BYTES,
@@ -85,20 +83,25 @@ from qkdmeet.vpn.constants import (
     TYPE_DATA,
     TYPE_GROUP,
     TYPE_REKEY,
-    VERSION,
 )
 from qkdmeet.vpn.fastpath import open_body, seal, verify
 from qkdmeet.vpn.keygroups import GroupingSupplier, group_body, parse_group
 from qkdmeet.vpn.keystream import Ledger, OpenKey, ReceiverKeyStream, SenderKeyStream
 from qkdmeet.vpn.metrics import GatewayMetrics, RateMeter
-from qkdmeet.vpn.packet import announce_body, key_bytes_used, parse, parse_announce
 from qkdmeet.vpn.replay import ReplayWindow
 from qkdmeet.vpn.transport import Address, DatagramBind, RawDatagramBind
 from qkdmeet.vpn.tun import PacketDevice, RawPacketDevice
+from qkdmeet.vpn.wire import (
+    BODY_AT,
+    announce_body,
+    header,
+    key_bytes_used,
+    parse,
+    parse_announce,
+)
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("!BBHQ16sI")
 _MAX_PENDING_KEYS = 4 * MAX_KEYS_PER_REQUEST
 #: Kernel calls per wake-up of a reader on the batched path (READ_BATCH packets each).
 _PUMP_ROUNDS = 4
@@ -239,8 +242,8 @@ class Gateway:
                 m.drop("no_key")
                 continue
             key, off = slot.key, slot.offset
-            header = _HEADER.pack(VERSION, TYPE_DATA, n, slot.sequence, key.raw_id, off)
-            send(seal(header, packet, key.view, off, key.r))  # pad, tag; key bytes zeroed
+            head = header(TYPE_DATA, n, slot.sequence, key.raw_id, off)
+            send(seal(head, packet, key.view, off, key.r))  # pad, tag; key bytes zeroed
             m.packets += 1
             m.payload_bytes += n
         if out:
@@ -275,7 +278,7 @@ class Gateway:
             bind.send_errors += int(st[pump.IO_ERRORS])
             stop = st[pump.STOP]
             if stop == pump.STOP_KEY:
-                self._on_tun([bytes(buf[HEADER_BYTES : HEADER_BYTES + st[pump.HELD]])])
+                self._on_tun([bytes(buf[BODY_AT : BODY_AT + st[pump.HELD]])])
             elif stop != pump.STOP_SEQUENCE:
                 return  # empty, or a batch done: the reader fires again while readable
 
@@ -301,7 +304,7 @@ class Gateway:
         key, off = slot.key, slot.offset
         mask = bytes(key.data[off : off + KEY_MASK_BYTES])
         key.data[off : off + KEY_MASK_BYTES] = bytes(KEY_MASK_BYTES)
-        msg = _HEADER.pack(VERSION, ptype, len(body), slot.sequence, key.raw_id, off) + body
+        msg = header(ptype, len(body), slot.sequence, key.raw_id, off) + body
         self.bind.send(msg + key.mac.tag(msg, mask))
         self.metrics.outbound.announces += 1
 
@@ -317,7 +320,7 @@ class Gateway:
         key, off = slot.key, slot.offset
         mask = bytes(key.data[off : off + KEY_MASK_BYTES])
         key.data[off : off + KEY_MASK_BYTES] = bytes(KEY_MASK_BYTES)
-        msg = _HEADER.pack(VERSION, TYPE_REKEY, 0, slot.sequence, key.raw_id, off)
+        msg = header(TYPE_REKEY, 0, slot.sequence, key.raw_id, off)
         self.bind.send(msg + key.mac.tag(msg, mask))
         self.rekeys_sent += 1
 

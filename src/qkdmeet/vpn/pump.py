@@ -31,9 +31,13 @@ What a kernel does and what it leaves to the gateway's Python path:
   Python path checks it again from the start and counts its drop, so every
   drop reason is decided in one place (:mod:`qkdmeet.vpn.gateway`).
 
-The wire format, key layout, replay window and offset bitmap are those of the
-Python path (the tests compare the datagrams byte for byte); every key byte
-used is zeroed before the kernel moves on.
+The wire format is :mod:`qkdmeet.vpn.wire`'s: the kernels write and read the
+header's fields in place at its offsets (:func:`put_header` and the
+``header_*`` readers), and the tag is :mod:`qkdmeet.vpn.fastpath`'s. Key
+layout, replay window and offset bitmap are those of the Python path (the
+tests compare the datagrams byte for byte: ``tests/vpn/test_wire.py``,
+``tests/vpn/test_pump.py``); every key byte used is zeroed before the kernel
+moves on.
 """
 
 from __future__ import annotations
@@ -45,17 +49,28 @@ import numpy as np
 import numpy.typing as npt
 from numba import types
 
-from qkdmeet.crypto.poly1305 import poly1305_into
 from qkdmeet.vpn import fastpath
 from qkdmeet.vpn.constants import (
-    HEADER_BYTES,
     KEY_HASH_BYTES,
     KEY_MASK_BYTES,
+    MAX_BODY_BYTES,
     OVERHEAD_BYTES,
+    TAG_LEN,
     TYPE_DATA,
     VERSION,
 )
+from qkdmeet.vpn.fastpath import tag_into, tag_ok
 from qkdmeet.vpn.replay import OK, window_accept, window_check
+from qkdmeet.vpn.wire import (
+    BODY_AT,
+    KEY_ID_AT,
+    KEY_ID_BYTES,
+    LENGTH_AT,
+    OFFSET_AT,
+    SEQUENCE_AT,
+    TYPE_AT,
+    VERSION_AT,
+)
 
 Bytes = npt.NDArray[np.uint8]
 Counters = npt.NDArray[np.int64]
@@ -91,7 +106,7 @@ BAD_INNER = 9  # open: accepted, but the inner packet is not a sane IP packet
 N_COUNTERS = 10
 
 #: Buffer for one datagram of the largest body (what the kernels read into).
-BUFFER_BYTES = OVERHEAD_BYTES + 65535
+BUFFER_BYTES = OVERHEAD_BYTES + MAX_BODY_BYTES
 
 
 def buffer() -> Bytes:
@@ -100,6 +115,54 @@ def buffer() -> Bytes:
 
 def counters() -> Counters:
     return np.zeros(N_COUNTERS, np.int64)
+
+
+# --- the header's fields in place, at the offsets of :mod:`qkdmeet.vpn.wire` ----------
+@numba.njit(cache=True, nogil=True, inline="always")
+def put_header(buf: Bytes, ptype: int, length: int, sequence: np.uint64, key_id: Bytes,
+               offset: int) -> None:
+    """Write the header at the front of ``buf``: the bytes :func:`qkdmeet.vpn.wire.header`
+    packs (``tests/vpn/test_wire.py`` compares them)."""
+    buf[VERSION_AT] = VERSION
+    buf[TYPE_AT] = ptype
+    buf[LENGTH_AT] = length >> 8
+    buf[LENGTH_AT + 1] = length & 0xFF
+    for i in range(8):
+        buf[SEQUENCE_AT + i] = (sequence >> np.uint64(56 - 8 * i)) & np.uint64(0xFF)
+    for i in range(KEY_ID_BYTES):
+        buf[KEY_ID_AT + i] = key_id[i]
+    for i in range(4):
+        buf[OFFSET_AT + i] = (offset >> (24 - 8 * i)) & 0xFF
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def header_length(buf: Bytes) -> int:
+    return int(buf[LENGTH_AT]) << 8 | int(buf[LENGTH_AT + 1])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def header_sequence(buf: Bytes) -> np.uint64:
+    s = np.uint64(0)
+    for i in range(8):
+        s = (s << np.uint64(8)) | np.uint64(buf[SEQUENCE_AT + i])
+    return s
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def header_offset(buf: Bytes) -> int:
+    off = 0
+    for i in range(4):
+        off = off << 8 | int(buf[OFFSET_AT + i])
+    return off
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def header_names_key(buf: Bytes, key_id: Bytes) -> bool:
+    """Whether the header's key ID is ``key_id`` (all 16 bytes compared)."""
+    same = True
+    for i in range(KEY_ID_BYTES):
+        same &= buf[KEY_ID_AT + i] == key_id[i]
+    return same
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -136,7 +199,7 @@ def seal_run(tun_fd: int, udp_fd: int, buf: Bytes, key: Bytes, offset: int, r: B
         if s >= seq_end:
             out[STOP] = STOP_SEQUENCE
             break
-        n = _c_read(tun_fd, base + HEADER_BYTES, room)
+        n = _c_read(tun_fd, base + BODY_AT, room)
         if n < 0:
             out[STOP] = STOP_EMPTY
             break
@@ -149,25 +212,15 @@ def seal_run(tun_fd: int, udp_fd: int, buf: Bytes, key: Bytes, offset: int, r: B
             out[STOP] = STOP_KEY
             out[HELD] = n
             break
-        buf[0] = VERSION
-        buf[1] = TYPE_DATA
-        buf[2] = n >> 8
-        buf[3] = n & 0xFF
-        for i in range(8):
-            buf[4 + i] = (s >> np.uint64(56 - 8 * i)) & np.uint64(0xFF)
-        for i in range(16):
-            buf[12 + i] = key_id[i]
-        for i in range(4):
-            buf[28 + i] = (off >> (24 - 8 * i)) & 0xFF
+        put_header(buf, TYPE_DATA, n, s, key_id, off)
         pad0 = off + KEY_MASK_BYTES
         for i in range(n):
-            buf[HEADER_BYTES + i] ^= key[pad0 + i]
-        end = HEADER_BYTES + n
-        poly1305_into(buf, 0, end, r, 0, key, off, buf, end)
-        poly1305_into(buf, 0, end, r, 16, key, off + 16, buf, end + 16)
+            buf[BODY_AT + i] ^= key[pad0 + i]
+        end = BODY_AT + n
+        tag_into(buf, end, r, key, off, buf, end)
         for i in range(off, pad0 + n):
             key[i] = 0
-        if _c_send(udp_fd, base, end + 32, 0) < 0:
+        if _c_send(udp_fd, base, end + TAG_LEN, 0) < 0:
             out[IO_ERRORS] += 1
         if ledger.size:
             ledger[2 * out[PACKETS]] = off
@@ -192,7 +245,7 @@ def open_run(udp_fd: int, tun_fd: int, buf: Bytes, key: Bytes, r: Bytes, key_id:
     out[:] = 0
     out[STOP] = STOP_BATCH
     base = buf.ctypes.data
-    tag = np.empty(32, np.uint8)
+    tag = np.empty(TAG_LEN, np.uint8)
     for _ in range(max_packets):
         n = _c_recv(udp_fd, base, buf.size, 0)
         if n < 0:
@@ -201,34 +254,21 @@ def open_run(udp_fd: int, tun_fd: int, buf: Bytes, key: Bytes, r: Bytes, key_id:
         # every check of the Python path, in its order; any doubt: hand it over
         out[STOP] = STOP_SLOW
         out[HELD] = n
-        if n < OVERHEAD_BYTES or buf[0] != VERSION or buf[1] != TYPE_DATA:
+        if n < OVERHEAD_BYTES or buf[VERSION_AT] != VERSION or buf[TYPE_AT] != TYPE_DATA:
             break
-        length = int(buf[2]) << 8 | int(buf[3])
+        length = header_length(buf)
         if n != OVERHEAD_BYTES + length:
             break
-        same = True
-        for i in range(16):
-            same &= buf[12 + i] == key_id[i]
-        if not same:
+        if not header_names_key(buf, key_id):
             break
-        s = np.uint64(0)
-        for i in range(8):
-            s = (s << np.uint64(8)) | np.uint64(buf[4 + i])
-        off = 0
-        for i in range(4):
-            off = off << 8 | int(buf[28 + i])
+        s = header_sequence(buf)
+        off = header_offset(buf)
         need = KEY_MASK_BYTES + length
         if off < KEY_HASH_BYTES or off + need > key.size or seen[off >> 3] & (1 << (off & 7)):
             break
         if window_check(ring, window, s) != OK:
             break
-        end = HEADER_BYTES + length
-        poly1305_into(buf, 0, end, r, 0, key, off, tag, 0)
-        poly1305_into(buf, 0, end, r, 16, key, off + 16, tag, 16)
-        diff = 0
-        for i in range(32):  # constant time: no early exit
-            diff |= tag[i] ^ buf[end + i]
-        if diff != 0:
+        if not tag_ok(buf, BODY_AT + length, r, key, off, tag):
             break
         window_accept(ring, window, s)
         seen[off >> 3] |= 1 << (off & 7)
@@ -236,15 +276,15 @@ def open_run(udp_fd: int, tun_fd: int, buf: Bytes, key: Bytes, r: Bytes, key_id:
         out[HELD] = 0
         pad0 = off + KEY_MASK_BYTES
         for i in range(length):
-            buf[HEADER_BYTES + i] ^= key[pad0 + i]
+            buf[BODY_AT + i] ^= key[pad0 + i]
         for i in range(off, pad0 + length):
             key[i] = 0
         out[ACCEPTED] += 1
         out[KEY_USED] += need
-        if check_inner and not inner_ok(buf, HEADER_BYTES, length):
+        if check_inner and not inner_ok(buf, BODY_AT, length):
             out[BAD_INNER] += 1
             continue
-        if _c_write(tun_fd, base + HEADER_BYTES, length) < 0:
+        if _c_write(tun_fd, base + BODY_AT, length) < 0:
             out[IO_ERRORS] += 1
         out[PACKETS] += 1
         out[PAYLOAD] += length
