@@ -83,13 +83,18 @@ def test_kme_certificates_name_the_fiber_addresses(tmp_path: Path) -> None:
         assert ip in [str(a) for a in san.get_values_for_type(x509.IPAddress)]
 
 
-def test_qkd_table_for_the_real_time_link() -> None:
+def test_qkd_table_for_the_real_time_link(tmp_path: Path) -> None:
     p = sites.plan(distance_km=20)
-    a = tomllib.loads(sites.link_table(p, "a", use_qkd=True, seed=b"x", epoch=0))["qkd"]
-    b = tomllib.loads(sites.link_table(p, "b", use_qkd=True, seed=b"x", epoch=0))["qkd"]
+    files = sites.write_sites(p, tmp_path, use_qkd=True)
+    assert files.link_kind == "qkd"
+    a, b = (tomllib.loads(files.kme_configs[s].read_text())["qkd"] for s in ("a", "b"))
     assert (a["role"], b["role"]) == ("transmitter", "receiver")
     assert a["listen"] == b["connect"] == f"{p.fiber_a}:{sites.QKD_PORT}"
     assert a["distance_km"] == 20
+    qa, qb = (load_kme(files.kme_configs[s]).qkd for s in ("a", "b"))
+    assert qa is not None and qb is not None and qa.psk == qb.psk
+    assert len(qa.psk) == sites.QKD_PSK_BYTES and qa.psk_file == tmp_path / sites.QKD_PSK_FILE
+    assert (qa.preset, qa.distance_km) == (p.preset, 20.0)
 
 
 # --- adaptation ----------------------------------------------------------------------

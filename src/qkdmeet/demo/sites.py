@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from qkdmeet.kme import config as kconfig
 from qkdmeet.kme import pki
 from qkdmeet.qkd.classical import DEFAULT_SECRET_BYTES
 
@@ -122,9 +123,7 @@ def plan(prefix: str = "qkd-", distance_km: float = 7.0, preset: str = "toshiba"
 
 def qkd_link_supported() -> bool:
     """True when ``kme serve`` runs the real-time QKD link from a ``[qkd]`` table."""
-    from qkdmeet.kme.config import KmeConfig
-
-    return any(f.name == "qkd" for f in dataclasses.fields(KmeConfig))
+    return any(f.name == "qkd" for f in dataclasses.fields(kconfig.KmeConfig))
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,37 +154,50 @@ class SiteFiles:
         }
 
 
-def link_table(plan: DemoPlan, side: str, *, use_qkd: bool, seed: bytes, epoch: float) -> str:
-    """The key source table of a site's KME config."""
-    if use_qkd:
-        role = "transmitter" if side == "a" else "receiver"
-        addr = f"{plan.fiber_a}:{QKD_PORT}"
-        where = f'listen = "{addr}"' if side == "a" else f'connect = "{addr}"'
-        return (
-            f'[qkd]\nrole = "{role}"\n{where}\npreset = "{plan.preset}"\n'
-            f'distance_km = {plan.distance_km}\npsk_file = "{QKD_PSK_FILE}"\n'
-        )
-    return (
-        f'[link]\nseed = "{seed.hex()}"\nbits_per_second = {plan.link_rate_bps}\n'
-        f"block_bytes = {LINK_BLOCK_BYTES}\nepoch = {epoch}\n"
+def seeded_link(plan: DemoPlan, *, seed: bytes, epoch: float) -> kconfig.SimulatedLink:
+    """The simulated link both KMEs share, at the rate the model gives the fiber."""
+    return kconfig.SimulatedLink(seed, plan.link_rate_bps, LINK_BLOCK_BYTES, epoch)
+
+
+def qkd_feed(plan: DemoPlan, side: str, psk: bytes) -> kconfig.QkdFeed:
+    """A site's end of the real-time QKD link over the fiber (transmitter at A)."""
+    return kconfig.QkdFeed(
+        role="transmitter" if side == "a" else "receiver",
+        address=f"{plan.fiber_a}:{QKD_PORT}",
+        psk=psk,
+        psk_file=Path(QKD_PSK_FILE),
+        preset=plan.preset,
+        distance_km=plan.distance_km,
     )
 
 
-def kme_config_text(plan: DemoPlan, side: str, link: str) -> str:
+def kme_config(plan: DemoPlan, side: str, *, link: kconfig.SimulatedLink | None = None,
+               qkd: kconfig.QkdFeed | None = None) -> kconfig.KmeConfig:
     """KME config of ``side``: ETSI 014 on all addresses of its gateway namespace
-    (the gateway reaches it on loopback, the peer KME over the fiber)."""
+    (the gateway reaches it on loopback, the peer KME over the fiber); files
+    relative to the sites' folder."""
     other = "b" if side == "a" else "a"
     peer_ip = plan.fiber_b if side == "a" else plan.fiber_a
-    return (
-        f'kme_id = "{pki.kme_id(side)}"\nhost = "0.0.0.0"\nport = {KME_PORT}\n'
-        f'db = "kme-{side}.db"\ncert = "kme-{side}.pem"\nkey = "kme-{side}.key"\nca = "ca.pem"\n'
-        f"authority = {'true' if side == 'a' else 'false'}\n"
-        f"key_size = {plan.key_size_bits}\nmin_key_size = 64\n"
-        f"max_key_size = {max(plan.key_size_bits, 1024)}\n"
-        "max_key_per_request = 128\nmax_key_count = 1000000\n"
-        f'[saes]\nlocal = ["{SAE[side]}"]\nremote = ["{SAE[other]}"]\n'
-        f'[peer]\nkme_id = "{pki.kme_id(other)}"\nurl = "https://{peer_ip}:{KME_PORT}"\n'
-        + link
+    return kconfig.KmeConfig(
+        kme_id=pki.kme_id(side),
+        host="0.0.0.0",
+        port=KME_PORT,
+        db=Path(f"kme-{side}.db"),
+        cert=Path(f"kme-{side}.pem"),
+        key=Path(f"kme-{side}.key"),
+        ca=Path("ca.pem"),
+        local_saes=(SAE[side],),
+        remote_saes=(SAE[other],),
+        peer_kme_id=pki.kme_id(other),
+        peer_url=f"https://{peer_ip}:{KME_PORT}",
+        authority=side == "a",
+        key_size=plan.key_size_bits,
+        min_key_size=64,
+        max_key_size=max(plan.key_size_bits, 1024),
+        max_key_per_request=128,
+        max_key_count=1_000_000,
+        link=link,
+        qkd=qkd,
     )
 
 
@@ -195,19 +207,20 @@ def write_sites(plan: DemoPlan, directory: Path, *, use_qkd: bool | None = None)
         use_qkd = qkd_link_supported()
     directory.mkdir(parents=True, exist_ok=True)
     pki.init(directory, hosts={"a": [plan.fiber_a], "b": [plan.fiber_b]})
-    seed, epoch = os.urandom(32), time.time()
+    psk = b""
     if use_qkd:
         # the bootstrap secret both ends share before the link's first block
         # (in a real deployment it is installed at both sites out of band)
-        psk = directory / QKD_PSK_FILE
-        psk.write_bytes(os.urandom(QKD_PSK_BYTES))
-        psk.chmod(0o600)
+        psk = os.urandom(QKD_PSK_BYTES)
+        path = directory / QKD_PSK_FILE
+        path.write_bytes(psk)
+        path.chmod(0o600)
+    link = seeded_link(plan, seed=os.urandom(32), epoch=time.time())
     configs: dict[str, Path] = {}
     for side in ("a", "b"):
-        path = directory / f"kme-{side}.toml"
-        table = link_table(plan, side, use_qkd=use_qkd, seed=seed, epoch=epoch)
-        path.write_text(kme_config_text(plan, side, table))
-        configs[side] = path
+        cfg = (kme_config(plan, side, qkd=qkd_feed(plan, side, psk)) if use_qkd
+               else kme_config(plan, side, link=link))
+        configs[side] = kconfig.write(cfg, directory / f"kme-{side}.toml")
     return SiteFiles(
         directory=directory,
         kme_configs=configs,

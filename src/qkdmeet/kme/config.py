@@ -1,4 +1,10 @@
-"""KME configuration, read from TOML (``qkdmeet kme serve --config FILE``).
+"""KME configuration: one model (:class:`KmeConfig`) that is read from TOML
+(``qkdmeet kme serve --config FILE``: :func:`load`, :func:`parse`) and
+written to it (:func:`write`, :func:`dump`) by whoever sets KMEs up
+(:mod:`qkdmeet.kme.pair`, :mod:`qkdmeet.demo.sites`), so a field is added in
+this module alone; ``tests/kme/test_config.py`` checks that every field
+survives the round trip. Paths are written as given; a relative one is read
+relative to the file's folder.
 
 Key comes from one of two feeds:
 
@@ -33,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from qkdmeet.qkd.params import DEFAULT_BLOCK_BITS
 
 
@@ -57,6 +65,8 @@ class QkdFeed:
     role: str
     address: str
     psk: bytes = field(repr=False)
+    #: the file ``psk`` was read from: written instead of the secret itself
+    psk_file: Path | None = None
     preset: str = "toshiba"
     loss_db: float | None = None
     distance_km: float | None = None
@@ -98,9 +108,11 @@ def _qkd(table: dict[str, Any], base: Path) -> QkdFeed:
     if role not in ("transmitter", "receiver"):
         raise ConfigError('qkd.role must be "transmitter" or "receiver"')
     address = _get(table, "listen" if role == "transmitter" else "connect", str)
+    psk_file = None
     if "psk_file" in table:
+        psk_file = base / _get(table, "psk_file", str)
         try:
-            psk = (base / _get(table, "psk_file", str)).read_bytes()
+            psk = psk_file.read_bytes()
         except OSError as exc:
             raise ConfigError(f"qkd.psk_file: {exc}") from exc
     else:
@@ -127,6 +139,7 @@ def _qkd(table: dict[str, Any], base: Path) -> QkdFeed:
         role=role,
         address=address,
         psk=psk,
+        psk_file=psk_file,
         preset=str(table.get("preset", "toshiba")),
         loss_db=None if loss is None else float(loss),
         distance_km=None if dist is None else float(dist),
@@ -208,3 +221,60 @@ def load(path: str | Path) -> KmeConfig:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{p}: {exc}") from exc
     return parse(data, p.parent)
+
+
+# --- writing -------------------------------------------------------------------------
+def _dump_qkd(q: QkdFeed) -> dict[str, Any]:
+    table: dict[str, Any] = {
+        "role": q.role,
+        "listen" if q.role == "transmitter" else "connect": q.address,
+        **({"psk_file": str(q.psk_file)} if q.psk_file is not None else {"psk": q.psk.hex()}),
+        "preset": q.preset,
+        "loss_db": q.loss_db,
+        "distance_km": q.distance_km,
+        "block_bits": q.block_bits,
+        "eve": q.eve,
+        "seed": q.seed,
+    }
+    return {k: v for k, v in table.items() if v is not None}
+
+
+def dump(cfg: KmeConfig) -> dict[str, Any]:
+    """The TOML document of ``cfg`` (what :func:`parse` reads back)."""
+    doc: dict[str, Any] = {
+        "kme_id": cfg.kme_id,
+        "host": cfg.host,
+        "port": cfg.port,
+        "db": str(cfg.db),
+        "cert": str(cfg.cert),
+        "key": str(cfg.key),
+        "ca": str(cfg.ca),
+        "authority": cfg.authority,
+        "key_size": cfg.key_size,
+        "max_key_per_request": cfg.max_key_per_request,
+        "max_key_size": cfg.max_key_size,
+        "min_key_size": cfg.min_key_size,
+        "max_key_count": cfg.max_key_count,
+        "key_expiry_seconds": cfg.key_expiry_seconds,
+    }
+    if cfg.audit_log is not None:  # else the reader's default, next to the db
+        doc["audit_log"] = str(cfg.audit_log)
+    doc["saes"] = {"local": list(cfg.local_saes), "remote": list(cfg.remote_saes)}
+    doc["peer"] = {"kme_id": cfg.peer_kme_id, "url": cfg.peer_url}
+    if cfg.link is not None:
+        doc["link"] = {
+            "seed": cfg.link.seed.hex(),
+            "bits_per_second": cfg.link.bits_per_second,
+            "block_bytes": cfg.link.block_bytes,
+            "epoch": cfg.link.epoch,
+        }
+    if cfg.qkd is not None:
+        doc["qkd"] = _dump_qkd(cfg.qkd)
+    return doc
+
+
+def write(cfg: KmeConfig, path: str | Path) -> Path:
+    """Write ``cfg`` as the TOML file ``path``; returns the path."""
+    p = Path(path)
+    p.write_text(tomli_w.dumps(dump(cfg)))
+    return p

@@ -49,45 +49,53 @@ def write_pair(
     *,
     link_bits_per_second: float | None = None,
     qkd: dict[str, Any] | None = None,
-    **limits: int,
+    **limits: Any,
 ) -> PairFiles:
     """PKI and both configs; with ``link_bits_per_second`` a shared ``[link]`` table
-    (seeded simulated link) so that two ``qkdmeet kme serve`` processes are fed."""
+    (seeded simulated link) so that two ``qkdmeet kme serve`` processes are fed.
+
+    ``qkd`` holds :class:`~qkdmeet.kme.config.QkdFeed` fields both ends share
+    (``port`` picks the link's port); ``limits`` are further
+    :class:`~qkdmeet.kme.config.KmeConfig` fields (``max_key_per_request=64``).
+    """
     d = Path(directory)
     pki.init(d)
     ports = ports or {s: free_port() for s in pki.SITES}
-    configs: dict[str, Path] = {}
-    link = ""
+    link = None
     if link_bits_per_second is not None:
-        link = (
-            f'[link]\nseed = "{os.urandom(32).hex()}"\nbits_per_second = {link_bits_per_second}\n'
-            f"block_bytes = 4096\nepoch = {time.time()}\n"
-        )
-    qkd_tables = {"a": "", "b": ""}
+        link = kconfig.SimulatedLink(os.urandom(32), float(link_bits_per_second), 4096,
+                                     time.time())
+    feeds: dict[str, kconfig.QkdFeed | None] = {"a": None, "b": None}
     if qkd is not None:
-        (d / "qkd-psk.bin").write_bytes(os.urandom(32 + 2 * 4096 * 32))
-        qport = int(qkd.get("port") or free_port())
-        common = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in qkd.items() if k != "port")
-        qkd_tables = {
-            "a": f'[qkd]\nrole = "transmitter"\nlisten = "127.0.0.1:{qport}"\n',
-            "b": f'[qkd]\nrole = "receiver"\nconnect = "127.0.0.1:{qport}"\n',
+        psk_file = Path("qkd-psk.bin")
+        psk = os.urandom(32 + 2 * 4096 * 32)
+        (d / psk_file).write_bytes(psk)
+        common = {k: v for k, v in qkd.items() if k != "port"}
+        address = f"127.0.0.1:{int(qkd.get('port') or free_port())}"
+        feeds = {
+            site: kconfig.QkdFeed(role, address, psk, psk_file=psk_file, **common)
+            for site, role in (("a", "transmitter"), ("b", "receiver"))
         }
-        for site in qkd_tables:
-            qkd_tables[site] += f'psk_file = "qkd-psk.bin"\n{common}'
+    configs: dict[str, Path] = {}
     for site, other in (("a", "b"), ("b", "a")):
-        extra = "".join(f"{k} = {v}\n" for k, v in limits.items())
-        text = (
-            f'kme_id = "{pki.kme_id(site)}"\nhost = "127.0.0.1"\nport = {ports[site]}\n'
-            f'db = "kme-{site}.db"\ncert = "kme-{site}.pem"\nkey = "kme-{site}.key"\n'
-            'ca = "ca.pem"\n'
-            f"authority = {'true' if site == 'a' else 'false'}\n{extra}"
-            f'[saes]\nlocal = ["{pki.sae_id(site)}"]\nremote = ["{pki.sae_id(other)}"]\n'
-            f'[peer]\nkme_id = "{pki.kme_id(other)}"\nurl = "https://127.0.0.1:{ports[other]}"\n'
-            + link
-            + qkd_tables[site]
+        cfg = kconfig.KmeConfig(
+            kme_id=pki.kme_id(site),
+            host="127.0.0.1",
+            port=ports[site],
+            db=Path(f"kme-{site}.db"),
+            cert=Path(f"kme-{site}.pem"),
+            key=Path(f"kme-{site}.key"),
+            ca=Path("ca.pem"),
+            local_saes=(pki.sae_id(site),),
+            remote_saes=(pki.sae_id(other),),
+            peer_kme_id=pki.kme_id(other),
+            peer_url=f"https://127.0.0.1:{ports[other]}",
+            authority=site == "a",
+            link=link,
+            qkd=feeds[site],
+            **limits,
         )
-        configs[site] = d / f"kme-{site}.toml"
-        configs[site].write_text(text)
+        configs[site] = kconfig.write(cfg, d / f"kme-{site}.toml")
     return PairFiles(d, configs, ports)
 
 

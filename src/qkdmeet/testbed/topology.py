@@ -261,6 +261,9 @@ class Topology:
         ``extra_routes`` are subnets behind the peer besides its LAN (the
         visitor link, :meth:`visitor_up`, for gateway A).
         """
+        # the vpn package loads the data path (numba): only when a gateway is configured
+        from qkdmeet.vpn.config import GatewayConfig, KeysConfig, write_config
+
         if (keys_dir is None) == (etsi is None):
             raise ValueError("give exactly one of keys_dir and etsi")
         me, peer = (self.a, self.b) if side == "a" else (self.b, self.a)
@@ -268,31 +271,30 @@ class Topology:
         if etsi is not None:
             sae, peer_sae = etsi.get("sae_id", sae), etsi.get("peer_sae_id", peer_sae)
         if self.mode == "relay":
-            peer_addr = f"{me.relay_ip}:{RELAY_PORT}"
+            peer_addr = (me.relay_ip, RELAY_PORT)
         else:
-            peer_addr = f"{peer.gw_wan_ip}:{GATEWAY_PORT}"
+            peer_addr = (peer.gw_wan_ip, GATEWAY_PORT)
         if etsi is not None:
-            source = 'source = "etsi"\n' + "".join(
-                f'{k} = "{etsi[k]}"\n' for k in ("kme_url", "cert_file", "key_file", "ca_file")
+            keys = KeysConfig(
+                "etsi", sae, peer_sae, key_size_bits, prefetch_bytes, kme_url=etsi["kme_url"],
+                cert_file=Path(etsi["cert_file"]), key_file=Path(etsi["key_file"]),
+                ca_file=Path(etsi["ca_file"]),
             )
         else:
-            source = f'source = "files"\ndir = "{keys_dir}"\n'
-        path = self.run_dir / f"gateway-{side}.toml"
-        path.write_text(
-            "[gateway]\n"
-            f'name = "{sae}"\ntun = "qkm-tun"\n'
-            f"routes = {json.dumps([peer.lan_subnet, *(extra_routes or [])])}\n"
-            f'listen = "{me.gw_wan_ip}:{GATEWAY_PORT}"\n'
-            f'peer = "{peer_addr}"\n'
-            f'state_dir = "{self.run_dir / ("state-" + side)}"\n'
-            f'budget_listen = "{me.gw_lan_ip}:9180"\n'
-            f'data_path = "{data_path}"\n'
-            "[keys]\n"
-            + source
-            + f'sae_id = "{sae}"\npeer_sae_id = "{peer_sae}"\n'
-            f"key_size_bits = {key_size_bits}\nprefetch_bytes = {prefetch_bytes}\n"
+            keys = KeysConfig("files", sae, peer_sae, key_size_bits, prefetch_bytes,
+                              dir=keys_dir)
+        cfg = GatewayConfig(
+            name=sae,
+            tun="qkm-tun",
+            listen=(me.gw_wan_ip, GATEWAY_PORT),
+            peer=peer_addr,
+            keys=keys,
+            routes=(peer.lan_subnet, *(extra_routes or [])),
+            state_dir=self.run_dir / ("state-" + side),
+            budget_listen=(me.gw_lan_ip, 9180),
+            data_path=data_path,
         )
-        return path
+        return write_config(cfg, self.run_dir / f"gateway-{side}.toml")
 
     def start_gateway(self, side: str, config: Path, *, ready_timeout: float = 30.0
                       ) -> subprocess.Popen[bytes]:

@@ -1,4 +1,9 @@
-"""Gateway configuration from TOML.
+"""Gateway configuration: one model (:class:`GatewayConfig`) read from TOML
+(:func:`load_config`, :func:`parse_config`) and written to it
+(:func:`write_config`, :func:`dump_config`) by whoever sets gateways up
+(:meth:`qkdmeet.testbed.topology.Topology.gateway_config`), so a field is
+added in this module alone; ``tests/vpn/test_config.py`` checks that every
+field survives the round trip.
 
 Example (every key shown; ``[keys].source`` picks the key supply)::
 
@@ -31,18 +36,22 @@ asks only for key sizes and counts within its limits; a KME whose keys are
 smaller than ``key_size_bits`` (a vendor's 256-bit keys) is served in key
 groups (see :mod:`qkdmeet.vpn.keygroups`).
 
-Relative file paths are resolved against the configuration file's folder.
+Relative file paths are resolved against the configuration file's folder
+(and written as given).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from qkdmeet.vpn.constants import DEFAULT_KEY_SIZE_BITS, DEFAULT_PREFETCH_BYTES, TUN_MTU
-from qkdmeet.vpn.transport import Address, parse_address
+from qkdmeet.vpn.transport import Address, format_address, parse_address
 
 
 class ConfigError(ValueError):
@@ -78,7 +87,6 @@ class GatewayConfig:
     #: "batched" (:mod:`.pump`: 350 Mb/s on the testbed) or "per-packet" (the
     #: Python path the batched one falls back to between keys: 176 Mb/s).
     data_path: str = "batched"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _get(table: dict[str, Any], key: str, kind: type, section: str, default: Any = ...) -> Any:
@@ -177,3 +185,34 @@ def load_config(path: Path) -> GatewayConfig:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     return parse_config(data, path.resolve().parent)
+
+
+# --- writing -------------------------------------------------------------------------
+def dump_config(cfg: GatewayConfig) -> dict[str, Any]:
+    """The TOML document of ``cfg`` (what :func:`parse_config` reads back); unset
+    optional values are left out, so the reader's defaults apply."""
+    gateway: dict[str, Any] = {
+        "name": cfg.name,
+        "tun": cfg.tun,
+        "mtu": cfg.mtu,
+        "routes": list(cfg.routes),
+        "listen": format_address(cfg.listen),
+        "peer": format_address(cfg.peer),
+        "state_dir": cfg.state_dir,
+        "budget_listen": None if cfg.budget_listen is None else format_address(cfg.budget_listen),
+        "data_path": cfg.data_path,
+    }
+    # [keys] is KeysConfig field by field: a field added there is written as it is
+    keys = {f.name: getattr(cfg.keys, f.name) for f in dataclasses.fields(cfg.keys)}
+    keys["kme_url"] = keys["kme_url"] or None  # "" is the reader's default
+    return {
+        name: {key: str(v) if isinstance(v, Path) else v
+               for key, v in table.items() if v is not None}
+        for name, table in (("gateway", gateway), ("keys", keys))
+    }
+
+
+def write_config(cfg: GatewayConfig, path: Path) -> Path:
+    """Write ``cfg`` as the TOML file ``path``; returns the path."""
+    path.write_text(tomli_w.dumps(dump_config(cfg)))
+    return path

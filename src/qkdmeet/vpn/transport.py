@@ -65,6 +65,12 @@ def parse_address(text: str) -> Address:
     return host.strip("[]"), int(port)
 
 
+def format_address(address: Address) -> str:
+    """``HOST:PORT`` (an IPv6 host in brackets): what :func:`parse_address` reads."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class UdpBind:
     """One UDP socket bound to ``listen``, talking to ``peer``."""
 
