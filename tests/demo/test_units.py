@@ -196,6 +196,38 @@ async def test_adapter_survives_a_failing_server() -> None:
     assert await a.update(0.0) is None and a.history == []
 
 
+def test_the_bitrates_plot_draws_each_cap_to_the_end_of_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Caps settle within the first ~10 s of a run; each holds until the next change,
+    so its line must reach the end of the run (it used to stop at the last change)."""
+    from qkdmeet.report import plots
+    from qkdmeet.report.accounting import Recorder
+
+    async def post(caps: adapt.Caps) -> None:
+        return None
+
+    a = adapt.Adapter(post, LOADS, t0=1000.0)
+    a.history = [{"t": 1.0, "cap_bps": 400_000, "camera_cap_bps": None},
+                 {"t": 10.0, "cap_bps": 250_000, "camera_cap_bps": 0}]
+    rec = Recorder(["A->B"])
+    rec.direction("A->B", 1000.0, key_bytes=0, payload_bytes=0, packets=0, key_buffered_bytes=0)
+    for stream, t, bps in a.plotted(1060.0):
+        rec.bitrate(stream, t, bps)
+    report = rec.report()
+    video, camera = (report.series["bitrates"][k] for k in ("video cap", "camera cap"))
+    assert video == {"t": [1.0, 10.0, 60.0], "bps": [400e3, 250e3, 250e3]}
+    assert camera == {"t": [1.0, 10.0, 60.0], "bps": [400e3, 0.0, 0.0]}
+    assert report.duration_s == 60.0
+    figures = []
+    monkeypatch.setattr(plots.plt, "close", figures.append)
+    plots.plot_bitrates(report, tmp_path / "bitrates.png")
+    lines = {ln.get_label(): ln for ln in figures[0].axes[0].get_lines()}
+    for label in ("media video cap", "media camera cap"):
+        assert lines[label].get_xdata()[-1] == 60.0
+        assert lines[label].get_drawstyle() == "steps-post"  # a cap holds until it changes
+    assert adapt.Adapter(post, LOADS).plotted(1e12) == []  # never capped: nothing drawn
+
+
 # --- accounting identity -----------------------------------------------------------
 def test_identity_closes_to_the_byte_and_reports_a_gap() -> None:
     live = gw_metrics(1000, 300, 700, 48)

@@ -216,3 +216,23 @@ class Adapter:
                              "audio_cap_bps": new.audio, "camera_cap_bps": new.camera})
         log.info("caps -> video %s, audio %s, camera %s", new.video, new.audio, new.camera)
         return new.video
+
+    def plotted(self, t_end: float) -> list[tuple[str, float, float]]:
+        """The caps as ``(stream, time, bit/s)`` points for the run's bitrates plot, in
+        seconds of the same epoch as ``time.time()``.
+
+        A cap holds from its change to the next one, so each stream's last cap is
+        repeated at ``t_end`` (the run's end): drawn as steps, the line reaches
+        the end of the run, not only the last change. No cap is drawn as the
+        camera's default rate, a paused camera (``camera == 0``) at 0, and a
+        camera without a camera cap follows the video cap.
+        """
+        points: list[tuple[str, float, float]] = []
+        for h in self.history:
+            video, camera = h["cap_bps"], h.get("camera_cap_bps")
+            shown = float(DEFAULT_VIDEO_BPS if video is None else video)
+            t = self.t0 + h["t"]
+            points += [("video cap", t, shown), ("camera cap", t, 0.0 if camera == 0 else shown)]
+        if points and t_end > points[-1][1]:
+            points += [(stream, t_end, bps) for stream, _, bps in points[-2:]]
+        return points

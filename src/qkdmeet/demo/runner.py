@@ -517,14 +517,8 @@ class DemoRunner:
             name = media.BOT_NAMES[side] if self.traffic == "conference" else owned.name
             participants.append(media.participant_summary(name, side, result))
         if self.adapter is not None:
-            for h in self.adapter.history:
-                t = self._t_start + h["t"]
-                video, camera = h["cap_bps"], h.get("camera_cap_bps")
-                # no cap plotted as the camera's default; 0: paused. A camera
-                # without a camera cap follows the video cap.
-                shown = float(1_000_000 if video is None else video)
-                self._recorder.bitrate("video cap", t, shown)
-                self._recorder.bitrate("camera cap", t, 0.0 if camera == 0 else shown)
+            for stream, t, bps in self.adapter.plotted(self._t_start + self._duration):
+                self._recorder.bitrate(stream, t, bps)
         audit = None
         if self.topology.relay_capture.exists():
             audit = audit_capture(self.topology.relay_capture, [self.options.marker.encode()])

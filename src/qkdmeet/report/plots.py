@@ -51,7 +51,9 @@ def plot_bitrates(report: RunReport, path: Path) -> Path:
         if ts:
             ax.plot(ts, rates, label=f"key rate {name}")
     for stream, s in report.series.get("bitrates", {}).items():
-        ax.plot(s["t"], [b / 1e3 for b in s["bps"]], ls="--", label=f"media {stream}")
+        # a rate holds until the next point (a cap until its next change): steps
+        ax.plot(s["t"], [b / 1e3 for b in s["bps"]], ls="--", drawstyle="steps-post",
+                label=f"media {stream}")
     ax.set_ylabel("kb/s")
     ax.set_xlabel("time (s)")
     ax.set_title("Key consumption and conference bitrates")
