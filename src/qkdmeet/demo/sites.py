@@ -1,4 +1,4 @@
-"""The demo's two sites as configuration: PKI, KME and gateway files, key sizing.
+"""The demo's two sites as configuration: PKI, KME config files, key sizing.
 
 Pure planning plus file writing, no processes: :func:`plan` turns the
 command line into a :class:`DemoPlan` and :func:`write_sites` writes what the
@@ -9,12 +9,14 @@ The KMEs peer, and the QKD link's channels run, over the "fiber" veth
 between the gateway namespaces (:meth:`~qkdmeet.testbed.topology.Topology.fiber_up`),
 never over the VPN's WAN.
 
-Key supply. When the KME understands a ``[qkd]`` table (the real-time QKD
-link: transmitter at A, receiver at B, classical channel over the fiber),
-the configs carry one; until then a ``[link]`` table (a seeded simulated
-link, :class:`qkdmeet.kme.simfeed.SeededLink`) delivers key at the rate the
-finite-key model gives for the fiber length. Switching is this module's
-choice alone (:func:`qkd_link_supported`), the rest of the demo is the same.
+Key supply (``qkdmeet demo --link``): with ``qkd`` (the default) the configs
+carry a ``[qkd]`` table (the real-time QKD link: transmitter at A, receiver
+at B, classical channel over the fiber); with ``model`` a ``[link]`` table (a
+seeded simulated link, :class:`qkdmeet.kme.simfeed.SeededLink`) delivers key
+at the rate the finite-key model gives for the fiber length. The choice
+changes only the KME configs written here (:func:`write_sites`); the rest of
+the demo is the same. The gateways' configs are the testbed's
+(:meth:`qkdmeet.testbed.topology.Topology.gateway_config`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Async ETSI GS QKD 014 client (an SAE's side), over mutual TLS.
 
 :class:`EtsiClient` implements :class:`qkdmeet.kme.types.KeySupplier` against
-any conforming KME; :class:`KeyPrefetcher` keeps master key buffered.
+any conforming KME; :class:`KeyPrefetcher` keeps master key buffered for a
+generic SAE (the VPN gateway keeps its own buffer:
+:class:`qkdmeet.vpn.keystream.SenderKeyStream`).
 """
 
 from __future__ import annotations

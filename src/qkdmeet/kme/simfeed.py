@@ -2,7 +2,8 @@
 
 Not the product path: it stands in for :mod:`qkdmeet.qkd` (which delivers
 real distilled blocks through the same :class:`~qkdmeet.qkd.sink.KeySink`
-interface) in tests, the benchmark and ``qkdmeet kme pair``.
+interface) in tests, the benchmark, ``qkdmeet kme pair`` and a ``[link]``
+table of ``qkdmeet kme serve`` (the demo's ``--link model``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""qkdmeet.vpn: the QKD-VPN gateway (layer 3 of DESIGN.md).
+"""qkdmeet.vpn: the QKD-VPN gateway (layer 3 of ``docs/ARCHITECTURE.md``).
 
 Each whole inner IP packet is XORed with fresh QKD key (one-time pad) and
 authenticated with a Wegman-Carter tag (two Poly1305 hashes, fresh 32-byte
@@ -8,7 +8,7 @@ authenticated outer header. Module map, from the wire inwards:
 * :mod:`.wire` -- the outer packet's format (layout, field offsets, codec)
 * :mod:`.constants` -- the numbers of the wire format, and implementation limits
 * :mod:`.fastpath`, :mod:`.pump` -- pad and tag kernels, per packet and batched
-* :mod:`.otp` -- XOR; :mod:`.replay` -- window
+* :mod:`.otp` -- the reference XOR the kernels are tested against; :mod:`.replay` -- window
 * :mod:`.keystream` -- ETSI 014 keys as addressed pad/mask bytes (master and slave)
 * :mod:`.memkeys`, :mod:`.filekeys` -- key supplies for tests, benchmark, testbed
 * :mod:`.tun` -- TUN device and fake; :mod:`.transport` -- UDP bind and fake

@@ -1,9 +1,12 @@
-"""One-time-pad XOR.
+"""One-time-pad XOR: the plain reference of the data path's pad.
 
-Measured (CPython 3.11, 1,400-byte packets) the ``int.from_bytes`` route is
-faster than numpy for single packets: numpy pays ~1 µs of call overhead per
-array while a big-int XOR of 1,400 bytes is a single C loop. ``xor`` is used
-by both directions of the gateway.
+The gateway no longer calls it: both directions XOR inside the numba kernels
+(:mod:`qkdmeet.vpn.fastpath` per packet, :mod:`qkdmeet.vpn.pump` batched),
+which also tag the packet in the same pass. ``xor`` is what those kernels are
+tested against (``tests/vpn/test_fastpath.py``, ``tests/vpn/test_wire.py``).
+It uses the ``int.from_bytes`` route, which measured (CPython 3.11, 1,400-byte
+packets) faster than numpy for single packets: numpy pays ~1 µs of call
+overhead per array while a big-int XOR of 1,400 bytes is a single C loop.
 """
 
 from __future__ import annotations
