@@ -2,7 +2,7 @@
 
 import sys
 
-from qkdmeet.kme.bench import main
+from qkdmeet.bench.kme import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -38,7 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from qkdmeet.kme.bench import Processes, client, prefill
+from qkdmeet.bench.kme import Processes, client, prefill
 from qkdmeet.kme.client import KmeBadRequest
 from qkdmeet.kme.pair import write_pair
 from qkdmeet.kme.types import Key, KeyStatus

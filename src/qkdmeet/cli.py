@@ -3,8 +3,8 @@
 Each layer contributes its sub-commands from a module ``qkdmeet.<layer>.cli``
 that defines ``register(subparsers)``; every registered sub-command sets a
 ``func`` default that takes the parsed namespace and returns an exit code
-(an ``int``, or an awaitable of one). ``qkdmeet bench LAYER`` runs
-``qkdmeet.<layer>.bench.main(argv)``.
+(an ``int``, or an awaitable of one). ``qkdmeet bench LAYER`` runs the
+``main(argv)`` of the module :data:`qkdmeet.bench.SUITES` names for it.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import sys
 from collections.abc import Sequence
 
 from qkdmeet import __version__
+from qkdmeet.bench import SUITES
 
 #: Layers that may contribute sub-commands, in the order they are listed.
 LAYERS: tuple[str, ...] = ("qkd", "kme", "vpn", "testbed", "conference", "demo")
 #: Layers with a benchmark suite behind ``qkdmeet bench``.
-BENCH_LAYERS: tuple[str, ...] = ("qkd", "kme", "vpn", "conference")
+BENCH_LAYERS: tuple[str, ...] = tuple(SUITES)
 
 
 def _layer_module(name: str) -> str:
@@ -38,7 +39,7 @@ def _available(module: str) -> bool:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    module = f"qkdmeet.{args.layer}.bench"
+    module = SUITES[args.layer]
     if not _available(module):
         print(f"qkdmeet bench: no benchmark suite for {args.layer!r} yet", file=sys.stderr)
         return 2

@@ -7,5 +7,6 @@
 * :mod:`~qkdmeet.kme.tls`, :mod:`~qkdmeet.kme.pki`: TLS contexts, certificates;
 * :mod:`~qkdmeet.kme.client`: :class:`EtsiClient` and :class:`KeyPrefetcher` for SAEs;
 * :mod:`~qkdmeet.kme.config`, :mod:`~qkdmeet.kme.pair`, :mod:`~qkdmeet.kme.cli`,
-  :mod:`~qkdmeet.kme.simfeed` (simulated link feed), :mod:`~qkdmeet.kme.bench`.
+  :mod:`~qkdmeet.kme.simfeed` (simulated link feed); the benchmark is
+  :mod:`qkdmeet.bench.kme` (``qkdmeet bench kme``).
 """

@@ -14,7 +14,7 @@ authenticated outer header. Module map, from the wire inwards:
 * :mod:`.tun` -- TUN device and fake; :mod:`.transport` -- UDP bind and fake
 * :mod:`.gateway` -- the data path; :mod:`.metrics`, :mod:`.budget` -- accounting
 * :mod:`.config`, :mod:`.daemon`, :mod:`.cli` -- ``qkdmeet gateway run``
-* :mod:`.bench` -- ``qkdmeet bench vpn``
+* the benchmark is :mod:`qkdmeet.bench.vpn` (``qkdmeet bench vpn``)
 """
 
 from qkdmeet.vpn.config import ConfigError, GatewayConfig, load_config

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from qkdmeet.vpn.bench import main
+from qkdmeet.bench.vpn import main
 
 
 def test_bench_json_without_testbed(capsys: pytest.CaptureFixture[str]) -> None:

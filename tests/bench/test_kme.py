@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from qkdmeet.kme.bench import main
+from qkdmeet.bench.kme import main
 
 
 @pytest.mark.slow
