@@ -9,12 +9,16 @@ so each fault zeroes 2 MB). On this 2-core VM that was the largest single cost o
 the link: ``clear_page_erms`` took 47 % of a simulate run's CPU samples
 (``perf record``), and 60-100 k page faults per block.
 
-:func:`keep_freed_memory` makes malloc serve every block from its heap (no mmap
-for large blocks) and never give freed memory back to the kernel (no trim), so the
-next block's arrays reuse the last one's pages. Measured (one process, arrays of a
-block's sizes made and freed 30 times): 40,200 page faults -> 1,455-1,966 and 1.0-1.55 s
--> 0.73-0.75 s of CPU. The cost: the process keeps its peak heap (about the
-pipeline's blocks in flight) for its lifetime, which a QKD node holds anyway.
+:func:`keep_freed_memory` makes malloc serve every block from its one main heap
+(no mmap for large blocks; one arena, as a worker thread's arena is a set of 64 MB
+maps deleted when they empty) and never give freed memory back to the kernel (no
+trim), so the next block's arrays reuse the last one's pages. Measured: arrays of a
+block's sizes made and freed 30 times in one process, 40,200 page faults ->
+1,455-1,966 and 1.0-1.55 s -> 0.73-0.75 s of CPU; the in-process link in steady
+state, 6,200 -> 4,300 page faults per block with the heap alone, ~1,000 with one
+arena. The cost: the process keeps its peak heap (about the pipeline's blocks in
+flight) for its lifetime, which a QKD node holds anyway; the threads share one
+arena's lock (a handful of threads, each allocating a few large arrays per block).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ log = logging.getLogger(__name__)
 # mallopt(3) parameters (glibc malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
 #: The largest trim threshold mallopt takes (an int): freed memory is never trimmed.
 _NEVER_TRIM = (1 << 31) - 1
 
@@ -50,7 +55,8 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    _kept = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM))
+    _kept = (bool(mallopt(_M_ARENA_MAX, 1)) and bool(mallopt(_M_MMAP_MAX, 0))
+             and bool(mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM)))  # fmt: skip
     if not _kept:
         log.info("malloc keeps its defaults: a block's arrays are mapped fresh each block")
     return _kept
