@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from qkdmeet.qkd.bench import main
+from qkdmeet.bench.qkd import main
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))

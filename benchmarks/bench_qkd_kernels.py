@@ -2,7 +2,7 @@
 
 import sys
 
-from qkdmeet.qkd.kernels.bench import main
+from qkdmeet.bench.qkd_kernels import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

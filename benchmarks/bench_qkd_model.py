@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from qkdmeet.qkd.model_bench import main
+from qkdmeet.bench.qkd_model import main
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))

@@ -7,10 +7,9 @@ module imports this package, so the layers carry no measuring code and
 checks the direction).
 
 :data:`SUITES` names, per layer, the module whose ``main(argv)`` runs its
-suite. The QKD link's and the conference's suites still live in their own
-packages (``qkdmeet.qkd.bench``, ``qkdmeet.qkd.kernels.bench``,
-``qkdmeet.qkd.model_bench``, ``qkdmeet.conference.bench``), which are being
-reworked apart from this one; they move here next.
+suite. The QKD link's suite is :mod:`qkdmeet.bench.qkd` (end to end, merging
+:mod:`qkdmeet.bench.qkd_kernels` and :mod:`qkdmeet.bench.qkd_model`); the
+conference's still lives in ``qkdmeet.conference.bench``.
 
 This module is imported by the command line at every start: it holds names
 only.
@@ -20,7 +19,7 @@ from __future__ import annotations
 
 #: Layer -> the module whose ``main(argv: list[str]) -> int`` runs its benchmarks.
 SUITES: dict[str, str] = {
-    "qkd": "qkdmeet.qkd.bench",
+    "qkd": "qkdmeet.bench.qkd",
     "kme": "qkdmeet.bench.kme",
     "vpn": "qkdmeet.bench.vpn",
     "conference": "qkdmeet.conference.bench",

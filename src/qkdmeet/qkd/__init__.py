@@ -14,7 +14,8 @@ that the ``qkdmeet`` command starts fast):
   (the :class:`~.protocol.Transmitter` and :class:`~.protocol.Receiver`
   actors), :mod:`.link` (:class:`~.link.QkdLink` both ends in one process,
   :class:`~.link.TransmitterNode` / :class:`~.link.ReceiverNode` over TCP);
-- :mod:`.cli` (``qkdmeet qkd ...``), :mod:`.bench` (``qkdmeet bench qkd``).
+- :mod:`.cli` (``qkdmeet qkd ...``); the benchmarks are in :mod:`qkdmeet.bench.qkd`
+  (``qkdmeet bench qkd``).
 """
 
 from qkdmeet.qkd.sink import KeyBlock, KeySink, ListSink

@@ -14,10 +14,10 @@ SIFT_REPLY              Alice n u32, codes (basis | intensity << 2 per
                               detection, basis 3 = no record), Alice's Z bits
 ESTIMATE                Bob   abort u8, Bob's Z bits, Cascade INIT request
 EC_REQUEST / EC_REPLY   both  Cascade request / reply bytes
-EC_DONE                 Bob   (empty)
+EC_DONE                 Bob   bits Bob corrected u64 (charged to lambda_EC)
 VERIFY                  Alice key length u64, tag bits u32, verification seed,
                               tag, privacy-amplification seed
-VERDICT                 Bob   ok u8, Bob's next seq received u64, next sent u64
+VERDICT                 Bob   ok u8 (tagged over VERIFY's tag)
 ABORT                   both  reason (UTF-8)
 ======================  ====  =================================================
 """

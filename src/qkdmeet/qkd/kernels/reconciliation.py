@@ -13,7 +13,7 @@ Cascade, not rate-adaptive LDPC, on these measurements (``bench.py``,
 
 and no frame error in 1,526 frames per QBER on 10^8 bits: f <= 1.075 where
 the requirement is 1.10, and each end near the 55 Mb/s of the field test's
-hardware. The LDPC alternative, measured with :mod:`.ldpc` (``bench.py
+hardware. The LDPC alternative, measured with :mod:`.ldpc` (``benchmarks/bench_qkd_kernels.py
 --ldpc``: random irregular codes of 2^14 bits, sum-product decoding, highest
 rate with FER <= 0.2 over 5 frames) reached f = 1.61, 1.41, 1.34, 1.24 at
 QBER 1, 2, 3, 4 % with its decoder at ~0.15 Mb/s. Optimised, PEG-built,

@@ -1,12 +1,12 @@
 """``qkdmeet bench qkd --json``: the QKD layer's figures in one JSON object.
 
 - ``kernels``: each post-processing stage alone
-  (:func:`qkdmeet.qkd.kernels.bench.run_kernel_benchmarks`: sifting, Cascade
+  (:func:`qkdmeet.bench.qkd_kernels.run_kernel_benchmarks`: sifting, Cascade
   efficiency f, frame error rate and throughput at QBER 1-4 %, verification,
   privacy amplification);
 - ``model``: fidelity of the link model (Toshiba-like preset at 2 dB and
   1.4 dB with blocks of 10^8 against the field result; Lim et al. 2014 Fig. 1
-  figures), from :mod:`qkdmeet.qkd.model_bench`;
+  figures), from :mod:`qkdmeet.bench.qkd_model`;
 - ``end_to_end``: the real-time link (both actors in this process, the
   authenticated in-memory channel, the pulse source at the device clock) at
   2 dB for ``--seconds``: distilled secure bits per wall-clock second, the
@@ -156,7 +156,7 @@ async def end_to_end(
 
 
 def model_figures(quick: bool) -> dict[str, Any]:
-    from qkdmeet.qkd import model_bench
+    from qkdmeet.bench import qkd_model as model_bench
 
     out: dict[str, Any] = {
         "toshiba_2db": model_bench.toshiba_figures(2.0),
@@ -169,7 +169,7 @@ def model_figures(quick: bool) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from qkdmeet.qkd.kernels.bench import run_kernel_benchmarks
+    from qkdmeet.bench.qkd_kernels import run_kernel_benchmarks
 
     result: dict[str, Any] = {"note": "medians on a shared 2-core machine; see module docstring"}
     _log("QKD kernels ...")

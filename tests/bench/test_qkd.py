@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from qkdmeet.qkd.bench import main
+from qkdmeet.bench.qkd import main
 
 
 def test_bench_quick_json(capsys: pytest.CaptureFixture[str]) -> None:

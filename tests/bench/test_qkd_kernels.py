@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from qkdmeet.qkd.kernels import bench
+from qkdmeet.bench import qkd_kernels as bench
 
 
 def test_quick_run_prints_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
