@@ -12,7 +12,7 @@ from qkdmeet.kme import config as kconfig
 from qkdmeet.kme import tls
 from qkdmeet.kme.pair import KmePair, write_pair
 from qkdmeet.kme.sink import StoreSink
-from qkdmeet.qkd.link import make_node
+from qkdmeet.qkd.nodes import make_node
 
 
 def test_qkd_table_is_parsed_and_checked(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from qkdmeet.qkd.channel import (
     decode_bob_chunk,
     encode_bob_chunk,
 )
-from qkdmeet.qkd.link import ReceiverNode, TransmitterNode, link_params, parse_address
+from qkdmeet.qkd.link import link_params
+from qkdmeet.qkd.nodes import ReceiverNode, TransmitterNode, parse_address
 from qkdmeet.qkd.protocol import ProtocolConfig
 from qkdmeet.qkd.sink import ListSink
 
@@ -156,7 +157,7 @@ async def test_attack_mid_run_gives_no_key_from_attacked_pulses_and_key_returns(
 
 
 def test_attack_summary_counts_overlapping_blocks() -> None:
-    from qkdmeet.qkd.link import attack_summary
+    from qkdmeet.qkd.figures import attack_summary
     from qkdmeet.qkd.protocol import BlockReport
 
     reports = [BlockReport(0, True, pulses=100, first_pulse=0, secure_bits=10),

@@ -32,7 +32,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from qkdmeet.qkd import finite_key as fk
-from qkdmeet.qkd.link import DEFAULT_BLOCK_BITS, json_ready, link_params
+from qkdmeet.qkd.figures import json_ready
+from qkdmeet.qkd.link import DEFAULT_BLOCK_BITS, link_params
 from qkdmeet.qkd.protocol import ProtocolConfig
 from qkdmeet.qkd.rate_curve import LIM_BLOCK_SIZES
 

@@ -6,20 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import json
-import signal
 import sys
 from typing import Any
 
 from qkdmeet.kme import pki
 from qkdmeet.qkd.params import DEFAULT_BLOCK_BITS
-
-
-async def _wait_for_signal() -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+from qkdmeet.signals import wait_for_stop_signal
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -50,7 +42,7 @@ async def _serve(args: argparse.Namespace) -> int:
         feed = asyncio.create_task(link.run(), name="simulated-link")
     qkd: Any = None
     if cfg.qkd is not None:
-        from qkdmeet.qkd.link import make_node
+        from qkdmeet.qkd.nodes import make_node
 
         q = cfg.qkd
         try:
@@ -72,7 +64,7 @@ async def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        await _wait_for_signal()
+        await wait_for_stop_signal()
     finally:
         if feed is not None:
             feed.cancel()
@@ -121,7 +113,7 @@ async def _pair(args: argparse.Namespace) -> int:
                 print(
                     f"site {site}: {s['kme_id']} at {s['kme_url']}, SAE {s['sae_id']}", flush=True
                 )
-        await _wait_for_signal()
+        await wait_for_stop_signal()
     finally:
         await pair.stop()
     return 0

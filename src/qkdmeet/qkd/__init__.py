@@ -12,8 +12,10 @@ that the ``qkdmeet`` command starts fast):
   controls), :mod:`.classical` (Wegman-Carter-authenticated messages, key
   pools, in-memory and TCP transports), :mod:`.messages`, :mod:`.protocol`
   (the :class:`~.protocol.Transmitter` and :class:`~.protocol.Receiver`
-  actors), :mod:`.link` (:class:`~.link.QkdLink` both ends in one process,
-  :class:`~.link.TransmitterNode` / :class:`~.link.ReceiverNode` over TCP);
+  actors), :mod:`.source` (the device's pulses in wall-clock time), :mod:`.link`
+  (:class:`~.link.QkdLink`: both ends in one process), :mod:`.nodes`
+  (:class:`~.nodes.TransmitterNode` / :class:`~.nodes.ReceiverNode`: one end per
+  process, over TCP), :mod:`.figures` (their live figures), :mod:`.memory`;
 - :mod:`.cli` (``qkdmeet qkd ...``); the benchmarks are in :mod:`qkdmeet.bench.qkd`
   (``qkdmeet bench qkd``).
 """

@@ -280,7 +280,7 @@ async def _wait_signal_or(seconds: float | None) -> None:
 
 
 async def _node(args: argparse.Namespace) -> int:
-    from qkdmeet.qkd.link import ReceiverNode, TransmitterNode
+    from qkdmeet.qkd.nodes import ReceiverNode, TransmitterNode
 
     try:
         params, config = _params(args)

@@ -926,7 +926,7 @@ class Receiver(_End):
         """Whole chunks, from the oldest, until they hold ``x_needed`` X detections.
 
         A block is never cut inside a chunk: the source samples block-sized
-        chunks (:func:`qkdmeet.qkd.link.block_chunk_pulses`), so a block is
+        chunks (:func:`qkdmeet.qkd.source.block_chunk_pulses`), so a block is
         usually one chunk, passed on without a copy; its sifted size varies
         with the chunk's counts (the bounds use the block's own counts).
         """

@@ -7,7 +7,7 @@ kernels). :func:`warm_up` runs one small block's worth of the real path at
 one end (sampling, the fibre's coding, the announcement's coding, sifting,
 Cascade, verification, privacy amplification) with the argument types of
 the live link, so that a node started with it in a worker thread
-(:meth:`qkdmeet.qkd.link.TransmitterNode.start`) loads the kernels while its
+(:meth:`qkdmeet.qkd.nodes.TransmitterNode.start`) loads the kernels while its
 first chunk of pulses is being sampled instead of on the first block's
 critical path.
 """
