@@ -2,6 +2,7 @@ import asyncio
 import fractions
 import itertools
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import av
@@ -212,3 +213,30 @@ async def test_three_pre_encoded_bots_receive_everyone(
             assert bot.packers[kind].encode_attempts == 0
             assert bot.packers[kind].packed_frames > least
         assert bot.report()["camera"] == "pre-encoded VP8 replay"
+
+
+async def test_a_load_test_bot_enlarges_its_subscription_sockets(
+    server: ConferenceServer, make_bot: MakeBot
+) -> None:
+    import socket
+
+    a = await make_bot("A")
+    b = await make_bot("B", options=replace(SMALL, socket_buffer=1 << 20))
+
+    def receive_buffers(bot: ConferenceBot) -> list[int]:
+        sizes = []
+        for name, pc in bot._pcs.items():
+            if not name.startswith("sub-"):
+                continue
+            for t in pc.getTransceivers():
+                for proto in t.receiver.transport.transport._connection._protocols:
+                    sock = proto.transport.get_extra_info("socket")
+                    sizes.append(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+        return sizes
+
+    async with asyncio.timeout(20):
+        while not receive_buffers(b) or not receive_buffers(a):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    rmem_max = int(await asyncio.to_thread(Path("/proc/sys/net/core/rmem_max").read_text))
+    assert min(receive_buffers(b)) >= min(1 << 20, rmem_max)  # Linux reports twice that
+    assert max(receive_buffers(a)) < min(1 << 20, rmem_max)  # the default elsewhere

@@ -11,6 +11,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 
 from qkdmeet.conference.forwarding import (
+    MAX_HOLE_S,
     VIDEO_QUEUE_FRAMES,
     Forwarder,
     ForwardingError,
@@ -167,3 +168,54 @@ def test_low_latency_jitter_buffer_emits_at_marker_and_waits_for_holes() -> None
     audio = LowLatencyJitterBuffer(capacity=16)
     _, done = audio.add(rtp(7, 960, 0, b"opus"))
     assert done is not None and done.data == b"opus"
+
+
+def vp8_rtp(seq: int, ts: int, marker: int, start: bool) -> RtpPacket:
+    p = rtp(seq, ts, marker, b"x%d" % seq)
+    p.payload = bytes([0x10 if start else 0x00]) + b"vp8"  # RFC 7741 descriptor: S bit
+    return p
+
+
+def test_a_hole_lost_for_good_holds_the_video_back_for_max_hole_s_only() -> None:
+    """aiortc's buffer waits for 512 packets behind a hole (about 6 s of camera video,
+    the frame-rate collapse of the panel benchmark's starved receivers): ours skips
+    to the next frame start after MAX_HOLE_S, asks for a keyframe and says so."""
+    now = [0.0]
+    skipped: list[int] = []
+    buf = LowLatencyJitterBuffer(capacity=512, is_video=True, clock=lambda: now[0],
+                                 on_skip=lambda: skipped.append(1))
+    assert buf.add(vp8_rtp(1, 100, 0, True)) == (False, None)
+    assert buf.add(vp8_rtp(2, 100, 1, False))[1] is not None
+    # seq 3 (the start of frame 200) is lost for good; frame 300 waits behind it
+    for seq, ts, marker, start in ((4, 200, 0, False), (5, 200, 1, False),
+                                   (6, 300, 0, True)):
+        now[0] += 0.1
+        assert buf.add(vp8_rtp(seq, ts, marker, start)) == (False, None)
+    now[0] = 0.1 + MAX_HOLE_S  # the hole was seen at 0.1
+    pli, frame = buf.add(vp8_rtp(7, 300, 1, False))
+    assert pli and frame is not None and frame.timestamp == 300 and frame.data == b"x6x7"
+    assert buf.skips == 1 and skipped == [1]
+    # and on: the next frame leaves at its marker as usual
+    pli, frame = buf.add(vp8_rtp(8, 400, 1, True))
+    assert not pli and frame is not None and frame.data == b"x8"
+    # a hole filled in time is no skip
+    assert buf.add(vp8_rtp(10, 500, 1, True))[1] is None  # 9 missing
+    now[0] += MAX_HOLE_S / 2
+    assert buf.add(vp8_rtp(9, 450, 1, True))[1] is not None
+    assert buf.skips == 1
+
+
+async def test_a_frame_skipped_upstream_makes_subscribers_wait_for_a_keyframe() -> None:
+    rx = FakeReceiver()
+    fwd = Forwarder("video", rx)  # type: ignore[arg-type]
+    track = fwd.subscribe()
+    track._started = True  # as after the subscriber's first recv()
+    track.push(KEY, 0, True)
+    track.push(DELTAS[0], 3000, False)
+    assert track._queue.qsize() == 2
+    rx._RTCRtpReceiver__jitter_buffer._on_skip()  # the publisher leg lost a frame
+    assert fwd.skips == 1 and fwd.stats()["skips"] == 1
+    track.push(DELTAS[1], 6000, False)  # would not decode: dropped
+    assert track._queue.qsize() == 2 and track.counters.dropped == 1
+    track.push(KEY, 9000, True)
+    assert track._queue.qsize() == 3

@@ -197,9 +197,9 @@ values = st.recursive(
 )
 #: message types of the protocol but "leave" (which ends the socket; tested apart)
 types = st.sampled_from(["join", "publish", "unpublish", "answer", "chat", "mute", "remove",
-                         "lock", "offer", "", "JOIN"])
+                         "lock", "mute_participant", "hand", "offer", "", "JOIN"])
 field_names = st.sampled_from(["room", "name", "secret", "pc", "kind", "sdp", "text", "muted",
-                               "id", "locked"])
+                               "id", "locked", "raised"])
 messages = st.builds(
     lambda t, f: {"type": t, **f}, types, st.dictionaries(field_names, values, max_size=4)
 )

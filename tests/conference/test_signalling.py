@@ -33,6 +33,15 @@ def test_join_is_parsed_and_trimmed() -> None:
         json.dumps({"type": "join", "room": "ward", "name": "a", "secret": "s" * 300}),
         json.dumps({"type": "remove", "id": ""}),
         json.dumps({"type": "lock", "locked": "yes"}),
+        json.dumps({"type": "hand"}),
+        json.dumps({"type": "hand", "raised": "true"}),
+        json.dumps({"type": "hand", "raised": 0}),
+        json.dumps({"type": "mute_participant", "id": "p1"}),
+        json.dumps({"type": "mute_participant", "kind": "audio"}),
+        json.dumps({"type": "mute_participant", "id": "", "kind": "audio"}),
+        json.dumps({"type": "mute_participant", "id": "p" * 65, "kind": "video"}),
+        json.dumps({"type": "mute_participant", "id": "p1", "kind": "screen"}),
+        json.dumps({"type": "mute_participant", "id": 7, "kind": "audio"}),
         json.dumps({"type": "chat", "text": ""}),
         json.dumps({"type": "mute", "kind": "screen", "muted": True}),
         json.dumps({"type": "mute", "kind": "audio", "muted": 1}),
@@ -66,3 +75,9 @@ def test_protocol_messages_are_parsed() -> None:
         "screen": 2,
         "audio": 3,
     }
+
+
+def test_meeting_control_messages_are_parsed() -> None:
+    assert parse_message('{"type": "hand", "raised": true}').fields == {"raised": True}
+    msg = parse_message('{"type": "mute_participant", "id": "p2", "kind": "video"}')
+    assert msg.type == "mute_participant" and msg.fields == {"id": "p2", "kind": "video"}

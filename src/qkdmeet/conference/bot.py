@@ -34,6 +34,7 @@ import contextlib
 import enum
 import json
 import logging
+import socket
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -90,6 +91,8 @@ class BotState(enum.Enum):
 HALF_RESOLUTION_BELOW_BPS = 300_000
 #: Seconds between attempts to reach the server's WebSocket while joining.
 CONNECT_RETRY_S = 1.0
+#: Seconds :meth:`ConferenceBot.stop` waits for its peer connections to close.
+STOP_TIMEOUT_S = 10.0
 
 
 class CappedVp8Encoder(Vp8Encoder):
@@ -188,6 +191,10 @@ class BotOptions:
     clip_seconds: float = 10.0  # length of that clip's loop
     keyframe_interval_s: float = 2.0  # its keyframe spacing
     clip_path: Path | None = None  # load the clip from here (or store it here)
+    #: receive buffer (SO_RCVBUF, bytes) of each subscription's UDP socket; None:
+    #: the system's default. A load test's bots share the machine's cores and get
+    #: the CPU in bursts: a larger buffer rides them out instead of dropping.
+    socket_buffer: int | None = None
 
 
 def clip_parameters(options: BotOptions) -> dict[str, Any]:
@@ -302,6 +309,15 @@ class ConferenceBot:
         self.messages: list[dict[str, Any]] = []
         self.errors: list[str] = []
         self.documents: list[dict[str, Any]] = []
+        #: the room as the protocol tells it: id -> {"id", "name", "moderator",
+        #: "muted": {"audio", "video"}, "hand"}, this bot included
+        self.participants: dict[str, dict[str, Any]] = {}
+        self.speaker: str | None = None  # the room's active speaker (``speaker``)
+        self.locked = False
+        self.muted: dict[str, bool] = {"audio": False, "video": False}
+        #: who muted this bot's microphone / camera (a moderator's id), while muted so
+        self.muted_by: dict[str, str | None] = {"audio": None, "video": None}
+        self.hand = False
         self.received: dict[str, _Received] = {}
         self.camera: TestPatternTrack | ReplayVideoTrack | None = None
         self.screen: SlidesTrack | None = None
@@ -394,8 +410,11 @@ class ConferenceBot:
                 self.tone = ReplayAudioTrack(tone)
             else:
                 self.tone = ToneTrack()
+            self.tone.muted = self.muted["audio"]
             tracks.append(self.tone)
         await self._publish("camera", "camera", tracks, wait_s)
+        if not self.options.audio:  # no microphone: the list shows it off
+            await self.mute("audio", True)
         if self.options.screen:
             await self.start_screen(wait_s)
 
@@ -421,10 +440,18 @@ class ConferenceBot:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(pc.close() for pc in self._pcs.values()), return_exceptions=True)
+        # a peer connection that does not close in time is left to the process's
+        # exit: stopping never hangs (a load test's bot must end)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(pc.close() for pc in self._pcs.values()),
+                               return_exceptions=True),
+                STOP_TIMEOUT_S,
+            )
         self._pcs.clear()
         if self._ws is not None:
-            await self._ws.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ws.close(), STOP_TIMEOUT_S)
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
@@ -465,7 +492,37 @@ class ConferenceBot:
         await self._send({"type": "chat", "text": text})
 
     async def mute(self, kind: str, muted: bool) -> None:
+        """Mute (or unmute) this bot's microphone (``audio``) or camera (``video``):
+        a muted tone sends silence, a muted live camera sends no frames."""
+        self._set_muted(kind, muted)
         await self._send({"type": "mute", "kind": kind, "muted": muted})
+
+    async def raise_hand(self, raised: bool = True) -> None:
+        await self._send({"type": "hand", "raised": raised})
+
+    async def mute_participant(self, participant: str, kind: str) -> None:
+        """Moderator: mute another participant's microphone or camera."""
+        await self._send({"type": "mute_participant", "id": participant, "kind": kind})
+
+    async def remove(self, participant: str) -> None:
+        """Moderator: remove another participant from the room."""
+        await self._send({"type": "remove", "id": participant})
+
+    async def lock(self, locked: bool = True) -> None:
+        """Moderator: lock (or unlock) the room against new joins."""
+        await self._send({"type": "lock", "locked": locked})
+
+    def _set_muted(self, kind: str, muted: bool, by: str | None = None) -> None:
+        if kind not in self.muted:
+            raise ValueError(f"mute: kind must be 'audio' or 'video', not {kind!r}")
+        self.muted[kind] = muted
+        self.muted_by[kind] = by if muted else None
+        if kind == "audio" and isinstance(self.tone, (ToneTrack, ReplayAudioTrack)):
+            self.tone.muted = muted
+        self._follow_pauses()
+        me = self.participants.get(self.id)
+        if me is not None:
+            me["muted"][kind] = muted
 
     async def wait_for(self, type_: str, wait_s: float = 10.0, **match: Any) -> dict[str, Any]:
         """The first message of ``type_`` (seen so far or later) whose fields match."""
@@ -510,6 +567,7 @@ class ConferenceBot:
 
     def _handle(self, data: dict[str, Any]) -> None:
         kind = data.get("type")
+        self._follow_room(data)
         if kind == "joined" and self._joined is not None and not self._joined.done():
             self._joined.set_result(data)
         elif kind == "error":
@@ -530,6 +588,52 @@ class ConferenceBot:
             self._apply_bitrates(data)
         elif kind == "document":
             self.documents.append(data["document"])
+
+    def _follow_room(self, data: dict[str, Any]) -> None:
+        """The participant list, hands, the active speaker and the lock, from the
+        server's messages; a moderator's mute of this bot is obeyed."""
+        kind = data.get("type")
+        if kind == "joined":
+            self.id = str(data.get("id"))
+            self.participants = {}
+            self.speaker = data.get("speaker")
+            self.locked = bool(data.get("locked"))
+            for p in [*data.get("participants", []), {"id": data.get("id"),
+                                                     "name": self.name,
+                                                     "moderator": data.get("moderator")}]:
+                self._add_participant(p)
+        elif kind == "participant_joined":
+            self._add_participant(data)
+        elif kind == "participant_left":
+            self.participants.pop(str(data.get("id")), None)
+        elif kind == "mute":
+            who, media = str(data.get("id")), str(data.get("kind"))
+            p = self.participants.get(who)
+            if p is not None and media in p["muted"]:
+                p["muted"][media] = bool(data.get("muted"))
+            by = data.get("by")
+            if who == self.id and by is not None and media in self.muted:
+                self._set_muted(media, bool(data.get("muted")), str(by))
+        elif kind == "hand":
+            p = self.participants.get(str(data.get("id")))
+            if p is not None:
+                p["hand"] = bool(data.get("raised"))
+            if data.get("id") == self.id:
+                self.hand = bool(data.get("raised"))
+        elif kind == "speaker":
+            self.speaker = data.get("id")
+        elif kind == "locked":
+            self.locked = bool(data.get("locked"))
+
+    def _add_participant(self, data: dict[str, Any]) -> None:
+        muted = data.get("muted") or {}
+        self.participants[str(data.get("id"))] = {
+            "id": str(data.get("id")),
+            "name": str(data.get("name")),
+            "moderator": bool(data.get("moderator")),
+            "muted": {k: bool(muted.get(k)) for k in ("audio", "video")},
+            "hand": bool(data.get("hand")),
+        }
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -556,6 +660,7 @@ class ConferenceBot:
             elif isinstance(track, ReplayAudioTrack):
                 packer = self.packers["audio"] = PackOnlyEncoder("audio")
                 transceiver.sender._RTCRtpSender__encoder = packer  # type: ignore[attr-defined]
+                _send_audio_level(transceiver.sender, track)
             else:
                 self._install_encoder(transceiver.sender, kind)
         await pc.setLocalDescription(await pc.createOffer())
@@ -585,11 +690,13 @@ class ConferenceBot:
         sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
 
     def _follow_pauses(self) -> None:
-        """Pause (or resume) each live video track whose cap is 0 (a replayed clip
-        cannot follow caps)."""
+        """Pause (or resume) each live video track whose cap is 0, and the live
+        camera while muted (a replayed clip cannot follow caps or mutes: the
+        server holds a moderator-muted camera's frames itself)."""
         for kind, track in (("camera", self.camera), ("screen", self.screen)):
             if isinstance(track, (TestPatternTrack, SlidesTrack)):
-                track.pause(self.bitrates.get(kind) == 0)
+                muted = kind == "camera" and self.muted["video"]
+                track.pause(self.bitrates.get(kind) == 0 or muted)
 
     def _apply_bitrates(self, data: dict[str, Any]) -> None:
         """Follow the server's caps; a video cap of 0 pauses that track (no frames)."""
@@ -629,6 +736,8 @@ class ConferenceBot:
             else:
                 tap_receiver(transceiver.receiver, self._frame_counter(rec))
         await pc.setLocalDescription(await pc.createAnswer())
+        if self.options.socket_buffer:
+            _set_receive_buffer(pc, self.options.socket_buffer)
         await self._send({"type": "answer", "pc": pc_name, "sdp": pc.localDescription.sdp})
 
     @staticmethod
@@ -736,6 +845,36 @@ class ConferenceBot:
             "totals": totals,
             "errors": self.errors,
         }
+
+
+def _set_receive_buffer(pc: RTCPeerConnection, size: int) -> int:
+    """SO_RCVBUF of every UDP socket ICE gathered for ``pc`` (up to the system's
+    ``net.core.rmem_max``); how many sockets were set."""
+    done = 0
+    for transceiver in pc.getTransceivers():
+        ice = transceiver.receiver.transport.transport
+        for protocol in getattr(getattr(ice, "_connection", None), "_protocols", []):
+            sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
+            if sock is None:
+                continue
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+                done += 1
+    return done
+
+
+def _send_audio_level(sender: RTCRtpSender, track: ReplayAudioTrack) -> None:
+    """Put the replayed tone's audio level in each packet's RFC 6464 header
+    extension, as a browser does (aiortc computes it only for frames it encodes)."""
+    next_frame = sender._next_encoded_frame
+
+    async def next_encoded_frame(codec: Any) -> Any:
+        frame = await next_frame(codec)
+        if frame is not None and frame.audio_level is None:
+            frame.audio_level = track.level
+        return frame
+
+    sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]
 
 
 def _guess_type(path: Path) -> str:

@@ -99,6 +99,10 @@ def register(subparsers: Any) -> None:
         help="replay a VP8 clip encoded once at start-up as the camera (load tests)",
     )
     bot.add_argument("--clip", type=Path, help="with --pre-encoded: load/store the clip here")
+    bot.add_argument(
+        "--socket-buffer", type=int, metavar="BYTES",
+        help="receive buffer of each subscription's UDP socket (load tests)",
+    )
     bot.add_argument("--json", action="store_true", help="print the report as JSON")
     bot.add_argument("--insecure", action="store_true", help="accept any TLS certificate")
     bot.set_defaults(func=_bot)
@@ -200,6 +204,7 @@ async def _bot(args: argparse.Namespace) -> int:
         verify_tls=not args.insecure,
         pre_encoded=args.pre_encoded,
         clip_path=args.clip,
+        socket_buffer=args.socket_buffer,
     )
     try:
         bot = ConferenceBot(args.url, args.room, args.name, options)
@@ -215,14 +220,14 @@ async def _bot(args: argparse.Namespace) -> int:
             bot.reset_stats()
         await bot.run(args.seconds)
     except (BotError, ConnectionError, TimeoutError, OSError) as exc:
-        print(f"qkdmeet conference bot: {exc}", file=sys.stderr)
+        print(f"qkdmeet conference bot: {exc or type(exc).__name__}", file=sys.stderr)
         await bot.stop()
         return 1
     report = bot.report()
+    if args.json:  # before stopping: the report is out even if the shutdown hangs
+        print(json.dumps(report), flush=True)
     await bot.stop()
-    if args.json:
-        print(json.dumps(report))
-    else:
+    if not args.json:
         t = report["totals"]
         print(
             f"{bot.name} in {bot.room}: {t['video_frames_received']} video frames, "

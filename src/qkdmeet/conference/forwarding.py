@@ -32,6 +32,10 @@ Loss recovery and keyframes work per leg:
 - a new subscriber (its first ``recv()``), or one whose queue overflowed,
   drops video until the next keyframe and asks the publisher for one.
 
+A moderator's mute is enforced here: a *held* forwarder (:meth:`Forwarder.hold`)
+passes no frame to any subscriber; released, video resumes at the next keyframe,
+requested at once.
+
 Limits: no simulcast or SVC, so every receiver gets the one encoding the
 publisher sends; a slow receiver's queue overflows and it skips to the next
 keyframe rather than slowing the others. The bitrate is therefore controlled
@@ -67,6 +71,11 @@ VIDEO_QUEUE_FRAMES = 30
 AUDIO_QUEUE_FRAMES = 25
 #: The fewest seconds between two PLIs sent to one publisher.
 PLI_MIN_INTERVAL = 0.3
+#: Seconds a hole (a lost packet, NACKed) may hold up the video behind it before
+#: the jitter buffer gives up on it and skips to the next frame: aiortc's own
+#: buffer waits until 512 packets pile up behind the hole (6 s of 800 kb/s video),
+#: which a retransmission lost for good (past the sender's RTP history) costs.
+MAX_HOLE_S = 0.5
 
 #: Called with (payload bytes, media timestamp) of each complete encoded frame.
 FrameCallback = Callable[[bytes, int], None]
@@ -87,12 +96,61 @@ class LowLatencyJitterBuffer(JitterBuffer):
     aiortc emits a frame only when the first packet of the *next* frame arrives,
     which costs one frame interval (67 ms at 15 fps) per hop. Here a video frame
     is complete at its RTP marker bit (set on the last packet of a frame by
-    aiortc and browsers) and an audio packet is a frame by itself. Loss handling
-    is aiortc's: a hole stops the frame until retransmission fills it.
+    aiortc and browsers) and an audio packet is a frame by itself.
+
+    Loss: a hole stops the frames behind it until a retransmission fills it, for
+    at most :data:`MAX_HOLE_S`; then the buffer drops what it holds up to the
+    next VP8 frame start, counts a skip, asks for a keyframe (the receiver sends
+    the PLI) and calls ``on_skip`` (a forwarder then makes its subscribers wait
+    for that keyframe: the frames after a gap do not decode).
     """
+
+    def __init__(
+        self,
+        capacity: int,
+        prefetch: int = 0,
+        is_video: bool = False,
+        on_skip: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(capacity, prefetch, is_video)
+        self.skips = 0
+        self._on_skip = on_skip
+        self._clock = clock
+        self._hole_since: float | None = None
+        self._skipped = False
+
+    def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
+        pli, frame = super().add(packet)
+        if self._skipped:
+            self._skipped = False
+            pli = pli or self._is_video
+        return pli, frame
+
+    def _skip_hole(self) -> bool:
+        """Drop the packets from the hole at the origin up to the next frame start
+        (VP8 payload descriptor: S bit set, partition 0); False when none is here yet."""
+        assert self._origin is not None
+        for count in range(1, self.capacity):
+            packet = self._packets[(self._origin + count) % self.capacity]
+            if packet is not None and _starts_vp8_frame(packet.payload):
+                self.remove(count)
+                self.skips += 1
+                self._skipped = True
+                self._hole_since = None
+                if self._on_skip is not None:
+                    self._on_skip()
+                return True
+        return False
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
         assert self._origin is not None
+        if self._is_video and self._packets[self._origin % self.capacity] is None:
+            now = self._clock()
+            if self._hole_since is None:
+                self._hole_since = now
+            elif now - self._hole_since >= MAX_HOLE_S:
+                self._skip_hole()
         packets: list[Any] = []
         timestamp = None
         for count in range(self.capacity):
@@ -109,7 +167,13 @@ class LowLatencyJitterBuffer(JitterBuffer):
         else:
             return None
         self.remove(len(packets))
+        self._hole_since = None
         return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+
+
+def _starts_vp8_frame(payload: bytes) -> bool:
+    """RFC 7741 4.2: the first packet of a VP8 frame has S set and partition index 0."""
+    return bool(payload) and payload[0] & 0x17 == 0x10
 
 
 class _TapQueue(queue.Queue[Any]):
@@ -134,7 +198,10 @@ class _TapQueue(queue.Queue[Any]):
 
 
 def tap_receiver(
-    receiver: RTCRtpReceiver, callback: FrameCallback, passthrough: bool = False
+    receiver: RTCRtpReceiver,
+    callback: FrameCallback,
+    passthrough: bool = False,
+    on_skip: Callable[[], None] | None = None,
 ) -> None:
     """Hand every complete encoded frame of ``receiver`` to ``callback``, undecoded.
 
@@ -152,6 +219,7 @@ def tap_receiver(
     receiver._RTCRtpReceiver__jitter_buffer = LowLatencyJitterBuffer(  # type: ignore[attr-defined]
         capacity=512 if receiver._RTCRtpReceiver__kind == "video" else 16,  # type: ignore[attr-defined]
         is_video=receiver._RTCRtpReceiver__kind == "video",  # type: ignore[attr-defined]
+        on_skip=on_skip,
     )
 
 
@@ -161,6 +229,7 @@ class PackOnlyEncoder(Encoder):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.packed_frames = 0
+        self.packed_packets = 0  # RTP packets: the unit of the server's per-packet cost
         self.encode_attempts = 0
         self._picture_id = 0
 
@@ -176,6 +245,7 @@ class PackOnlyEncoder(Encoder):
             self._picture_id = (self._picture_id + 1) % (1 << 15)
         else:
             payloads = [data]
+        self.packed_packets += len(payloads)
         return payloads, int(packet.pts or 0)
 
 
@@ -232,6 +302,11 @@ class ForwardedTrack(MediaStreamTrack):
         packet.time_base = self._time_base
         self._queue.put_nowait(packet)
 
+    def need_keyframe(self) -> None:
+        """Send nothing more of a video track until its next keyframe."""
+        if self.kind == "video":
+            self._need_keyframe = True
+
     def _skip_to_keyframe(self) -> None:
         while not self._queue.empty():
             if self._queue.get_nowait() is not None:
@@ -282,7 +357,11 @@ class Forwarder:
         self.keyframes_in = 0
         self.keyframe_requests = 0
         self.frames_forwarded = 0
-        tap_receiver(receiver, self._on_frame)
+        self.frames_held = 0
+        self.skips = 0  # frames lost for good on the publisher leg (skipped)
+        #: a moderator muted this track: its frames reach no subscriber (see :meth:`hold`)
+        self.held = False
+        tap_receiver(receiver, self._on_frame, on_skip=self._on_skip)
 
     def subscribe(self) -> ForwardedTrack:
         track = ForwardedTrack(self)
@@ -297,12 +376,34 @@ class Forwarder:
     def subscribers(self) -> int:
         return len(self._tracks)
 
+    def _on_skip(self) -> None:
+        """The publisher leg lost a frame for good: every subscriber waits for the
+        keyframe the receiver has asked for (the frames after a gap do not decode)."""
+        self.skips += 1
+        for track in self._tracks:
+            track.need_keyframe()
+
+    def hold(self, held: bool) -> None:
+        """Forward nothing of this track while ``held`` (a moderator's mute, enforced
+        here whatever the publisher's client does); on release, video resumes at
+        the next keyframe, which is requested at once."""
+        if held == self.held:
+            return
+        self.held = held
+        if not held and self.kind == "video":
+            for track in self._tracks:
+                track.need_keyframe()
+            self.request_keyframe()
+
     def _on_frame(self, data: bytes, timestamp: int) -> None:
         keyframe = self.kind == "audio" or is_vp8_keyframe(data)
         self.frames_in += 1
         self.bytes_in += len(data)
         if self.kind == "video" and keyframe:
             self.keyframes_in += 1
+        if self.held:
+            self.frames_held += 1
+            return
         for track in list(self._tracks):
             track.push(data, timestamp, keyframe)
             self.frames_forwarded += 1
@@ -338,6 +439,9 @@ class Forwarder:
             "keyframes_in": self.keyframes_in,
             "keyframe_requests": self.keyframe_requests,
             "frames_forwarded": self.frames_forwarded,
+            "frames_held": self.frames_held,
+            "skips": self.skips,
+            "held": self.held,
             "subscribers": self.subscribers,
             "dropped": sum(t.counters.dropped for t in self._tracks),
         }

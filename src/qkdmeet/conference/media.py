@@ -280,17 +280,41 @@ class SlidesTrack(_PacedVideoTrack):
         return self._slides[(n // self._frames_per_slide) % len(self._slides)], self._uv
 
 
+#: Peak amplitude of the synthetic tone (of 32767).
+TONE_AMPLITUDE = 8000
+#: Opus's 20 ms silence frame (CELT, full band, one frame: the TOC byte 0xF8 and a
+#: frame that decodes to digital silence), sent by a muted pre-encoded microphone.
+OPUS_SILENCE = b"\xf8\xff\xfe"
+#: RFC 6464 level of digital silence (-dBov).
+SILENCE_LEVEL_DBOV = 127
+
+
+def level_dbov(samples: np.ndarray) -> int:
+    """The RFC 6464 level of s16 samples in dBov (0 full scale, -127 silence), as
+    aiortc computes it for each audio frame it encodes (RFC 6465, appendix A)."""
+    x = samples.astype(np.float64) / 32767
+    rms = math.sqrt(float(np.mean(x * x))) if x.size else 0.0
+    if rms <= 0:
+        return -SILENCE_LEVEL_DBOV
+    return max(-SILENCE_LEVEL_DBOV, min(0, round(20 * math.log10(rms))))
+
+
 class ToneTrack(MediaStreamTrack):
-    """Synthetic audio: a 440 Hz tone, 20 ms mono s16 frames at 48 kHz."""
+    """Synthetic audio: a 440 Hz tone, 20 ms mono s16 frames at 48 kHz.
+
+    ``muted``: digital silence instead of the tone (a muted microphone, as a
+    browser's disabled track: the packets go on, their audio level is 127)."""
 
     kind = "audio"
 
     def __init__(self, frequency: float = 440.0) -> None:
         super().__init__()
         self.frames_sent = 0
+        self.muted = False
         self._start: float | None = None
         t = np.arange(AUDIO_RATE) / AUDIO_RATE  # one second of samples, loops cleanly
-        self._second = (8000 * np.sin(2 * np.pi * frequency * t)).astype(np.int16)
+        self._second = (TONE_AMPLITUDE * np.sin(2 * np.pi * frequency * t)).astype(np.int16)
+        self._silence = np.zeros((1, AUDIO_SAMPLES), dtype=np.int16)
         self._time_base = fractions.Fraction(1, AUDIO_RATE)
 
     async def recv(self) -> AudioFrame:
@@ -302,7 +326,11 @@ class ToneTrack(MediaStreamTrack):
         if delay > 0:
             await asyncio.sleep(delay)
         offset = (n * AUDIO_SAMPLES) % AUDIO_RATE
-        samples = self._second[offset : offset + AUDIO_SAMPLES].reshape(1, -1)
+        samples = (
+            self._silence
+            if self.muted
+            else self._second[offset : offset + AUDIO_SAMPLES].reshape(1, -1)
+        )
         frame = AudioFrame.from_ndarray(samples, format="s16", layout="mono")
         frame.sample_rate = AUDIO_RATE
         frame.pts = n * AUDIO_SAMPLES
@@ -597,15 +625,21 @@ def cached_tone_clip(frames: int = 50, bitrate: int = 40_000) -> tuple[bytes, ..
 
 
 class ReplayAudioTrack(MediaStreamTrack):
-    """Pre-encoded audio: loops 20 ms Opus packets as ``av.Packet``s (48 kHz pts)."""
+    """Pre-encoded audio: loops 20 ms Opus packets as ``av.Packet``s (48 kHz pts).
+
+    ``level`` is the packets' RFC 6464 audio level in dBov (the tone's: its
+    sender puts it in each packet's header extension, as a browser does);
+    ``muted`` sends :data:`OPUS_SILENCE` at the silence level instead."""
 
     kind = "audio"
 
-    def __init__(self, packets: tuple[bytes, ...]) -> None:
+    def __init__(self, packets: tuple[bytes, ...], level: int | None = None) -> None:
         super().__init__()
         if not packets:
             raise ValueError("an audio clip needs at least one packet")
         self.packets = packets
+        self.muted = False
+        self._level = tone_level_dbov() if level is None else level
         self.frames_sent = 0
         self._start: float | None = None
         self._time_base = fractions.Fraction(1, AUDIO_RATE)
@@ -620,8 +654,19 @@ class ReplayAudioTrack(MediaStreamTrack):
         delay = self._start + n * AUDIO_SAMPLES / AUDIO_RATE - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        packet = av.Packet(self.packets[n % len(self.packets)])
+        packet = av.Packet(OPUS_SILENCE if self.muted else self.packets[n % len(self.packets)])
         packet.pts = n * AUDIO_SAMPLES
         packet.time_base = self._time_base
         self.frames_sent += 1
         return packet
+
+    @property
+    def level(self) -> int:
+        """The audio level (dBov, 0 loudest, -127 silence) of the packet just sent."""
+        return -SILENCE_LEVEL_DBOV if self.muted else self._level
+
+
+def tone_level_dbov() -> int:
+    """The audio level of the :class:`ToneTrack` tone (about -15 dBov)."""
+    t = np.arange(AUDIO_SAMPLES) / AUDIO_RATE
+    return level_dbov(TONE_AMPLITUDE * np.sin(2 * np.pi * 440.0 * t))

@@ -34,7 +34,23 @@ class Participant:
     id: str
     name: str
     cap: int | None = None
+    #: what the participant says it sends (its own ``mute`` messages)
     muted: dict[str, bool] = field(default_factory=lambda: {"audio": False, "video": False})
+    #: muted by a moderator: the server forwards none of that kind from the
+    #: participant's camera until the participant unmutes it
+    held: dict[str, bool] = field(default_factory=lambda: {"audio": False, "video": False})
+    #: when the participant raised its hand (``time.time()``), None when lowered
+    hand: float | None = None
+
+    def public(self) -> dict[str, object]:
+        """What every member of the room sees of this participant (the list)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "muted": dict(self.muted),
+            "hand": self.hand is not None,
+            "hand_at": self.hand,
+        }
 
 
 @dataclass

@@ -18,6 +18,12 @@ Lifecycle of a participant (a :class:`Session`, one per WebSocket)::
                           | publish: answer, then a subscribe offer to everyone else
                           | unpublish: unsubscribe to everyone else
 
+Meeting controls (``PROTOCOL.md``): the participant list's state (mutes,
+hands) rides on ``joined``/``participant_joined``; the room's active speaker
+comes from the RFC 6464 audio levels of the publishers' packets
+(``speaker.py``, no decoding); a moderator's ``mute_participant`` holds that
+kind of the target's camera in its forwarders until the target unmutes.
+
 Every bad message is answered with an ``error`` and the socket stays open;
 a vanished participant is cleaned up exactly like one that left. Background
 work (subscription offers, connection-state handlers) is owned by the server
@@ -71,6 +77,7 @@ from qkdmeet.conference.signalling import (
     error_of,
     parse_message,
 )
+from qkdmeet.conference.speaker import SpeakerDetector, tap_audio_level
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +233,7 @@ class RoomState:
     record: RoomRecord
     sessions: dict[str, Session] = field(default_factory=dict)
     locked: bool = False  # a moderator locked it: no one else joins
+    speaker: SpeakerDetector = field(default_factory=SpeakerDetector)
 
     def publications(self) -> list[Publication]:
         return [p for s in self.sessions.values() for p in s.publications.values() if p.active]
@@ -251,6 +259,7 @@ class ConferenceServer:
         self._sessions: set[Session] = set()
         self._per_source: dict[str, int] = {}  # open WebSockets per source address
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._packed_closed = {"frames": 0, "packets": 0}  # of subscriptions since closed
         self._runner: web.AppRunner | None = None
         self._admin_runner: web.AppRunner | None = None
         self._port = 0
@@ -561,15 +570,26 @@ class ConferenceServer:
             text = encode("chat", **{"from": p.id}, name=p.name, text=f["text"], ts=time.time())
             await session.room.broadcast(text)
         elif msg.type == "mute":
-            session.participant.muted[f["kind"]] = f["muted"]
+            p = session.participant
+            p.muted[f["kind"]] = f["muted"]
+            if not f["muted"] and p.held[f["kind"]]:  # unmuting lifts a moderator's mute
+                p.held[f["kind"]] = False
+                self._apply_holds(session)
             await session.room.broadcast(
                 encode("mute", id=session.id, kind=f["kind"], muted=f["muted"])
             )
+        elif msg.type == "hand":
+            p = session.participant
+            if f["raised"] != (p.hand is not None):
+                p.hand = time.time() if f["raised"] else None
+                await session.room.broadcast(
+                    encode("hand", id=session.id, raised=f["raised"], at=p.hand)
+                )
         elif msg.type == "leave":
             await self._leave(session)
             session.closed = True
             await session.ws.close()
-        elif msg.type in ("remove", "lock"):
+        elif msg.type in ("remove", "lock", "mute_participant"):
             await self._moderate(session, msg)
 
     async def _moderate(self, session: Session, msg: Message) -> None:
@@ -583,8 +603,18 @@ class ConferenceServer:
             await state.broadcast(encode("locked", locked=state.locked, by=session.id))
             return
         target = state.sessions.get(msg.fields["id"])
-        if target is None or target is session:
-            raise SignallingError("remove: no such other participant", "invalid_field")
+        if target is None or target is session or target.participant is None:
+            raise SignallingError(f"{msg.type}: no such other participant", "invalid_field")
+        if msg.type == "mute_participant":
+            # enforced here (nothing of that kind is forwarded), obeyed by the
+            # target's client, lifted only by the target unmuting itself
+            kind = msg.fields["kind"]
+            target.participant.muted[kind] = target.participant.held[kind] = True
+            self._apply_holds(target)
+            await state.broadcast(
+                encode("mute", id=target.id, kind=kind, muted=True, by=session.id)
+            )
+            return
         await target.send(encode("removed", by=session.id))
         await self._leave(target)
         target.closed = True
@@ -628,17 +658,18 @@ class ConferenceServer:
                 moderator=moderator,
                 locked=state.locked,
                 participants=[
-                    {"id": s.id, "name": s.participant.name, "moderator": s.moderator}
+                    {**s.participant.public(), "moderator": s.moderator}
                     for s in others
                     if s.participant
                 ],
+                speaker=state.speaker.speaker,
                 bitrates=self._bitrates(state, participant.id),
                 documents=[d.to_json() for d in self.documents.in_room(room_name)],
                 link=self.link,
             )
         )
         await state.broadcast(
-            encode("participant_joined", id=participant.id, name=name, moderator=moderator),
+            encode("participant_joined", **participant.public(), moderator=moderator),
             exclude=session,
         )
         for pub in state.publications():
@@ -663,6 +694,8 @@ class ConferenceServer:
         state.sessions.pop(participant.id, None)
         state.room.leave(participant.id)
         await state.broadcast(encode("participant_left", id=participant.id))
+        if state.speaker.forget(participant.id):
+            await state.broadcast(encode("speaker", id=None))
 
     # media ---------------------------------------------------------------------
 
@@ -682,6 +715,11 @@ class ConferenceServer:
                     raise SignallingError(f"publish: more than one {transceiver.kind} track")
                 pin_codecs(transceiver)
                 forwarders[transceiver.kind] = Forwarder(transceiver.kind, transceiver.receiver)
+                if transceiver.kind == "audio":
+                    tap_audio_level(
+                        transceiver.receiver,
+                        lambda vad, level: self._on_audio_level(session, level),
+                    )
             if "video" not in forwarders:
                 raise SignallingError("publish: a stream set needs a video track")
             if kind == "screen" and "audio" in forwarders:
@@ -692,6 +730,7 @@ class ConferenceServer:
             raise
         pub = Publication(session, pc_name, kind, pc, forwarders)
         session.publications[pc_name] = pub
+        self._apply_holds(session)
         self.counters["publications"] += 1
         pc.on("connectionstatechange", lambda: self._on_pc_state(pc, publication=pub))
         await session.send(encode("answer", pc=pc_name, sdp=pc.localDescription.sdp))
@@ -699,6 +738,25 @@ class ConferenceServer:
         for other in list(session.room.sessions.values()):
             if other is not session:
                 self._spawn(self._subscribe(other, pub))
+
+    def _apply_holds(self, session: Session) -> None:
+        """Hold (or release) the tracks of the session's camera a moderator muted."""
+        if session.participant is None:
+            return
+        for pub in session.publications.values():
+            if pub.kind != "camera":
+                continue  # a moderator's mute is of the microphone and camera
+            for kind, fwd in pub.forwarders.items():
+                fwd.hold(session.participant.held[kind])
+
+    def _on_audio_level(self, session: Session, level: int) -> None:
+        """One audio packet's RFC 6464 level from a publisher: the room's active speaker."""
+        p, state = session.participant, session.room
+        if p is None or state is None or p.muted["audio"]:
+            return  # a muted microphone does not take the floor
+        speaker = state.speaker.observe(p.id, level)
+        if speaker is not None:
+            self._spawn(state.broadcast(encode("speaker", id=speaker)))
 
     async def _unpublish(self, pub: Publication) -> None:
         if not pub.active:
@@ -756,6 +814,9 @@ class ConferenceServer:
     async def _close_subscription(self, sub: Subscription, notify: bool) -> None:
         if sub.owner.subscriptions.pop(sub.pc_name, None) is None:
             return
+        for packer in sub.packers:  # the server-wide totals outlive the subscription
+            self._packed_closed["frames"] += packer.packed_frames
+            self._packed_closed["packets"] += packer.packed_packets
         for sender in sub.pc.getSenders():
             if sender.track is not None:
                 sender.track.stop()
@@ -816,15 +877,11 @@ class ConferenceServer:
             "room": state.room.name,
             "locked": state.locked,
             "participants": [
-                {
-                    "id": s.id,
-                    "name": s.participant.name,
-                    "muted": s.participant.muted,
-                    "moderator": s.moderator,
-                }
+                {**s.participant.public(), "moderator": s.moderator}
                 for s in state.sessions.values()
                 if s.participant is not None
             ],
+            "speaker": state.speaker.speaker,
             "documents": [d.to_json() for d in self.documents.in_room(state.room.name)],
         }
 
@@ -974,6 +1031,8 @@ class ConferenceServer:
             "audio_cap": state.room.audio_cap,
             "camera_cap": state.room.camera_cap,
             "locked": state.locked,
+            "speaker": state.speaker.speaker,
+            "speaker_changes": state.speaker.changes,
             "access": state.record.public(),
             "participants": [
                 {
@@ -981,6 +1040,8 @@ class ConferenceServer:
                     "name": s.participant.name,
                     "cap": s.participant.cap,
                     "muted": s.participant.muted,
+                    "held": s.participant.held,
+                    "hand": s.participant.hand is not None,
                     "moderator": s.moderator,
                     "source": s.source,
                     "bitrates": self._bitrates(state, s.id),
@@ -1097,13 +1158,19 @@ class ConferenceServer:
     # instrumentation -----------------------------------------------------------
 
     def server_encode_count(self) -> dict[str, int]:
-        """Frames the server packed per receiver, and frames it encoded (always 0)."""
+        """Frames the server's subscriber senders (live now) packed, frames and RTP
+        packets packed since the start (closed subscriptions too), and frames it
+        encoded (always 0)."""
         packers = [
             p for s in self._sessions for sub in s.subscriptions.values() for p in sub.packers
         ]
         return {
             "senders": len(packers),
             "frames_packed": sum(p.packed_frames for p in packers),
+            "frames_packed_total": self._packed_closed["frames"]
+            + sum(p.packed_frames for p in packers),
+            "packets_packed": self._packed_closed["packets"]
+            + sum(p.packed_packets for p in packers),
             "frames_encoded": sum(p.encode_attempts for p in packers),
         }
 

@@ -18,8 +18,9 @@ Error codes (the ``code`` of ``{"type": "error", "reason": str, "code": str}``):
 ``too_large``, ``invalid_json``, ``too_deep``, ``not_an_object``,
 ``unknown_type``, ``invalid_field`` (missing, wrong type or out of limits),
 ``not_joined``, ``join_refused``, ``throttled``, ``locked``, ``full``,
-``forbidden`` (moderator only), ``unknown_pc``, ``bad_sdp``, ``binary``,
-``flood``, ``failed`` (anything else: the message could not be carried out).
+``forbidden`` (moderator only: ``remove``, ``lock``, ``mute_participant``),
+``unknown_pc``, ``bad_sdp``, ``binary``, ``flood``, ``failed`` (anything else: the
+message could not be carried out).
 """
 
 from __future__ import annotations
@@ -100,11 +101,22 @@ class Lock(_Msg, tag="lock"):  # moderator only
     locked: bool
 
 
+class MuteParticipant(_Msg, tag="mute_participant"):  # moderator only
+    id: _Short
+    kind: _Short  # audio | video
+
+
+class Hand(_Msg, tag="hand"):  # raise / lower one's own hand
+    raised: bool
+
+
 SCHEMAS: tuple[type[_Msg], ...] = (Join, Publish, Unpublish, Answer, Chat, Mute, Leave, Remove,
-                                   Lock)
+                                   Lock, MuteParticipant, Hand)
 _TYPES = {str(t.__struct_config__.tag): t for t in SCHEMAS}
 _DECODER = msgspec.json.Decoder(Join | Publish | Unpublish | Answer | Chat | Mute | Leave
-                                | Remove | Lock)
+                                | Remove | Lock | MuteParticipant | Hand)
+#: Media kinds of ``mute`` and ``mute_participant``.
+MUTE_KINDS = ("audio", "video")
 
 
 class SignallingError(ValueError):
@@ -181,13 +193,12 @@ def _check_limits(kind: str, fields: dict[str, Any]) -> None:
             fields[name] = value
         if not 1 <= len(fields["secret"]) <= MAX_SECRET_CHARS:
             raise SignallingError("join: invalid invite")
-    elif kind == "remove" and not 1 <= len(fields["id"]) <= MAX_NAME_CHARS:
-        raise SignallingError(f"remove: id must be 1..{MAX_NAME_CHARS} characters")
-    elif kind == "chat":
-        if not fields["text"] or len(fields["text"]) > MAX_CHAT_CHARS:
-            raise SignallingError(f"chat: text must be 1..{MAX_CHAT_CHARS} characters")
-    elif kind == "mute" and fields["kind"] not in ("audio", "video"):
-        raise SignallingError("mute: kind must be 'audio' or 'video'")
+    elif kind == "chat" and not 1 <= len(fields["text"]) <= MAX_CHAT_CHARS:
+        raise SignallingError(f"chat: text must be 1..{MAX_CHAT_CHARS} characters")
+    if "id" in fields and not 1 <= len(fields["id"]) <= MAX_NAME_CHARS:
+        raise SignallingError(f"{kind}: id must be 1..{MAX_NAME_CHARS} characters")
+    if kind in ("mute", "mute_participant") and fields["kind"] not in MUTE_KINDS:
+        raise SignallingError(f"{kind}: kind must be 'audio' or 'video'")
     if "pc" in fields and not 1 <= len(fields["pc"]) <= MAX_NAME_CHARS:
         raise SignallingError(f"{kind}: pc must be 1..{MAX_NAME_CHARS} characters")
     if kind == "publish" and fields["kind"] not in PUBLISH_KINDS:

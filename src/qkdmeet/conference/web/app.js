@@ -18,6 +18,15 @@
 // Nothing the server or another participant sends (names, chat, file names,
 // alarms) is ever parsed as HTML: every such string goes in with textContent.
 //
+// Meeting controls (PROTOCOL.md): the participant list shows each participant's
+// microphone and camera state (its `mute` messages; a device the page does not
+// have is announced muted after joining), raised hands (`hand`) and the active
+// speaker (`speaker`, chosen by the server from the RFC 6464 audio levels the
+// browser puts in every audio packet), whose tile is highlighted and put first,
+// at twice the size. A moderator's page has buttons to mute a participant's
+// microphone or camera (`mute_participant`), remove a participant and lock the
+// room; a page muted by a moderator obeys (its track is disabled) and says so.
+//
 // window.qkdmeet is a small hook for tests and the demo: `state` (plain data, kept
 // current), `stats()` (per-PeerConnection inbound/outbound RTP counters from
 // getStats), and the actions the buttons trigger.
@@ -44,7 +53,10 @@ const state = {
   locked: false,
   room: null,
   name: null,
-  participants: [], // [{id, name, muted: {audio, video}, self}]
+  participants: [], // [{id, name, muted: {audio, video}, hand, speaking, self, ...}]
+  speaker: null, // id of the room's active speaker (server's `speaker`), or null
+  hand: false, // our own hand is raised
+  mutedBy: { audio: null, video: null }, // who (a moderator's id) muted our devices
   chat: [], // [{from, name, text, ts}]
   documents: [], // [{id, name, size, content_type, from, url}]
   link: null, // last `link` object, or null
@@ -155,7 +167,12 @@ async function handle(msg) {
     case "joined":
       return onJoined(msg);
     case "participant_joined":
-      addPerson({ id: msg.id, name: msg.name, moderator: msg.moderator });
+      addPerson(msg);
+      return renderPeople();
+    case "hand":
+      return onHand(msg);
+    case "speaker":
+      state.speaker = msg.id ?? null;
       return renderPeople();
     case "closed":
     case "removed":
@@ -163,6 +180,8 @@ async function handle(msg) {
         ? "The operator closed this room" : "A moderator removed you from the room");
     case "locked":
       state.locked = Boolean(msg.locked);
+      setStatus(state.locked ? "The room is locked: nobody else can join"
+        : "The room is unlocked", "info");
       return updateControls();
     case "document_removed":
       return removeDocument(msg.id);
@@ -254,6 +273,9 @@ async function onJoined(msg) {
   state.room = msg.room;
   state.moderator = Boolean(msg.moderator);
   state.locked = Boolean(msg.locked);
+  state.speaker = msg.speaker ?? null;
+  state.hand = false;
+  state.mutedBy = { audio: null, video: null };
   sessionToken = msg.token || null;
   people.clear();
   $("grid").replaceChildren();
@@ -278,7 +300,8 @@ async function onJoined(msg) {
   history.replaceState(null, "", `?room=${encodeURIComponent(msg.room)}${location.hash}`);
   setStatus(`Joined room ${msg.room} as ${state.name}`, "ok");
   const self = people.get(msg.id);
-  self.muted = { ...state.muted };
+  self.muted = shownMuted();
+  renderPeople();
   const rejoined = rejoinAttempt > 0;
   rejoinAttempt = 0;
   if (localStream) {
@@ -286,9 +309,10 @@ async function onJoined(msg) {
     const camera = localStream.getVideoTracks().some((t) => !t.placeholder);
     self.tile.classList.toggle("tile-mirror", camera); // a mirror, as users expect
     await publish("camera", localStream);
-    for (const kind of ["audio", "video"]) {
-      if (state.muted[kind]) send({ type: "mute", kind, muted: true });
-    }
+  }
+  // muted, or no such device: the others' lists show it off
+  for (const kind of ["audio", "video"]) {
+    if (self.muted[kind]) send({ type: "mute", kind, muted: true });
   }
   if (rejoined && screenStream) await publish("screen", screenStream);
 }
@@ -412,8 +436,7 @@ function placeholderVideoTrack(name) {
   canvas.width = 320;
   canvas.height = 240;
   const ctx = canvas.getContext("2d");
-  const initials = name.split(/\s+/).filter(Boolean).slice(0, 2)
-    .map((w) => w[0].toUpperCase()).join("") || "?";
+  const initials = initialsOf(name);
   let tick = 0;
   const draw = () => {
     // Repainted every frame: a canvas only yields frames when it changes.
@@ -730,26 +753,85 @@ function stopScreenShare() {
 
 // ---------------------------------------------------------------- mute
 
-function setMuted(kind, muted) {
-  if (!localStream) return;
+/** Whether this page has a microphone (`audio`) or a real camera (`video`). */
+function hasDevice(kind) {
+  if (!localStream) return false;
+  if (kind === "audio") return localStream.getAudioTracks().length > 0;
+  return localStream.getVideoTracks().some((t) => !t.placeholder);
+}
+
+/** Our devices as the others see them: muted, or absent. */
+function shownMuted() {
+  return { audio: state.muted.audio || !hasDevice("audio"),
+    video: state.muted.video || !hasDevice("video") };
+}
+
+/** Disable (or enable) our microphone or camera track(s); false without one. */
+function applyLocalMute(kind, muted) {
+  if (!localStream) return false;
   const tracks = kind === "audio" ? localStream.getAudioTracks() : localStream.getVideoTracks();
-  if (!tracks.length) return;
+  if (!tracks.length) return false;
   tracks.forEach((t) => {
     t.enabled = !muted;
   });
   state.muted[kind] = muted;
   const self = people.get(state.id);
-  if (self) self.muted[kind] = muted;
-  if (state.phase === "joined") send({ type: "mute", kind, muted }); // else sent on rejoin
+  if (self) self.muted[kind] = shownMuted()[kind];
   updateControls();
   renderPeople();
+  return true;
+}
+
+function setMuted(kind, muted) {
+  if (!applyLocalMute(kind, muted)) return;
+  if (!muted) state.mutedBy[kind] = null; // unmuting lifts a moderator's mute
+  if (state.phase === "joined") send({ type: "mute", kind, muted }); // else sent on rejoin
 }
 
 function onRemoteMute(msg) {
   const person = people.get(msg.id);
   if (!person || !(msg.kind in person.muted)) return;
-  person.muted[msg.kind] = Boolean(msg.muted);
+  if (person.self && msg.by) {
+    // a moderator muted us: obey (the server already forwards nothing of it)
+    applyLocalMute(msg.kind, Boolean(msg.muted));
+    state.mutedBy[msg.kind] = msg.muted ? msg.by : null;
+    const what = msg.kind === "audio" ? "microphone" : "camera";
+    setStatus(`${personName(msg.by)} (moderator) turned your ${what} off; `
+      + `${msg.kind === "audio" ? "unmute" : "start"} it to be ${
+        msg.kind === "audio" ? "heard" : "seen"} again`, "info");
+  }
+  person.muted[msg.kind] = person.self ? shownMuted()[msg.kind] : Boolean(msg.muted);
   renderPeople();
+}
+
+function onHand(msg) {
+  const person = people.get(msg.id);
+  if (!person) return;
+  person.hand = Boolean(msg.raised);
+  person.handAt = person.hand ? (Number.isFinite(msg.at) ? msg.at : Date.now() / 1000) : null;
+  if (person.self) {
+    state.hand = person.hand;
+    updateControls();
+  }
+  renderPeople();
+}
+
+function setHand(raised) {
+  if (state.phase !== "joined") return false;
+  return send({ type: "hand", raised: Boolean(raised) });
+}
+
+/** Moderator: mute another participant's microphone (`audio`) or camera (`video`). */
+function muteParticipant(id, kind) {
+  return send({ type: "mute_participant", id, kind });
+}
+
+function removeParticipant(id) {
+  return send({ type: "remove", id });
+}
+
+function setLocked(locked) {
+  return send({ type: "lock", locked: Boolean(locked) });
 }
 
 function updateControls() {
@@ -771,11 +853,16 @@ function updateControls() {
   lock.hidden = !state.moderator;
   lock.setAttribute("aria-pressed", String(state.locked));
   lock.textContent = state.locked ? "Unlock room" : "Lock room";
+  $("lock-label").hidden = !state.locked;
+  const hand = $("btn-hand");
+  hand.setAttribute("aria-pressed", String(state.hand));
+  hand.textContent = state.hand ? "Lower hand" : "Raise hand";
 }
 
 // ---------------------------------------------------------------- participants and tiles
 
-function addPerson({ id, name, self = false, moderator = false }) {
+function addPerson({ id, name, self = false, moderator = false, muted = null, hand = false,
+  hand_at: handAt = null }) {
   if (people.has(id)) {
     const existing = people.get(id);
     if (name) existing.name = name;
@@ -795,12 +882,41 @@ function addPerson({ id, name, self = false, moderator = false }) {
     }
   });
   const caption = document.createElement("figcaption");
-  tile.append(video, caption);
+  // shown instead of the video while the camera is off (muted, held or absent)
+  const avatar = document.createElement("div");
+  avatar.className = "tile-avatar";
+  avatar.setAttribute("aria-hidden", "true");
+  avatar.textContent = initialsOf(name || id);
+  tile.append(video, avatar, caption);
   $("grid").append(tile);
   const person = { id, name: name || id, self, moderator: Boolean(moderator),
-    muted: { audio: false, video: false }, tile, video, caption };
+    muted: { audio: Boolean(muted?.audio), video: Boolean(muted?.video) },
+    hand: Boolean(hand), handAt: hand ? handAt : null, tile, video, caption, avatar };
   people.set(id, person);
   return person;
+}
+
+function initialsOf(name) {
+  return String(name).split(/\s+/).filter(Boolean).slice(0, 2)
+    .map((w) => w[0].toUpperCase()).join("") || "?";
+}
+
+/** Raised hands first, in the order they were raised; then everyone as they came. */
+function listOrder() {
+  const all = [...people.values()];
+  const raised = all.filter((p) => p.hand).sort((a, b) => (a.handAt ?? 0) - (b.handAt ?? 0));
+  return [...raised, ...all.filter((p) => !p.hand)];
+}
+
+function moderatorButton(text, label, onClick, disabled = false) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "person-action";
+  b.textContent = text;
+  b.setAttribute("aria-label", label);
+  b.disabled = disabled;
+  b.addEventListener("click", onClick);
+  return b;
 }
 
 function removePerson(id) {
@@ -826,19 +942,28 @@ function renderPeople() {
   const list = $("people");
   list.replaceChildren();
   state.participants = [];
-  for (const person of people.values()) {
+  const speaker = people.has(state.speaker) ? state.speaker : null;
+  for (const person of listOrder()) {
     const presenting = isPresenting(person.id);
+    const speaking = person.id === speaker;
     state.participants.push({ id: person.id, name: person.name, self: person.self,
-      moderator: person.moderator, muted: { ...person.muted }, presenting });
+      moderator: person.moderator, muted: { ...person.muted }, hand: person.hand,
+      speaking, presenting });
     const li = document.createElement("li");
     li.dataset.participant = person.id;
+    li.dataset.microphone = person.muted.audio ? "off" : "on";
+    li.dataset.camera = person.muted.video ? "off" : "on";
+    li.dataset.hand = person.hand ? "raised" : "";
+    li.dataset.speaking = String(speaking);
     const name = document.createElement("span");
     name.className = "person-name";
     name.textContent = person.self ? `${person.name} (you)` : person.name;
     li.append(name);
     const badges = [];
-    if (person.muted.audio) badges.push(["muted", "microphone off"]);
-    if (person.muted.video) badges.push(["no-video", "camera off"]);
+    if (person.hand) badges.push(["hand", "hand raised"]);
+    if (speaking) badges.push(["speaking", "speaking"]);
+    badges.push(person.muted.audio ? ["muted", "microphone off"] : ["on", "microphone on"]);
+    badges.push(person.muted.video ? ["no-video", "camera off"] : ["on", "camera on"]);
     if (presenting) badges.push(["presenting", "presenting"]);
     if (person.moderator) badges.push(["moderator", "moderator"]);
     for (const [cls, text] of badges) {
@@ -848,21 +973,28 @@ function renderPeople() {
       li.append(b);
     }
     if (state.moderator && !person.self) {
-      const remove = document.createElement("button");
-      remove.type = "button";
-      remove.className = "person-remove";
-      remove.textContent = "Remove";
-      remove.setAttribute("aria-label", `Remove ${person.name}`);
-      remove.addEventListener("click", () => send({ type: "remove", id: person.id }));
-      li.append(remove);
+      const actions = document.createElement("span");
+      actions.className = "person-actions";
+      actions.append(
+        moderatorButton("Mute", `Mute microphone of ${person.name}`,
+          () => muteParticipant(person.id, "audio"), person.muted.audio),
+        moderatorButton("Stop video", `Stop camera of ${person.name}`,
+          () => muteParticipant(person.id, "video"), person.muted.video),
+        moderatorButton("Remove", `Remove ${person.name}`, () => removeParticipant(person.id)),
+      );
+      li.append(actions);
     }
     list.append(li);
     person.caption.textContent = person.self ? `${person.name} (you)` : person.name;
     person.tile.classList.toggle("tile-muted-audio", person.muted.audio);
     person.tile.classList.toggle("tile-muted-video", person.muted.video);
+    person.tile.classList.toggle("tile-speaker", speaking);
+    person.tile.classList.toggle("tile-hand", person.hand);
     person.caption.dataset.muted = person.muted.audio ? "microphone off" : "";
+    person.caption.dataset.hand = person.hand ? "hand raised" : "";
   }
   $("people-count").textContent = `(${people.size})`;
+  $("grid").classList.toggle("grid-has-speaker", speaker !== null && people.size > 1);
 }
 
 // ---------------------------------------------------------------- stage (screen share)
@@ -1231,7 +1363,8 @@ function init() {
     else startScreenShare();
   });
   $("btn-leave").addEventListener("click", leave);
-  $("btn-lock").addEventListener("click", () => send({ type: "lock", locked: !state.locked }));
+  $("btn-lock").addEventListener("click", () => setLocked(!state.locked));
+  $("btn-hand").addEventListener("click", () => setHand(!state.hand));
   $("chat-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     if (sendChat($("chat-input").value)) $("chat-input").value = "";
@@ -1264,6 +1397,10 @@ function init() {
     startScreenShare,
     stopScreenShare,
     setMuted,
+    setHand,
+    muteParticipant,
+    removeParticipant,
+    setLocked,
   };
 
   if (params.get("autojoin") === "1" && params.get("room") && params.get("name")) {
