@@ -1,1 +1,4 @@
-"""qkdmeet.conference layer (see DESIGN.md)."""
+"""qkdmeet.conference: the video conference that runs across the VPN.
+
+See docs/ARCHITECTURE.md (the layers) and PROTOCOL.md here (the wire protocol).
+"""
