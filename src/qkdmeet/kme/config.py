@@ -29,7 +29,7 @@ Key comes from one of two feeds:
     authentication key state is kept in ``<db>.qkd-auth`` (the secret is used
     only on the first start; a restart goes on from that file). The
     running link's stats and controls are at ``GET|POST /admin/qkd`` (see
-    :mod:`qkdmeet.kme.server`).
+    :mod:`qkdmeet.kme.admin_routes`).
 """
 
 from __future__ import annotations
