@@ -6,7 +6,9 @@ because both receive the same blocks in the same order. The pair's allocation
 authority (see :mod:`qkdmeet.kme.peer`) hands out *ranges* of the stream; a
 range becomes keys (UUID key IDs, one slice of the range each).
 
-Crash safety: every change is one SQLite transaction. A range is recorded as
+Crash safety: every change is one SQLite transaction
+(:meth:`KeyStore._transaction`, the only place that begins, commits or rolls
+back one). A range is recorded as
 spent in the same transaction that stores the slave's keys (or that precedes
 handing keys to the master), so after ``kill -9`` a range is either spent (and
 never handed out again) or untouched (and still in stock). A key held for a
@@ -36,11 +38,12 @@ Key hygiene (issue 14):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +137,19 @@ class KeyStore:
         self.scrub()
         self._db.close()
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction around the block: ``BEGIN IMMEDIATE``, then
+        ``COMMIT`` if the block completes, ``ROLLBACK`` if anything escapes it
+        (an exception, a cancellation): all of the change or none of it."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
     # -- the link side -------------------------------------------------
     def _meta(self, name: str) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
@@ -159,22 +175,16 @@ class KeyStore:
 
     def add_block(self, block_id: int, data: bytes) -> bool:
         """Append a block; False (and nothing changed) if ``block_id`` is already stored."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             if block_id < self._meta("next_block"):
-                self._db.execute("ROLLBACK")
-                return False
+                return False  # nothing written: the commit is empty
             start = self.stream_end
             self._db.execute(
                 "INSERT INTO blocks VALUES (?, ?, ?, ?)", (block_id, start, start + len(data), data)
             )
             self._set_meta("stream_end", start + len(data))
             self._set_meta("next_block", block_id + 1)
-            self._db.execute("COMMIT")
             return True
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     # -- reading and spending ranges ----------------------------------
     def _read(self, start: int, stop: int) -> bytes:
@@ -236,8 +246,7 @@ class KeyStore:
         allocated before it and has had that long: its hold or take was lost.
         """
         cutoff = (time.time() if now is None else now) - max_age_s
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             keys = self._db.execute("DELETE FROM keys WHERE created < ?", (cutoff,)).rowcount
             destroyed = 0
             while True:
@@ -250,10 +259,6 @@ class KeyStore:
                     break
                 self._spend(prefix, int(row[0]))  # the gap: zeroed, never handed out
                 destroyed += int(row[0]) - prefix
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         if keys:
             self.dirty = True
         return keys, destroyed
@@ -264,28 +269,18 @@ class KeyStore:
 
     def allocate(self, nbytes: int) -> int:
         """Authority only: reserve the next ``nbytes`` of stream; returns the start."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             start = max(self.cursor, self._meta("spent_prefix"))
             if start + nbytes > self.stream_end:
                 raise StoreError("not enough key in stock")
             self._set_meta("cursor", start + nbytes)
-            self._db.execute("COMMIT")
-            return start
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        return start
 
     def take_for_master(self, res: Reservation) -> list[Key]:
         """Spend the range and return its keys (the master's KME; nothing is kept)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             data = self._read(res.start, res.stop)
             self._spend(res.start, res.stop)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return [
             Key(kid, data[i * res.size : (i + 1) * res.size]) for i, kid in enumerate(res.key_ids)
         ]
@@ -295,8 +290,7 @@ class KeyStore:
 
         All reservations in one transaction (group commit): all or none.
         """
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             for res in reservations:
                 data = self._read(res.start, res.stop)
                 self._spend(res.start, res.stop)
@@ -309,16 +303,11 @@ class KeyStore:
                         for i, kid in enumerate(res.key_ids)
                     ],
                 )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     def deliver_to_slave(self, master: str, slave: str, key_ids: Sequence[uuid.UUID]) -> list[Key]:
         """Return and erase the keys; :class:`KeyError` (nothing erased) if any is missing."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            out: list[Key] = []
+        out: list[Key] = []
+        with self._transaction():
             for kid in key_ids:
                 row = self._db.execute(
                     "SELECT key FROM keys WHERE key_id=? AND master=? AND slave=?",
@@ -328,12 +317,8 @@ class KeyStore:
                     raise KeyError(str(kid))
                 out.append(Key(kid, bytes(row[0])))
                 self._db.execute("DELETE FROM keys WHERE key_id=?", (kid.bytes,))
-            self._db.execute("COMMIT")
-            self.dirty = True
-            return out
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        self.dirty = True
+        return out
 
     def held_count(self, master: str, slave: str) -> int:
         row = self._db.execute(
