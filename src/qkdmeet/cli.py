@@ -5,6 +5,11 @@ that defines ``register(subparsers)``; every registered sub-command sets a
 ``func`` default that takes the parsed namespace and returns an exit code
 (an ``int``, or an awaitable of one). ``qkdmeet bench LAYER`` runs the
 ``main(argv)`` of the module :data:`qkdmeet.bench.SUITES` names for it.
+
+An error of qkdmeet's own (:class:`qkdmeet.errors.QkdmeetError`: a bad config
+file or option, a KME that is not reachable, ...) that reaches the top is
+printed as one line, ``qkdmeet COMMAND ACTION: message; what to do``, and the
+exit status is 2; ``-vv`` logs its traceback too.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from collections.abc import Sequence
 
 from qkdmeet import __version__
 from qkdmeet.bench import SUITES
+from qkdmeet.errors import QkdmeetError
+
+log = logging.getLogger("qkdmeet")
 
 #: Layers that may contribute sub-commands, in the order they are listed.
 LAYERS: tuple[str, ...] = ("qkd", "kme", "vpn", "testbed", "conference", "demo")
@@ -46,6 +54,20 @@ def _run_bench(args: argparse.Namespace) -> int:
     mod = importlib.import_module(module)
     result: int = mod.main(list(args.rest))
     return result
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """``qkdmeet COMMAND ACTION`` of a parsed command line (each layer's
+    sub-commands set ``<command>_command``)."""
+    words = ["qkdmeet", getattr(args, "command", None)]
+    if words[1] is not None:
+        words.append(getattr(args, f"{words[1]}_command", None))
+    return " ".join(w for w in words if w)
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message on one line."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except QkdmeetError as exc:
+        log.debug("%s failed", command_name(args), exc_info=True)
+        print(f"{command_name(args)}: {one_line(exc) or type(exc).__name__}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from qkdmeet.signals import on_stop_signals
 
 
 def _positive(text: str) -> float:
@@ -38,8 +38,9 @@ async def _demo(args: argparse.Namespace) -> int:
     from qkdmeet.demo.dashboard import Dashboard
     from qkdmeet.demo.preflight import check_demo_host
     from qkdmeet.demo.progress import Progress
-    from qkdmeet.demo.runner import DemoError, DemoOptions, DemoRunner
+    from qkdmeet.demo.runner import DemoOptions, DemoRunner
     from qkdmeet.demo.sites import PlanError, plan
+    from qkdmeet.errors import DemoError
     from qkdmeet.report.tables import render_table
 
     missing = check_demo_host()
@@ -65,7 +66,6 @@ async def _demo(args: argparse.Namespace) -> int:
     except DemoError as exc:
         print(f"qkdmeet demo: {exc}", file=sys.stderr)
         return 2
-    loop = asyncio.get_running_loop()
     interrupts = 0
 
     def on_signal() -> None:
@@ -78,8 +78,7 @@ async def _demo(args: argparse.Namespace) -> int:
             main_task.cancel()
 
     main_task = asyncio.current_task()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+    remove_signal_handlers = on_stop_signals(on_signal)
     dashboard = Dashboard(runner, args.dashboard_port) if args.dashboard_port else None
     try:
         if dashboard is not None:
@@ -95,9 +94,7 @@ async def _demo(args: argparse.Namespace) -> int:
     finally:
         if dashboard is not None:
             await dashboard.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
+        remove_signal_handlers()
     data: dict[str, Any] = report.as_dict()
     if args.json:
         print(json.dumps(data, indent=2, default=str))

@@ -21,11 +21,13 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from qkdmeet.errors import DemoError
+
 _CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/run/netns"
 
 
-class NamespaceError(RuntimeError):
+class NamespaceError(DemoError, RuntimeError):
     """Joining a namespace or a request inside it failed."""
 
 

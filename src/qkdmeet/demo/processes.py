@@ -20,12 +20,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qkdmeet.errors import DemoError
 from qkdmeet.testbed import netns
 
 log = logging.getLogger(__name__)
 
 
-class ProcessError(RuntimeError):
+class ProcessError(DemoError, RuntimeError):
     """A child process failed to start or became ready too late."""
 
 

@@ -47,6 +47,7 @@ from qkdmeet.demo.preflight import check_demo_host
 from qkdmeet.demo.processes import Owned, ProcessSet, qkdmeet_argv
 from qkdmeet.demo.progress import Progress
 from qkdmeet.demo.sites import SAE, DemoPlan, SiteFiles, key_sizing, write_sites
+from qkdmeet.errors import DemoError as DemoError  # the demo layer's error, raised here
 from qkdmeet.report.accounting import Recorder, RunReport
 from qkdmeet.report.identity import final_metrics_from_log, site_identity
 from qkdmeet.report.wan_audit import audit_capture
@@ -81,10 +82,6 @@ class State(enum.Enum):
     REPORTING = "reporting"
     DONE = "done"
     FAILED = "failed"
-
-
-class DemoError(RuntimeError):
-    """The demo cannot run or a step failed; the message says which and why."""
 
 
 @dataclass(slots=True)

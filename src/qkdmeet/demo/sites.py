@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from qkdmeet.errors import DemoError
 from qkdmeet.kme import config as kconfig
 from qkdmeet.kme import pki
 from qkdmeet.qkd.classical import DEFAULT_SECRET_BYTES
@@ -53,7 +54,7 @@ PREFETCH_SECONDS = 2.0
 LINK_BLOCK_BYTES = 16384
 
 
-class PlanError(ValueError):
+class PlanError(DemoError, ValueError):
     """A demo option out of range."""
 
 

@@ -15,17 +15,13 @@ from qkdmeet.signals import wait_for_stop_signal
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from qkdmeet.kme.config import ConfigError, load
+    from qkdmeet.kme.config import load
     from qkdmeet.kme.server import KmeServer
     from qkdmeet.kme.simfeed import SeededLink
     from qkdmeet.kme.sink import StoreSink
     from qkdmeet.kme.store import KeyStore
 
-    try:
-        cfg = load(args.config)
-    except ConfigError as exc:
-        print(f"qkdmeet kme serve: {exc}", file=sys.stderr)
-        return 2
+    cfg = load(args.config)  # a ConfigError: one line from qkdmeet.cli, status 2
     store = KeyStore(cfg.db)
     server = KmeServer(cfg, store)
     await server.start()
@@ -124,15 +120,11 @@ def _audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from qkdmeet.kme import audit
-    from qkdmeet.kme.config import ConfigError, load
+    from qkdmeet.kme.config import load
 
     path = Path(args.log) if args.log else None
     if path is None:
-        try:
-            path = load(args.config).audit_log
-        except ConfigError as exc:
-            print(f"qkdmeet kme audit: {exc}", file=sys.stderr)
-            return 2
+        path = load(args.config).audit_log  # a ConfigError: one line, status 2
     if path is None or not path.exists():
         print(f"qkdmeet kme audit: no audit log at {path}", file=sys.stderr)
         return 1

@@ -19,20 +19,23 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
+from qkdmeet.errors import ConfigError
+from qkdmeet.errors import KmeError as KmeError  # the layer's base: catches every EtsiError
 from qkdmeet.kme import tls
 from qkdmeet.kme.types import Key, KeyStatus
 
 
-class KmeError(Exception):
-    """Any failure talking to a KME."""
+class EtsiError(KmeError):
+    """Any failure of an ETSI 014 request to a KME."""
 
 
-class KmeUnauthorized(KmeError):
+class KmeUnauthorized(EtsiError):
     """401: the KME refused this SAE for this request."""
 
 
-class KmeBadRequest(KmeError):
+class KmeBadRequest(EtsiError):
     """400 with the standard's Error body."""
 
     def __init__(self, message: str, details: list[Any] | None = None) -> None:
@@ -45,7 +48,7 @@ class KeysNotFound(KmeBadRequest):
     """400 ``one or more keys specified are not found on KME``."""
 
 
-class KmeUnavailable(KmeError):
+class KmeUnavailable(EtsiError):
     """503 or the KME cannot be reached (after retries)."""
 
 
@@ -56,7 +59,7 @@ def _parse_keys(data: Any) -> list[Key]:
             for k in data["keys"]
         ]
     except (KeyError, TypeError, ValueError) as exc:
-        raise KmeError(f"malformed key container: {exc}") from exc
+        raise EtsiError(f"malformed key container: {exc}") from exc
 
 
 class EtsiClient:
@@ -70,7 +73,14 @@ class EtsiClient:
         timeout: float = 10.0,
         retries: int = 3,
     ) -> None:
-        self.base = kme_url.rstrip("/") + "/api/v1/keys/"
+        url = URL(kme_url)
+        if url.scheme not in ("https", "http") or not url.host:
+            raise ConfigError(
+                f"KME URL {kme_url!r} is not https://HOST:PORT",
+                hint="give the KME's address as its config serves it, e.g. https://127.0.0.1:8443",
+            )
+        self.url = kme_url.rstrip("/")
+        self.base = self.url + "/api/v1/keys/"
         self._ctx = tls.client_context(cert_file, key_file, ca_file)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self.retries = retries
@@ -94,16 +104,21 @@ class EtsiClient:
 
     async def _request(self, method: str, path: str, **kw: Any) -> Any:
         if self._session is None:
-            raise KmeError("EtsiClient used outside 'async with'")
+            raise EtsiError("EtsiClient used outside 'async with'")
         delay = 0.1
         last = ""
+        unreachable = False
         for attempt in range(self.retries + 1):
             try:
                 async with self._session.request(method, self.base + path, **kw) as resp:
                     if resp.status == 200:
                         return await resp.json(content_type=None)
                     if resp.status == 401:
-                        raise KmeUnauthorized("401 Unauthorized")
+                        raise KmeUnauthorized(
+                            "401 Unauthorized",
+                            hint="the KME takes this SAE's certificate (of its CA) and "
+                            "pairs it only with an SAE of the other site",
+                        )
                     try:
                         body = await resp.json(content_type=None)
                     except ValueError:
@@ -114,14 +129,22 @@ class EtsiClient:
                         cls = KeysNotFound if "not found" in msg else KmeBadRequest
                         raise cls(msg or "400 Bad Request", details)
                     if resp.status != 503:
-                        raise KmeError(f"HTTP {resp.status}: {msg}")
-                    last = f"503: {msg}"
+                        raise EtsiError(f"HTTP {resp.status}: {msg}")
+                    last, unreachable = f"503: {msg}", False
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-                last = f"connection: {exc}"
+                last, unreachable = f"connection: {exc or type(exc).__name__}", True
             if attempt < self.retries:
                 await asyncio.sleep(delay)
                 delay *= 2
-        raise KmeUnavailable(last)
+        if unreachable:
+            raise KmeUnavailable(
+                f"the KME at {self.url} is not reachable ({last})",
+                hint="check that it runs and listens there, and that the URL names it",
+            )
+        raise KmeUnavailable(
+            f"the KME at {self.url} has no key for this request ({last})",
+            hint="try again once its link has delivered key (or its peer KME is back)",
+        )
 
     async def status(self, slave_sae_id: str) -> KeyStatus:
         d = await self._request("GET", f"{slave_sae_id}/status")
@@ -140,7 +163,7 @@ class EtsiClient:
                 int(d.get("max_SAE_ID_count", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise KmeError(f"malformed status: {exc}") from exc
+            raise EtsiError(f"malformed status: {exc}") from exc
 
     async def enc_keys(self, slave_sae_id: str, number: int, size_bits: int) -> list[Key]:
         body = {"number": number, "size": size_bits}
@@ -202,7 +225,7 @@ class KeyPrefetcher:
                     self._keys.extend(keys)
                     self._changed.set()
                     continue
-                except KmeError:
+                except EtsiError:
                     self.errors += 1
             await asyncio.sleep(self.poll)
 

@@ -34,18 +34,21 @@ Key comes from one of two feeds:
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
+from qkdmeet.configfile import load_toml
+from qkdmeet.errors import ConfigError as ConfigError  # one ConfigError for every layer
 from qkdmeet.qkd.params import DEFAULT_BLOCK_BITS
 
-
-class ConfigError(ValueError):
-    """A missing or ill-typed configuration field."""
+#: What to do about a KME config file that cannot be used.
+FIX_HINT = (
+    "correct it in the file (`qkdmeet kme pair --dir DIR` writes a working pair "
+    "of KME configs to compare with)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,12 +218,10 @@ def parse(data: dict[str, Any], base: Path = Path(".")) -> KmeConfig:
 
 
 def load(path: str | Path) -> KmeConfig:
+    """Read and validate a KME's TOML file; :class:`ConfigError` names the file,
+    the field and what to do."""
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{p}: {exc}") from exc
-    return parse(data, p.parent)
+    return load_toml(p, "KME config file", lambda data: parse(data, p.parent), FIX_HINT)
 
 
 # --- writing -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from qkdmeet.errors import KmeError
 from qkdmeet.kme import validation
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class Routes(ABC):
         """Put this part's routes on the application's router."""
 
 
-class BadRequest(Exception):
+class BadRequest(KmeError):
     """A request refused with ``status`` (400, or 413/415 from the validation layer)."""
 
     def __init__(

@@ -32,11 +32,12 @@ from typing import Any
 
 import aiohttp
 
+from qkdmeet.errors import KmeError
 from qkdmeet.kme.store import KeyStore, Reservation, StoreError
 from qkdmeet.kme.types import Key
 
 
-class PeerError(Exception):
+class PeerError(KmeError):
     """The peer KME could not be reached or refused the request."""
 
 

@@ -47,6 +47,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from qkdmeet.errors import KmeError
 from qkdmeet.kme.types import Key
 
 _SCHEMA = """
@@ -69,7 +70,7 @@ SCRUB_INTERVAL_SECONDS = 0.1
 FILE_MODE = 0o600
 
 
-class StoreError(Exception):
+class StoreError(KmeError):
     """A request the store cannot satisfy (range not in stock, duplicate block)."""
 
 

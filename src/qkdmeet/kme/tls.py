@@ -17,8 +17,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from qkdmeet.errors import ConfigError
+
 Role = Literal["sae", "kme"]
 SAN_PREFIXES: dict[Role, str] = {"sae": "urn:qkdmeet:sae:", "kme": "urn:qkdmeet:kme:"}
+
+
+class CertificateError(ConfigError, OSError):
+    """TLS files that cannot be loaded (missing, unreadable, not PEM, key not the
+    certificate's); still an ``OSError``, as ``ssl`` raised before."""
+
+
+def _load(ctx: ssl.SSLContext, cert_file: str | Path, key_file: str | Path) -> None:
+    try:
+        ctx.load_cert_chain(str(cert_file), str(key_file))
+    except OSError as exc:  # ssl.SSLError is one too
+        raise CertificateError(
+            f"cannot load the certificate {cert_file} with its key {key_file}: "
+            f"{exc.strerror or exc}",
+            hint="check both paths; `qkdmeet pki init DIR` writes a CA and the KME "
+            "and SAE certificates",
+        ) from exc
+
+
+def _ca(ca_file: str | Path) -> str:
+    """``ca_file`` as a string, once it is known to be readable."""
+    try:
+        with open(ca_file, "rb"):
+            pass
+    except OSError as exc:
+        raise CertificateError(
+            f"cannot read the CA certificate {ca_file}: {exc.strerror or exc}",
+            hint="give the site CA's certificate (ca.pem of `qkdmeet pki init DIR`)",
+        ) from exc
+    return str(ca_file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +74,8 @@ def server_context(
 ) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(cert_file), str(key_file))
-    ctx.load_verify_locations(cafile=str(ca_file))
+    _load(ctx, cert_file, key_file)
+    ctx.load_verify_locations(cafile=_ca(ca_file))
     ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
 
@@ -51,9 +83,9 @@ def server_context(
 def client_context(
     cert_file: str | Path, key_file: str | Path, ca_file: str | Path
 ) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=_ca(ca_file))
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(str(cert_file), str(key_file))
+    _load(ctx, cert_file, key_file)
     return ctx
 
 

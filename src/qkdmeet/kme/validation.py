@@ -58,6 +58,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from qkdmeet.errors import KmeError
 from qkdmeet.jsondepth import json_depth as depth
 
 MAX_BODY_BYTES = 64 * 1024
@@ -94,7 +95,7 @@ Id = Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)]
 Extension = dict[str, Any]
 
 
-class Invalid(ValueError):
+class Invalid(KmeError, ValueError):
     """A request that does not fit its schema: HTTP ``status``, a stable ``reason`` code,
     the fixed ``message`` and the offending ``field`` (or "")."""
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from qkdmeet.signals import wait_for_stop_signal
 from qkdmeet.testbed.netns import NetnsError
 from qkdmeet.testbed.topology import Topology
 from qkdmeet.testbed.wanrelay import Impairment, WanRelay, control_request
@@ -78,14 +78,8 @@ async def _relay(args: argparse.Namespace) -> int:
     )
     await relay.start()
     await relay.serve_control(Path(args.control))
-    stop = asyncio.Event()
-    import signal
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await wait_for_stop_signal()
     finally:
         await relay.stop()
     return 0

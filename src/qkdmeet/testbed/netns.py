@@ -15,8 +15,10 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
+from qkdmeet.errors import TestbedError
 
-class NetnsError(RuntimeError):
+
+class NetnsError(TestbedError, RuntimeError):
     """An ``ip`` command failed."""
 
 
@@ -24,7 +26,11 @@ def ip(*args: str, ns: str | None = None, check: bool = True) -> str:
     argv = ["ip", *(["-n", ns] if ns else []), *args]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
-        raise NetnsError(f"{' '.join(argv)}: {proc.stderr.strip()}")
+        denied = "Operation not permitted" in proc.stderr or os.geteuid() != 0
+        raise NetnsError(
+            f"{' '.join(argv)}: {proc.stderr.strip()}",
+            hint="run it as root: the testbed makes network namespaces" if denied else None,
+        )
     return proc.stdout
 
 

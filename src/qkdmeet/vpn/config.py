@@ -43,19 +43,19 @@ Relative file paths are resolved against the configuration file's folder
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
+from qkdmeet.configfile import load_toml
+from qkdmeet.errors import ConfigError as ConfigError  # one ConfigError for every layer
 from qkdmeet.vpn.constants import DEFAULT_KEY_SIZE_BITS, DEFAULT_PREFETCH_BYTES, TUN_MTU
 from qkdmeet.vpn.transport import Address, format_address, parse_address
 
-
-class ConfigError(ValueError):
-    """The configuration file is missing a value or has a wrong one."""
+#: What to do about a gateway config file that cannot be used.
+FIX_HINT = "correct it in the gateway's TOML file (its tables are described in qkdmeet.vpn.config)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,12 +179,10 @@ def _data_path(value: str) -> str:
 
 
 def load_config(path: Path) -> GatewayConfig:
-    """Read and validate a gateway TOML file."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-    return parse_config(data, path.resolve().parent)
+    """Read and validate a gateway TOML file; :class:`ConfigError` names the file,
+    the field and what to do."""
+    base = path.resolve().parent
+    return load_toml(path, "gateway config file", lambda data: parse_config(data, base), FIX_HINT)
 
 
 # --- writing -------------------------------------------------------------------------

@@ -10,16 +10,15 @@ the current key discarded, see :mod:`.keystream`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import json
 import logging
-import signal
 import sys
 from contextlib import AsyncExitStack
 from typing import Any
 
 from qkdmeet.kme.types import KeySupplier
+from qkdmeet.signals import on_stop_signals
 from qkdmeet.vpn.budget import BudgetServer
 from qkdmeet.vpn.config import ConfigError, GatewayConfig, KeysConfig
 from qkdmeet.vpn.constants import FIRST_KEY_WAIT_SECONDS
@@ -52,10 +51,7 @@ async def open_supplier(cfg: KeysConfig, stack: AsyncExitStack) -> KeySupplier:
 async def run_gateway(cfg: GatewayConfig, stop: asyncio.Event | None = None) -> int:
     """Run until ``stop`` is set or SIGTERM/SIGINT; returns an exit code."""
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    on_stop_signals(stop.set)
     async with AsyncExitStack() as stack:
         supplier = await open_supplier(cfg.keys, stack)
         tun = TunDevice(cfg.tun, mtu=cfg.mtu)

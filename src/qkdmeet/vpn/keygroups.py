@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
+from qkdmeet.errors import VpnError
 from qkdmeet.kme.types import Key, KeyStatus, KeySupplier
 from qkdmeet.vpn.constants import KEY_HASH_BYTES, KEY_MASK_BYTES, TUN_MTU
 
@@ -66,7 +67,7 @@ MIN_STREAM_KEY_BYTES = KEY_HASH_BYTES + KEY_MASK_BYTES + TUN_MTU
 T = TypeVar("T")
 
 
-class NegotiationError(Exception):
+class NegotiationError(VpnError):
     """The KME's limits allow no key the tunnel can use."""
 
 

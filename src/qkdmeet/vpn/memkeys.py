@@ -13,10 +13,11 @@ import os
 import uuid
 from collections.abc import Sequence
 
+from qkdmeet.errors import VpnError
 from qkdmeet.kme.types import Key, KeyStatus
 
 
-class KeySupplyError(Exception):
+class KeySupplyError(VpnError):
     """The key supply cannot serve a request (exhausted, unknown key ID)."""
 
 
