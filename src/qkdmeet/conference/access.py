@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+from qkdmeet.errors import ConferenceError
+
 #: Random bytes per invite or moderator secret (192 bits).
 SECRET_BYTES = 24
 #: Random bytes per session token (256 bits).
@@ -44,7 +46,7 @@ ROOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ROLES = ("invite", "moderator")
 
 
-class AccessError(ValueError):
+class AccessError(ConferenceError, ValueError):
     """A refused room operation (bad name, unknown room, duplicate)."""
 
 

@@ -15,8 +15,10 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from qkdmeet.errors import ConferenceError
 
-class AdminError(RuntimeError):
+
+class AdminError(ConferenceError, RuntimeError):
     """The admin interface refused a request or could not be reached."""
 
     def __init__(self, message: str, status: int | None = None) -> None:

@@ -88,6 +88,7 @@ from typing import IO, Any
 from qkdmeet.conference.admin import AdminError, admin_request
 from qkdmeet.conference.bot import BotOptions, clip_parameters
 from qkdmeet.conference.media import AUDIO_RATE, AUDIO_SAMPLES, cached_clip
+from qkdmeet.errors import ConferenceError
 
 FPS = 15.0
 SCREEN_FPS = 5.0
@@ -111,7 +112,7 @@ REASON_CHARS = 300
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-class BenchError(RuntimeError):
+class BenchError(ConferenceError, RuntimeError):
     """The bench cannot go on (the server did not start)."""
 
 

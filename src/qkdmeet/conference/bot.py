@@ -68,13 +68,14 @@ from qkdmeet.conference.media import (
 from qkdmeet.conference.room import DEFAULT_BITRATES, MIN_BITRATE
 from qkdmeet.conference.server import codec_preferences, rtc_configuration
 from qkdmeet.conference.stats import StreamStats, Unwrapper
+from qkdmeet.errors import ConferenceError
 
 RTP_TIMESTAMP_MODULUS = 1 << 32
 
 logger = logging.getLogger(__name__)
 
 
-class BotError(RuntimeError):
+class BotError(ConferenceError, RuntimeError):
     """The bot could not join or was refused by the server."""
 
 

@@ -64,6 +64,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from qkdmeet.conference.access import AccessError, check_room_name
+from qkdmeet.errors import ConfigError as ConfigError  # the one ConfigError (errors.py)
 
 DEFAULT_PORT = 8443
 DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
@@ -73,10 +74,6 @@ DEFAULT_MAX_ROOM_BYTES = 200 * 1024 * 1024
 DEFAULT_MAX_FAILED_JOINS = 10
 #: sun_path of a Unix socket holds 108 bytes
 MAX_SOCKET_PATH = 100
-
-
-class ConfigError(ValueError):
-    """An invalid configuration file or option."""
 
 
 @dataclass(frozen=True)

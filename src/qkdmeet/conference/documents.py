@@ -17,6 +17,8 @@ import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from qkdmeet.errors import ConferenceError
+
 ALLOWED_TYPES: dict[str, tuple[bytes, ...]] = {
     "application/pdf": (b"%PDF-",),
     "image/png": (b"\x89PNG\r\n\x1a\n",),
@@ -27,7 +29,7 @@ ALLOWED_TYPES: dict[str, tuple[bytes, ...]] = {
 MAX_NAME = 128
 
 
-class DocumentError(ValueError):
+class DocumentError(ConferenceError, ValueError):
     """A refused upload; ``status`` is the HTTP status to answer with."""
 
     def __init__(self, status: int, reason: str) -> None:

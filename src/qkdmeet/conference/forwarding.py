@@ -62,6 +62,8 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
 
+from qkdmeet.errors import ConferenceError
+
 logger = logging.getLogger(__name__)
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
@@ -81,7 +83,7 @@ MAX_HOLE_S = 0.5
 FrameCallback = Callable[[bytes, int], None]
 
 
-class ForwardingError(RuntimeError):
+class ForwardingError(ConferenceError, RuntimeError):
     """Misuse of the forwarding path (e.g. tapping a receiver already started)."""
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+from qkdmeet.errors import ConferenceError
+
 # Default send bitrates in bit/s per stream type.
 DEFAULT_BITRATES: dict[str, int] = {"camera": 800_000, "screen": 1_200_000, "audio": 40_000}
 MIN_BITRATE = 30_000
@@ -25,7 +27,7 @@ MIN_BITRATE = 30_000
 MIN_AUDIO_BITRATE = 8_000
 
 
-class RoomError(ValueError):
+class RoomError(ConferenceError, ValueError):
     """Bad request against a room (unknown participant, invalid cap)."""
 
 

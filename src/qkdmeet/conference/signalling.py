@@ -32,6 +32,7 @@ from typing import Annotated, Any
 import msgspec
 
 from qkdmeet.conference.validation import Invalid, as_bytes, check_json, field_of
+from qkdmeet.errors import ConferenceError
 
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_CHAT_CHARS = 4000
@@ -119,7 +120,7 @@ _DECODER = msgspec.json.Decoder(Join | Publish | Unpublish | Answer | Chat | Mut
 MUTE_KINDS = ("audio", "video")
 
 
-class SignallingError(ValueError):
+class SignallingError(ConferenceError, ValueError):
     """A client message that cannot be accepted: ``reason`` (fixed text) and ``code``."""
 
     def __init__(self, reason: str, code: str = "invalid_field") -> None:

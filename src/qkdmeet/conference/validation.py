@@ -24,6 +24,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from qkdmeet.errors import ConferenceError
 from qkdmeet.jsondepth import json_depth as depth
 
 #: Admin bodies: size and nesting limits.
@@ -46,7 +47,7 @@ _FIELD = re.compile(r"at `\$\.?([A-Za-z0-9_]{0,64})")
 _STATIC = re.compile(r"[A-Za-z0-9._/-]+")
 
 
-class Invalid(ValueError):
+class Invalid(ConferenceError, ValueError):
     """A refused input: a stable ``reason`` code, a fixed text, the field (or "")."""
 
     def __init__(self, reason: str, field: str = "", text: str | None = None) -> None:

@@ -32,6 +32,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from qkdmeet.errors import QkdError
 from qkdmeet.qkd import messages as m
 from qkdmeet.qkd.classical import Buffer
 from qkdmeet.qkd.eve import Eavesdropper, parse_eve
@@ -46,7 +47,7 @@ from qkdmeet.qkd.events import (
 from qkdmeet.qkd.params import LinkParams
 
 
-class ChannelError(ValueError):
+class ChannelError(QkdError, ValueError):
     """A malformed quantum-channel frame."""
 
 

@@ -60,6 +60,7 @@ from qkdmeet.crypto.wegman_carter import (
     MacStream,
     WegmanCarterMac,
 )
+from qkdmeet.errors import QkdError
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ OPEN_SEQ = (1 << 64) - 1
 MAX_PAYLOAD = 1 << 30
 
 
-class ClassicalChannelError(Exception):
+class ClassicalChannelError(QkdError):
     """Base class of the classical channel's errors."""
 
 

@@ -31,6 +31,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from qkdmeet.errors import QkdError
 from qkdmeet.qkd.classical import Buffer
 
 PROTOCOL_VERSION = 1
@@ -64,7 +65,7 @@ _U32 = struct.Struct("<I")
 _DTYPES = ("<u1", "<u2", "<u4", "<u8")
 
 
-class ProtocolError(ValueError):
+class ProtocolError(QkdError, ValueError):
     """A message that is malformed or not the one the protocol expects now."""
 
 

@@ -77,6 +77,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qkdmeet.crypto.wegman_carter import MacStream
+from qkdmeet.errors import QkdError
 from qkdmeet.qkd import finite_key as fk
 from qkdmeet.qkd import messages as m
 from qkdmeet.qkd.channel import BobChunk
@@ -207,7 +208,7 @@ class EndStats:
     reports: list[BlockReport] = field(default_factory=list)
 
 
-class PeerAbort(Exception):
+class PeerAbort(QkdError):
     """The other end aborted the block."""
 
 

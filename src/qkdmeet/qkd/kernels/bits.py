@@ -19,11 +19,13 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from qkdmeet.errors import QkdError
+
 BitArray = npt.NDArray[np.uint8]
 WordArray = npt.NDArray[np.uint64]
 
 
-class BitsError(ValueError):
+class BitsError(QkdError, ValueError):
     """An array that should hold bits does not."""
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.fft
 
+from qkdmeet.errors import QkdError
 from qkdmeet.qkd.kernels.bits import BitArray, as_bits
 
 #: The 2-universal families offered for privacy amplification (see :func:`amplify`).
@@ -47,7 +48,7 @@ ROUNDING_TOLERANCE = 0.25
 _DIRECT_BELOW = 64
 
 
-class PrivacyAmplificationError(ValueError):
+class PrivacyAmplificationError(QkdError, ValueError):
     """Wrong input or seed length for the requested output length."""
 
 

@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from qkdmeet.errors import QkdError
 from qkdmeet.qkd.kernels import cascade
 from qkdmeet.qkd.kernels.bits import BitArray, as_bits, binary_entropy, pack_bits_le, unpack_bits_le
 
@@ -87,7 +88,7 @@ _COUNT_HEAD = struct.Struct("<BI")
 _QUERY_DTYPE = np.dtype([("pass", "u1"), ("frame", "<u4"), ("start", "<u4"), ("stop", "<u4")])
 
 
-class ReconciliationError(ValueError):
+class ReconciliationError(QkdError, ValueError):
     """A malformed or inconsistent reconciliation message, or misuse of a reconciler."""
 
 

@@ -47,6 +47,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from qkdmeet.errors import QkdError
 from qkdmeet.qkd.kernels.bits import BitArray
 
 BASIS_X = 0
@@ -60,7 +61,7 @@ IndexArray = npt.NDArray[np.int64]
 CodeArray = npt.NDArray[np.uint8]
 
 
-class SiftingError(ValueError):
+class SiftingError(QkdError, ValueError):
     """Inconsistent sifting input (arrays of different lengths, unsorted indices)."""
 
 

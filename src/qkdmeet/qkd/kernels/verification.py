@@ -28,10 +28,11 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from qkdmeet.errors import QkdError
 from qkdmeet.qkd.kernels.bits import BitArray, WordArray, as_bits, pack_bits, pack_words
 
 
-class VerificationError(ValueError):
+class VerificationError(QkdError, ValueError):
     """Wrong seed length or tag length."""
 
 
