@@ -4,7 +4,7 @@ certificate only, when a ``[qkd]`` link end runs inside the KME.
 - ``GET /admin/qkd``: the link end's live stats as JSON (role, blocks,
   aborted_blocks, secure_bits, secure_key_rate_bps, sifted_rate_bps, qber,
   phase_error_bound, ec_efficiency, auth_key_spent_bits, eve, cut, ...; see
-  :func:`qkdmeet.qkd.link.end_stats`);
+  :func:`qkdmeet.qkd.figures.end_stats`);
 - ``POST /admin/qkd`` with ``{"eve": "intercept-resend:F" | "pns" | null,
   "cut": true | false}`` (either key optional): start/stop the eavesdropper,
   cut/restore the fibre. Only the transmitter's site holds the fibre model;

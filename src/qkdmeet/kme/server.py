@@ -58,7 +58,7 @@ class KmeServer:
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self.coordinator: Coordinator | None = None
-        #: The running QKD link end (qkdmeet.qkd.link.TransmitterNode/ReceiverNode), if any.
+        #: The running QKD link end (qkdmeet.qkd.nodes.TransmitterNode/ReceiverNode), if any.
         self.qkd: Any = None
         gate = AccessGate(self.metrics, self.audit)
         self.app = web.Application(middlewares=[gate.authenticate], client_max_size=1 << 20)
