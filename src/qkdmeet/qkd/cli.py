@@ -72,16 +72,6 @@ class _DigestSink:
         self.digests[block.block_id] = (len(block.key), hashlib.sha256(block.key).digest())
 
 
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return obj
-
-
 async def simulate(
     params: Any,
     config: Any,
@@ -93,6 +83,7 @@ async def simulate(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run the link for ``seconds`` of wall-clock time and return its figures (JSON-ready)."""
+    from qkdmeet.qkd.figures import json_ready
     from qkdmeet.qkd.link import QkdLink
 
     alice, bob = _DigestSink(), _DigestSink()
@@ -127,7 +118,7 @@ async def simulate(
     stats["eve"] = eve
     stats["stopped"] = stopped
     stats["processes"] = 1
-    return _clean(derived_figures(stats, params, config))  # type: ignore[no-any-return]
+    return json_ready(derived_figures(stats, params, config))  # type: ignore[no-any-return]
 
 
 def derived_figures(stats: dict[str, Any], params: Any, config: Any) -> dict[str, Any]:
@@ -150,6 +141,7 @@ async def simulate_networked(
     args: argparse.Namespace, params: Any, config: Any, *, progress: bool = False
 ) -> dict[str, Any]:
     """``simulate`` with the two ends in processes of their own over TCP (the demo's shape)."""
+    from qkdmeet.qkd.figures import json_ready
     from qkdmeet.qkd.networked import run_two_processes
 
     link_args = {
@@ -167,7 +159,7 @@ async def simulate_networked(
     stats["stopped"] = (
         json.dumps(stats["process_errors"]) if stats.get("process_errors") else None
     )
-    return _clean(derived_figures(stats, params, config))  # type: ignore[no-any-return]
+    return json_ready(derived_figures(stats, params, config))  # type: ignore[no-any-return]
 
 
 async def _simulate(args: argparse.Namespace) -> int:
@@ -242,9 +234,11 @@ class FileSink:
                 f.write(struct.pack("<QI", block.block_id, len(block.key)) + block.key)
         self.blocks += 1
         if not self.quiet:
+            from qkdmeet.qkd.figures import json_ready
+
             line = {"block_id": block.block_id, "bits": block.bits, "qber": block.qber,
                     "sha256": hashlib.sha256(block.key).hexdigest()}  # fmt: skip
-            print(json.dumps(_clean(line)), flush=True)
+            print(json.dumps(json_ready(line)), flush=True)
 
 
 def read_key_file(path: Path) -> list[tuple[int, bytes]]:
@@ -280,6 +274,7 @@ async def _wait_signal_or(seconds: float | None) -> None:
 
 
 async def _node(args: argparse.Namespace) -> int:
+    from qkdmeet.qkd.figures import json_ready
     from qkdmeet.qkd.nodes import ReceiverNode, TransmitterNode
 
     try:
@@ -305,7 +300,7 @@ async def _node(args: argparse.Namespace) -> int:
     finally:
         await node.stop()
         if args.stats:
-            print(json.dumps(_clean(node.stats())), file=sys.stderr)
+            print(json.dumps(json_ready(node.stats())), file=sys.stderr)
     return 0
 
 
