@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from qkdmeet.qkd.kernels import cascade
 from qkdmeet.qkd.kernels.bits import unpack_bits_le
 from qkdmeet.qkd.kernels.reconciliation import (
+    CascadeLayout,
     ReconcilerAlice,
     ReconcilerBob,
     ReconciliationError,
@@ -187,3 +191,61 @@ def test_precompute_changes_nothing_but_timing(when: int) -> None:
     assert np.array_equal(early.corrected_bits, alice_bits)
     assert early.leaked_bits == plain.leaked_bits == alice.leaked_bits
     assert early.rounds == plain.rounds
+
+
+def _eager(layout: CascadeLayout) -> CascadeLayout:
+    """The same layout with every pass built whole (no rows on demand)."""
+    passes = layout.passes._replace(lazy=np.zeros_like(layout.passes.lazy))
+    return dataclasses.replace(layout, passes=passes)
+
+
+@pytest.mark.parametrize(
+    ("n", "qber", "frame_bits"), [(400_000, 0.03, 1 << 14), (70_001, 0.01, 4096)]
+)
+def test_rows_on_demand_change_no_message(
+    n: int, qber: float, frame_bits: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Late passes' rows built on demand: every request and reply is byte-identical to
+    building every pass whole, and most late rows are never built."""
+    alice_bits, bob_bits = _pair(n + 1, n, qber)
+    build = CascadeLayout.build
+    transcripts = []
+    built = []
+    for lazy in (True, False):
+        if not lazy:
+            monkeypatch.setattr(
+                CascadeLayout, "build", classmethod(lambda cls, *a: _eager(build(*a)))
+            )
+        bob = ReconcilerBob(bob_bits, qber, seed=9, frame_bits=frame_bits)
+        alice = ReconcilerAlice(alice_bits)
+        messages = []
+        while (request := bob.next_request()) is not None:
+            reply = alice.answer(request)
+            messages += [request, reply]
+            bob.handle_reply(reply)
+        assert np.array_equal(bob.corrected_bits, alice_bits)
+        transcripts.append(messages)
+        assert alice._rows is not None
+        late = build(n, frame_bits, bob.block_sizes, 9).passes.lazy.astype(bool)
+        built.append((int(alice._rows.built[late].sum()), int(bob._rows.built[late].sum())))
+        late_rows = int(late.sum()) * alice._rows.built.shape[1]
+    assert transcripts[0] == transcripts[1]
+    assert late_rows > 0
+    # on demand: a few late rows at either end (the last frames, a frame with an error)
+    assert max(built[0]) < late_rows // 4, (built, late_rows)
+    # all built otherwise (Alice builds every row at INIT)
+    assert built[1][0] == late_rows
+
+
+def test_natural_order_parities_match_the_rows() -> None:
+    """A lazy pass's top-level parities from the masks equal those of its built rows."""
+    rng = np.random.default_rng(5)
+    bits = rng.integers(0, 2, 100_003, dtype=np.uint8)
+    lay = CascadeLayout.build(bits.size, 8192, [16, 64, 4096, 4096], 3)
+    assert lay.passes.lazy.tolist() == [0, 0, 1, 1]
+    lazy_top = np.zeros(lay.total_blocks, np.uint8)
+    cascade.alice_init(lay.rows(bits), lay.passes, lazy_top)
+    eager = _eager(lay)
+    eager_top = np.zeros(lay.total_blocks, np.uint8)
+    cascade.alice_init(eager.rows(bits), eager.passes, eager_top)
+    assert np.array_equal(lazy_top, eager_top)

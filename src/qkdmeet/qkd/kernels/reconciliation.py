@@ -58,7 +58,6 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -124,6 +123,8 @@ class CascadeLayout:
     inv: npt.NDArray[np.unsignedinteger]
     inv_last: npt.NDArray[np.unsignedinteger]
     seed: int
+    #: The same arrays for the kernels, with the passes built on demand and their masks.
+    passes: cascade.Passes
 
     @classmethod
     def build(cls, n: int, frame_bits: int, block_sizes: list[int], seed: int) -> CascadeLayout:
@@ -160,6 +161,20 @@ class CascadeLayout:
                 if p.shape[1]:
                     p[q] = rng.permutation(p.shape[1]).astype(pdt)
                     iv[q, p[q]] = np.arange(p.shape[1], dtype=pdt)
+        # a pass with two blocks per full frame is built on demand (cascade's docstring):
+        # the parity of its first block is that of the natural-order bits under a mask
+        bpf64 = bpf.astype(np.int64)
+        lazy = ((bpf64 == 2) & (nframes > 1)).astype(np.uint8)
+        wpf = (frame_bits + 63) // 64
+        masks = np.zeros((npasses, wpf), dtype=np.uint64)
+        for q in np.flatnonzero(lazy):
+            first = np.zeros(wpf * 64, dtype=np.uint8)
+            first[:frame_bits] = inv[q] < ks[q]
+            masks[q] = np.packbits(first, bitorder="little").view("<u8")
+        passes = cascade.Passes(
+            perm, perm_last, inv, inv_last, ks, ks_last, bpf64, boff, frame_bits, last_bits,
+            lazy, masks,
+        )  # fmt: skip
         return cls(
             n=n,
             frame_bits=frame_bits,
@@ -176,10 +191,18 @@ class CascadeLayout:
             inv=inv,
             inv_last=inv_last,
             seed=seed,
+            passes=passes,
         )
 
-    def empty_words(self) -> npt.NDArray[np.uint64]:
-        return np.zeros((self.ks.size, self.nframes, (self.frame_bits + 63) // 64), np.uint64)
+    def rows(self, bits: BitArray) -> cascade.Rows:
+        """Room for one end's parity words (pages untouched until a row is built)."""
+        wpf = (self.frame_bits + 63) // 64
+        return cascade.Rows(
+            bits,
+            np.zeros((self.ks.size, self.nframes, wpf), np.uint64),
+            np.zeros((self.ks.size, self.nframes), np.uint8),
+            np.zeros((self.nframes, wpf), np.uint64),
+        )
 
     def frame_size(self, f: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         return np.where(f < self.nframes - 1, self.frame_bits, self.last_bits)
@@ -232,7 +255,7 @@ class ReconcilerAlice:
     def __init__(self, key_bits: npt.ArrayLike) -> None:
         self._bits = as_bits(key_bits, "key_bits")
         self._layout: CascadeLayout | None = None
-        self._words: npt.NDArray[np.uint64] | None = None
+        self._rows: cascade.Rows | None = None
         self.leaked_bits = 0
         self.rounds = 0
 
@@ -260,36 +283,16 @@ class ReconcilerAlice:
         if n != self.n:
             raise ReconciliationError(f"Bob reconciles {n} bits, Alice holds {self.n}")
         layout = CascadeLayout.build(n, frame_bits, sizes, seed)
-        words = layout.empty_words()
+        rows = layout.rows(self._bits)
         top = np.zeros(layout.total_blocks, dtype=np.uint8)
-        for q in range(layout.ks.size):
-            cascade.build_pass_words(
-                self._bits,
-                q,
-                layout.perm,
-                layout.perm_last,
-                layout.frame_bits,
-                layout.last_bits,
-                words,
-            )
-            cascade.block_parities(
-                words,
-                q,
-                int(layout.ks[q]),
-                int(layout.ks_last[q]),
-                layout.frame_bits,
-                layout.last_bits,
-                int(layout.bpf[q]),
-                top,
-                int(layout.boff[q]),
-            )
-        self._layout, self._words = layout, words
+        cascade.alice_init(rows, layout.passes, top)
+        self._layout, self._rows = layout, rows
         self.leaked_bits += top.size
         return _encode_parities(_INIT_REPLY, top)
 
     def _answer_query(self, request: bytes) -> bytes:
-        layout, words = self._layout, self._words
-        if layout is None or words is None:
+        layout, rows = self._layout, self._rows
+        if layout is None or rows is None:
             raise ReconciliationError("Cascade query before INIT")
         if len(request) < _COUNT_HEAD.size:
             raise ReconciliationError("short QUERY message")
@@ -306,7 +309,7 @@ class ReconcilerAlice:
             bad = es > layout.frame_size(fs)
         if bad.any():
             raise ReconciliationError(f"{int(bad.sum())} Cascade queries out of range")
-        parities = cascade.answer_ranges(words, qs, fs, ss, es)
+        parities = cascade.answer_ranges(rows, layout.passes, qs, fs, ss, es)
         self.leaked_bits += parities.size
         return _encode_parities(_QUERY_REPLY, parities)
 
@@ -341,15 +344,20 @@ class ReconcilerBob:
         self._init_request = _encode_init(n, fb, seed, self.block_sizes)
         lay = CascadeLayout.build(n, fb, self.block_sizes, seed)
         self._lay = lay
-        self._words = lay.empty_words()
-        self._alice_top = np.zeros(lay.total_blocks, dtype=np.uint8)
-        self._bob_top = np.zeros(lay.total_blocks, dtype=np.uint8)
-        self._active = np.zeros(lay.total_blocks, dtype=np.uint8)
-        self._pending = np.zeros(lay.total_blocks, dtype=np.int64)
-        self._pending_flag = np.zeros(lay.total_blocks, dtype=np.uint8)
-        self._bis = np.zeros((lay.total_blocks, 5), dtype=np.int64)
-        self._bis_a = np.zeros(lay.total_blocks, dtype=np.uint8)
-        self._counters = np.zeros(cascade.N_COUNTERS, dtype=np.int64)
+        self._rows = lay.rows(self._bits)
+        self._natural = False  # whether rows.nat holds the bits yet
+        nb = lay.total_blocks
+        self._st = cascade.BobState(
+            alice_top=np.zeros(nb, dtype=np.uint8),
+            bob_top=np.zeros(nb, dtype=np.uint8),
+            active=np.zeros(nb, dtype=np.uint8),
+            pending=np.zeros(nb, dtype=np.int64),
+            pending_flag=np.zeros(nb, dtype=np.uint8),
+            bis=np.zeros((nb, 5), dtype=np.int64),
+            bis_a=np.zeros(nb, dtype=np.uint8),
+            counters=np.zeros(cascade.N_COUNTERS, dtype=np.int64),
+        )
+        self._counters = self._st.counters
         self._counters[cascade.C_PASS] = -1
         self._awaiting: int | None = None  # reply kind expected, None when idle
         self._expected = 0
@@ -376,55 +384,23 @@ class ReconcilerBob:
     def flipped_bits(self) -> int:
         return int(self._counters[cascade.C_FLIPS])
 
-    def _args(self) -> tuple[Any, ...]:
-        lay = self._lay
-        return (
-            self._bits,
-            self._words,
-            lay.perm,
-            lay.perm_last,
-            lay.inv,
-            lay.inv_last,
-            lay.ks,
-            lay.ks_last,
-            lay.bpf,
-        )
-
-    def _tail(self) -> tuple[Any, ...]:
-        lay = self._lay
-        return (
-            lay.boff,
-            lay.frame_bits,
-            lay.last_bits,
-            self._alice_top,
-            self._bob_top,
-            self._active,
-            self._pending,
-            self._pending_flag,
-            self._bis,
-            self._bis_a,
-            self._counters,
-        )
+    def _ensure_natural(self) -> None:
+        if not self._natural:
+            cascade.pack_natural(self._rows, self._lay.passes)
+            self._natural = True
 
     def precompute(self) -> None:
-        """Build every pass's shuffled parity words now (optional; about half of Bob's work).
+        """Build the passes' parity words now (optional; most of Bob's first round).
 
         Call it after sending INIT and before handing Alice's reply, e.g. in an
         executor thread while Alice answers INIT (the kernel releases the GIL):
         both ends then build their passes at the same time, which shortens
-        each block's ping-pong by about a third. Not thread-safe against the
-        other methods of the same object.
+        each block's ping-pong. Rows of the passes built on demand (cascade's
+        docstring) are not built here. Not thread-safe against the other
+        methods of the same object.
         """
-        lay = self._lay
-        cascade.bob_build_ahead(
-            self._bits,
-            self._words,
-            lay.perm,
-            lay.perm_last,
-            lay.frame_bits,
-            lay.last_bits,
-            self._counters,
-        )
+        self._ensure_natural()
+        cascade.bob_build_ahead(self._rows, self._lay.passes)
 
     def next_request(self) -> bytes | None:
         """The next message for Alice, or ``None`` once Bob's key is corrected."""
@@ -441,9 +417,9 @@ class ReconcilerBob:
             if q >= self._lay.ks.size:
                 self._done = True
                 return None
-            cascade.bob_start_pass(q, *self._args(), *self._tail())
+            cascade.bob_start_pass(q, self._rows, self._lay.passes, self._st)
         count = int(c[cascade.C_BIS])
-        qs, fs, ss, es = cascade.bob_queries(self._bis, count)
+        qs, fs, ss, es = cascade.bob_queries(self._st.bis, count)
         recs = np.empty(count, dtype=_QUERY_DTYPE)
         recs["pass"], recs["frame"], recs["start"], recs["stop"] = qs, fs, ss, es
         self._awaiting, self._expected = _QUERY_REPLY, count
@@ -457,10 +433,11 @@ class ReconcilerBob:
         self.leaked_bits += parities.size
         self.rounds += 1
         if self._awaiting == _INIT_REPLY:
-            self._alice_top[:] = parities
+            self._st.alice_top[:] = parities
+            self._ensure_natural()
             self._initialised = True
         else:
-            cascade.bob_apply_reply(parities, *self._args(), *self._tail())
+            cascade.bob_apply_reply(parities, self._rows, self._lay.passes, self._st)
         self._awaiting = None
 
 
