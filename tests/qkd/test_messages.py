@@ -136,3 +136,47 @@ def test_escaped_coding_round_trips_and_refuses_malformed_bodies() -> None:
     with pytest.raises(m.ProtocolError):
         m.decode_indices(m.Reader(struct.pack("<IBI", 2, m.CODE_ESCAPED, 3) + b"\1\1\1"), 0, 9)
     assert data[4] in (m.CODE_ESCAPED, 3)
+
+
+def _bodies() -> list[tuple[bytes, int, int]]:
+    """Valid and malformed index codings of every kind, with their block ``[first, end)``."""
+    out = []
+    for code in range(4):
+        for deltas in ([0, 1, 98], [0, 1, 99], [100], [5, 0], [3, 4, 0, 1], []):
+            out.append((_body(code, deltas), 100, 200))
+    out.append((_body(3, [50, 2**64 - 1, 10]), 0, 1000))
+    out.append((struct.pack("<IB", 1, 5) + b"\0" * 16, 0, 10))
+    out.append((struct.pack("<IB", 3, 1) + b"\1\0\1\0", 0, 10))
+    index = np.array([1000, 1001, 1300, 1301, 10**12], dtype=np.int64)
+    raw = bytes(m._encode_escaped(index, 1000, m._escaped_size(index, 1000)))
+    out += [(raw, 1000, 10**12 + 1), (raw, 1000, 10**12), (raw[:12], 1000, 10**13)]
+    out.append((struct.pack("<IBI", 3, m.CODE_ESCAPED, 3) + bytes([1, 0, 1]), 0, 10**6))
+    out.append((struct.pack("<IBI", 2, m.CODE_ESCAPED, 3) + b"\1\1\1", 0, 9))
+    gaps = np.random.default_rng(3).geometric(0.06, 50_000)
+    idx = 7 + np.cumsum(gaps).astype(np.int64)
+    out.append((bytes(m.encode_indices(idx, 7)), 7, int(idx[-1]) + 1))
+    return out
+
+
+@pytest.mark.parametrize(("body", "first", "end"), _bodies())
+def test_checking_without_decoding_refuses_what_decoding_refuses(
+    body: bytes, first: int, end: int
+) -> None:
+    """The fibre's coded indices (checked, not decoded) accept exactly what decoding
+    accepts, decode to the same indices and pass on the very bytes they were read from."""
+    try:
+        decoded = m.decode_indices(m.Reader(body + b"tail"), first, end)
+    except m.ProtocolError as exc:
+        with pytest.raises(m.ProtocolError, match=str(exc)[:20]):
+            m.read_indices(m.Reader(body + b"tail"), first, end)
+        return
+    r = m.Reader(body + b"tail")
+    coded = m.read_indices(r, first, end)
+    assert r.take(4) == b"tail"
+    assert len(coded) == decoded.size and bytes(coded.coding) == body
+    assert np.array_equal(np.asarray(coded), decoded)
+    assert bytes(m.index_coding(coded, first)) == body  # passed on as read
+    assert bytes(m.index_coding(decoded, first)) == bytes(m.encode_indices(decoded, first))
+    if decoded.size:  # from another first: coded again
+        again = m.index_coding(coded, first - 1)
+        assert np.array_equal(m.decode_indices(m.Reader(again), first - 1, end), decoded)

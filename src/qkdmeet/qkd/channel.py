@@ -198,7 +198,8 @@ def decode_bob_chunk(data: Buffer) -> BobChunk:
     r = m.Reader(data)
     r.take(_HEAD.size)
     try:
-        index = m.decode_indices(r, first, first + n_pulses)
+        # checked, not decoded: Bob passes the coding on in his announcement
+        index = m.read_indices(r, first, first + n_pulses)
         raw = np.frombuffer(r.take(index.size), dtype=np.uint8)
         r.end()
     except m.ProtocolError as exc:

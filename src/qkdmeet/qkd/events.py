@@ -53,7 +53,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numba
 import numpy as np
@@ -61,6 +61,9 @@ import numpy.typing as npt
 
 from qkdmeet.qkd.optics import detector_no_click
 from qkdmeet.qkd.params import LinkParams
+
+if TYPE_CHECKING:
+    from qkdmeet.qkd.messages import CodedIndices
 
 IndexArray = npt.NDArray[np.int64]
 CodeArray = npt.NDArray[np.uint8]
@@ -144,9 +147,13 @@ class AliceEvents:
 
 @dataclass(frozen=True, slots=True)
 class BobEvents:
-    """Bob's detections: pulse index, his basis, his bit, and the double-click flag."""
+    """Bob's detections: pulse index, his basis, his bit, and the double-click flag.
 
-    pulse_index: IndexArray
+    From the fibre (another process) ``pulse_index`` stays coded
+    (:class:`qkdmeet.qkd.messages.CodedIndices`; ``np.asarray`` decodes it).
+    """
+
+    pulse_index: IndexArray | CodedIndices
     basis: CodeArray
     bit: CodeArray
     double_click: npt.NDArray[np.bool_]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -260,10 +261,11 @@ def _escaped_fill(
 
 @numba.njit(cache=True, nogil=True)
 def _escaped_decode(
-    raw: npt.NDArray[np.uint8], first: int, end: int, out: npt.NDArray[np.int64]
+    raw: npt.NDArray[np.uint8], first: int, end: int, n: int, out: npt.NDArray[np.int64]
 ) -> bool:  # pragma: no cover
-    """Decode coding 4 into ``out``; False unless it uses exactly ``raw``, stays in
-    ``[first, end)`` and strictly increases.
+    """Decode coding 4 of ``n`` indices into ``out`` (none stored if ``out`` is empty: the
+    check alone); False unless it uses exactly ``raw``, stays in ``[first, end)`` and
+    strictly increases.
 
     A byte delta is 1..255, so the index increases and (``n`` < 2^32) cannot
     overflow: only escaped deltas are checked one by one, the range once at
@@ -271,7 +273,7 @@ def _escaped_decode(
     """
     j = 0
     nb = raw.size
-    n = out.size
+    store = out.size == n
     prev = np.int64(first)
     for i in range(n):
         if j >= nb:
@@ -290,7 +292,8 @@ def _escaped_decode(
                 return False
             prev += np.int64(u)
             j += _ESCAPE_BYTES
-        out[i] = prev
+        if store:
+            out[i] = prev
     return j == nb and (n == 0 or prev < end)
 
 
@@ -312,8 +315,9 @@ def _encode_indices_numpy(index: npt.NDArray[np.int64], first: int) -> Buffer:
 def _delta_decode(
     deltas: npt.NDArray[np.integer], first: int, end: int, out: npt.NDArray[np.int64]
 ) -> bool:  # pragma: no cover
-    """Running sum of ``deltas`` from ``first`` into ``out``; False unless it stays in
-    ``[first, end)`` and strictly increases (``0 <= first < end`` given).
+    """Running sum of ``deltas`` from ``first`` into ``out`` (nothing stored if ``out`` is
+    empty: the check alone); False unless it stays in ``[first, end)`` and strictly
+    increases (``0 <= first < end`` given).
 
     u8, u16 and u32 deltas cannot overflow (n < 2^32), so one pass sums and
     tracks the smallest delta, and the last index is checked at the end; u64
@@ -321,25 +325,34 @@ def _delta_decode(
     checked one by one.
     """
     n = deltas.size
+    store = out.size == n
     prev = np.int64(first)
     if deltas.itemsize < 8:
         if n == 0:
             return True
         prev += np.int64(deltas[0])
-        out[0] = prev
+        if store:
+            out[0] = prev
         smallest = np.int64(1)
-        for i in range(1, n):
-            d = np.int64(deltas[i])
-            prev += d
-            out[i] = prev
-            smallest = min(smallest, d)
+        if store:
+            for i in range(1, n):
+                d = np.int64(deltas[i])
+                prev += d
+                out[i] = prev
+                smallest = min(smallest, d)
+        else:
+            for i in range(1, n):
+                d = np.int64(deltas[i])
+                prev += d
+                smallest = min(smallest, d)
         return bool(smallest >= 1 and prev < end)
     for i in range(n):
         d = np.int64(deltas[i])
         if d < np.int64(i > 0) or d > end - 1 - prev:  # d >= 1 after the first; prev + d < end
             return False
         prev += d
-        out[i] = prev
+        if store:
+            out[i] = prev
     return True
 
 
@@ -354,29 +367,79 @@ def decode_indices(r: Reader, first: int, end: int) -> npt.NDArray[np.int64]:
     2^63 or more, which the previous version let wrap into a decreasing
     index, are refused.
     """
+    return _read_indices(r, first, end, decode=True).indices()
+
+
+class CodedIndices:
+    """Strictly increasing pulse indices kept as their wire coding (:func:`encode_indices`
+    from ``first``), checked, decoded only when asked (``np.asarray``, :meth:`indices`).
+
+    The receiver's fibre frame codes its detections' indices exactly as Bob's
+    announcement does, so Bob passes the coding on (:func:`index_coding`)
+    instead of decoding ~12 million indices into 96 MB and coding them again.
+    """
+
+    __slots__ = ("_array", "coding", "end", "first", "size")
+
+    def __init__(
+        self, coding: memoryview, first: int, end: int, size: int,
+        array: npt.NDArray[np.int64] | None = None,
+    ) -> None:  # fmt: skip
+        self.coding = coding
+        self.first = first
+        self.end = end
+        self.size = size
+        self._array = array
+
+    def __len__(self) -> int:
+        return self.size
+
+    def indices(self) -> npt.NDArray[np.int64]:
+        if self._array is None:
+            self._array = _read_indices(Reader(self.coding), self.first, self.end, True)._array
+        assert self._array is not None
+        return self._array
+
+    def __array__(self, dtype: npt.DTypeLike = None, copy: bool | None = None) -> npt.NDArray[Any]:
+        a = self.indices()
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+
+def read_indices(r: Reader, first: int, end: int) -> CodedIndices:
+    """Check :func:`encode_indices` as :func:`decode_indices` does, without decoding."""
+    return _read_indices(r, first, end, decode=False)
+
+
+def _read_indices(r: Reader, first: int, end: int, decode: bool) -> CodedIndices:
+    start = r._off
     n = r.u32()
     code = r.u8()
+    index = np.empty(n if decode else 0, dtype=np.int64)
+    end = min(end, _INT64_MAX)
     if code == CODE_ESCAPED:
         size = r.u32()
         raw = np.frombuffer(r.take(size), dtype=np.uint8)
-        index = np.empty(n, dtype=np.int64)
-        end = min(end, _INT64_MAX)
-        if n > size or not (0 <= first < end and _escaped_decode(raw, first, end, index)):
+        if n > size or not (0 <= first < end and _escaped_decode(raw, first, end, n, index)):
             raise ProtocolError("announced pulse indices outside the block or not increasing")
-        return index
+        return CodedIndices(r._b[start : r._off], first, end, n, index if decode else None)
     if code >= len(_DTYPES):
         raise ProtocolError(f"unknown index coding {code}")
     dt = np.dtype(_DTYPES[code] if code < 3 else "<i8")  # u64 read signed: >= 2^63 is refused
     size = n * dt.itemsize
     if size > len(r._b) - r._off:
         r.take(size)  # raises: message body too short
-    index = np.empty(n, dtype=np.int64)
-    if n == 0:
-        return index
-    # the deltas in place in the message (Reader.take would copy them first)
-    deltas = np.frombuffer(r._b, dtype=dt, count=n, offset=r._off)
-    r._off += size
-    end = min(end, _INT64_MAX)
-    if not (0 <= first < end and _delta_decode(deltas, first, end, index)):
-        raise ProtocolError("announced pulse indices outside the block or not increasing")
-    return index
+    if n:
+        # the deltas in place in the message (Reader.take would copy them first)
+        deltas = np.frombuffer(r._b, dtype=dt, count=n, offset=r._off)
+        r._off += size
+        if not (0 <= first < end and _delta_decode(deltas, first, end, index)):
+            raise ProtocolError("announced pulse indices outside the block or not increasing")
+    return CodedIndices(r._b[start : r._off], first, end, n, index if decode else None)
+
+
+def index_coding(index: npt.NDArray[np.int64] | CodedIndices, first: int) -> Buffer:
+    """The announcement's coding of ``index`` from ``first``: coded indices from the same
+    ``first`` pass on as they are, arrays are coded (:func:`encode_indices`)."""
+    if isinstance(index, CodedIndices) and index.first == first:
+        return index.coding
+    return encode_indices(np.asarray(index, dtype=np.int64), first)

@@ -946,7 +946,7 @@ class Receiver(_End):
         if len(parts) == 1:
             return _Pending(first, end, parts[0].events)
         events = BobEvents(
-            np.concatenate([p.events.pulse_index for p in parts]),
+            np.concatenate([np.asarray(p.events.pulse_index) for p in parts]),
             np.concatenate([p.events.basis for p in parts]),
             np.concatenate([p.events.bit for p in parts]),
             np.concatenate([p.events.double_click for p in parts]),
@@ -1019,7 +1019,7 @@ class Receiver(_End):
         report.first_pulse = p.first
         await self._send(
             blk, m.ANNOUNCE, m.u64(p.first), m.u64(p.end),
-            m.encode_indices(ev.pulse_index, p.first), m.bits(ev.basis),
+            m.index_coding(ev.pulse_index, p.first), m.bits(ev.basis),
         )  # fmt: skip
         msg, _ = await self._recv(blk, m.SIFT_REPLY)
         r = m.Reader(msg.body)
