@@ -170,7 +170,9 @@ def _check_against_reference(alice: Alice, bob: Bob) -> None:
         for name in ("reply_basis", "reply_intensity", "x_bits", "z_bits", "x_intensity",
                      "z_intensity"):  # fmt: skip
             assert getattr(r, name).dtype == np.uint8, name
-        for name in ("x_index", "z_index", "n_x", "n_z"):
+        for name in ("x_index", "z_index"):  # positions in the announcement: u32
+            assert getattr(r, name).dtype == np.uint32, name
+        for name in ("n_x", "n_z"):
             assert getattr(r, name).dtype == np.int64, name
         assert r.announced == pulse.size
 

@@ -59,6 +59,9 @@ DEFAULT_INTENSITIES = 3
 
 IndexArray = npt.NDArray[np.int64]
 CodeArray = npt.NDArray[np.uint8]
+#: Positions in an announcement (its count is a u32): half the bytes of an int64 index,
+#: and the largest stream the X/Z split writes.
+PositionArray = npt.NDArray[np.uint32]
 
 
 class SiftingError(QkdError, ValueError):
@@ -91,8 +94,8 @@ class SiftResult:
 
     reply_basis: CodeArray
     reply_intensity: CodeArray
-    x_index: IndexArray
-    z_index: IndexArray
+    x_index: PositionArray
+    z_index: PositionArray
     x_bits: BitArray
     z_bits: BitArray
     x_intensity: CodeArray
@@ -139,11 +142,16 @@ _Counts = tuple[int, int, int, int, int, IndexArray, IndexArray]
 def _outputs(n: int) -> _XZ:
     """X/Z arrays of capacity n + 1 (the branch-free compaction writes one spare slot).
 
+    Positions are u32: an announcement holds fewer than 2^32 detections (its
+    count is a u32 on the wire), refused here otherwise.
+
     Allocated by numpy, which asks for transparent huge pages on large arrays:
     first touching the pages then costs a third of what it does in arrays that
     numba allocates. Pages past the filled part are never touched.
     """
-    return (np.empty(n + 1, dtype=np.int64), np.empty(n + 1, dtype=np.int64),
+    if n >= 1 << 32:
+        raise SiftingError(f"{n} detections in one announcement: at most 2^32 - 1")
+    return (np.empty(n + 1, dtype=np.uint32), np.empty(n + 1, dtype=np.uint32),
             np.empty(n + 1, dtype=np.uint8), np.empty(n + 1, dtype=np.uint8),
             np.empty(n + 1, dtype=np.uint8), np.empty(n + 1, dtype=np.uint8))  # fmt: skip
 
@@ -224,12 +232,12 @@ def _compact(
         k = inten[t]
         bit = bits[t]
         # X (most entries): branch-free, write every entry and advance on a match
-        x_index[ux] = i0 + np.int64(t)
+        x_index[ux] = np.uint32(i0 + np.int64(t))
         x_bits[ux] = bit
         x_int[ux] = k
         ux += np.uint64(m & (b == BASIS_X))
         if m & (b == BASIS_Z):  # Z (a few per cent of the entries): a rarely taken branch
-            z_index[uz] = i0 + np.int64(t)
+            z_index[uz] = np.uint32(i0 + np.int64(t))
             z_bits[uz] = bit
             z_int[uz] = k
             uz += np.uint64(1)
@@ -261,12 +269,12 @@ def _compact_checked(
             bad += isx + isz
             k = np.uint8(0)
         bit = bits[t]
-        x_index[jx] = i0 + t
+        x_index[jx] = np.uint32(i0 + t)
         x_bits[jx] = bit
         x_int[jx] = k
         jx += isx
         if isz:
-            z_index[jz] = i0 + t
+            z_index[jz] = np.uint32(i0 + t)
             z_bits[jz] = bit
             z_int[jz] = k
             jz += 1
@@ -421,10 +429,10 @@ def _alice_pos_sift(
             bad += isx + isz
             k = np.uint8(0)
         # branch-free compaction: write every entry, advance only on a match
-        x_index[jx] = i
+        x_index[jx] = np.uint32(i)
         x_bits[jx] = bit
         x_int[jx] = k
-        z_index[jz] = i
+        z_index[jz] = np.uint32(i)
         z_bits[jz] = bit
         z_int[jz] = k
         jx += isx
