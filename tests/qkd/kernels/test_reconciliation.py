@@ -249,3 +249,30 @@ def test_natural_order_parities_match_the_rows() -> None:
     eager_top = np.zeros(lay.total_blocks, np.uint8)
     cascade.alice_init(eager.rows(bits), eager.passes, eager_top)
     assert np.array_equal(lazy_top, eager_top)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**63 - 1, 2**63, 2**64 - 1])
+def test_layout_permutations_are_permutations_from_the_seed(seed: int) -> None:
+    """Every pass's shuffle is a permutation with its inverse, the same for the same seed
+    at both ends (any u64 seed, as INIT carries), different across passes and seeds."""
+    lay = CascadeLayout.build(3 * 4096 + 1000, 4096, [8, 32, 2048, 2048], seed)
+    for perm, inv in ((lay.perm, lay.inv), (lay.perm_last, lay.inv_last)):
+        size = perm.shape[1]
+        for q in range(perm.shape[0]):
+            assert np.array_equal(np.sort(perm[q]), np.arange(size))
+            assert np.array_equal(inv[q][perm[q]], np.arange(size))
+        assert not np.array_equal(perm[0], perm[1])
+    again = CascadeLayout.build(3 * 4096 + 1000, 4096, [8, 32, 2048, 2048], seed)
+    assert np.array_equal(again.perm, lay.perm) and np.array_equal(again.perm_last, lay.perm_last)
+    other = CascadeLayout.build(3 * 4096 + 1000, 4096, [8, 32, 2048, 2048], seed ^ 1)
+    assert not np.array_equal(other.perm, lay.perm)
+
+
+def test_shuffle_positions_are_uniform() -> None:
+    """Each value lands in each position with probability 1/n (chi-square, 4 x 4)."""
+    perm = np.empty((40_000, 4), np.uint16)
+    cascade.shuffles(np.uint64(7), perm, np.empty_like(perm))
+    counts = np.stack([np.bincount(perm[:, i], minlength=4) for i in range(4)])
+    expected = perm.shape[0] / 4
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 30.0  # 9 degrees of freedom: p ~ 4e-4

@@ -444,3 +444,45 @@ def bob_apply_reply(reply: U8, rows: Rows, lay: Passes, st: BobState) -> None:  
         keep += 1
     c[C_BIS] = keep
     _drain_pending(rows, lay, st)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _splitmix64(x: np.uint64) -> tuple[np.uint64, np.uint64]:  # pragma: no cover
+    """SplitMix64 (Steele, Lea and Flood 2014): the next state and its output."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    z = x
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x, z ^ (z >> np.uint64(31))
+
+
+@numba.njit(cache=True, nogil=True)
+def shuffles(seed: np.uint64, perm: I32, inv: I32) -> np.uint64:  # pragma: no cover
+    """Fill each row of ``perm`` with a uniform random permutation (Fisher-Yates, the
+    index drawn without bias by Lemire's multiply-and-reject) and ``inv`` with its
+    inverse; returns the generator's state after them (to continue another set)."""
+    x = seed
+    size = perm.shape[1]
+    for q in range(perm.shape[0]):
+        p = perm[q]
+        for i in range(size):
+            p[i] = i
+        for i in range(size - 1, 0, -1):
+            n = np.uint64(i + 1)
+            x, r = _splitmix64(x)
+            m = (r >> np.uint64(32)) * n
+            low = m & np.uint64(0xFFFFFFFF)
+            if low < n:
+                floor = (np.uint64(1 << 32) - n) % n
+                while low < floor:
+                    x, r = _splitmix64(x)
+                    m = (r >> np.uint64(32)) * n
+                    low = m & np.uint64(0xFFFFFFFF)
+            j = m >> np.uint64(32)
+            t = p[i]
+            p[i] = p[j]
+            p[j] = t
+        row = inv[q]
+        for i in range(size):
+            row[p[i]] = i
+    return x

@@ -35,7 +35,8 @@ protocol Cascade" (QIC 15, 2015), and block sizes fitted here by measurement:
   f = 1.10 at 2.5 %.
 - The key is cut into frames (default 2^16 bits) that all run in lockstep,
   so the number of round trips does not grow with the key length.
-- Every pass shuffles each frame with a permutation drawn from a public seed.
+- Every pass shuffles each frame with a permutation drawn from a public seed
+  (Fisher-Yates on SplitMix64 from INIT's seed: :func:`.cascade.shuffles`).
 
 Messages (all little-endian; the channel carries bytes)
 - ``INIT`` request (Bob -> Alice): ``0x01``, version u8, n u64, frame_bits
@@ -66,7 +67,8 @@ from qkdmeet.errors import QkdError
 from qkdmeet.qkd.kernels import cascade
 from qkdmeet.qkd.kernels.bits import BitArray, as_bits, binary_entropy, pack_bits_le, unpack_bits_le
 
-PROTOCOL_VERSION = 1
+#: 2: permutations by cascade.shuffles (1: numpy's PCG64 permutations).
+PROTOCOL_VERSION = 2
 DEFAULT_FRAME_BITS = 1 << 16
 DEFAULT_PASSES = 14
 #: QBER below which the block sizes stop growing.
@@ -146,7 +148,6 @@ class CascadeLayout:
         bpl = -(-last_bits // ks_last)
         per_pass = (nframes - 1) * bpf + bpl
         boff = np.concatenate([[0], np.cumsum(per_pass)[:-1]]).astype(np.int64)
-        rng = np.random.Generator(np.random.PCG64(seed))
         npasses = ks.size
         # unsigned positions, u16 where a frame allows: numba then indexes without the
         # negative-index check, and the passes' permuted words build 3.4x faster
@@ -156,11 +157,10 @@ class CascadeLayout:
         perm_last = np.empty((npasses, last_bits), dtype=pdt)
         inv = np.empty_like(perm)
         inv_last = np.empty_like(perm_last)
-        for q in range(npasses):
-            for p, iv in ((perm, inv), (perm_last, inv_last)):
-                if p.shape[1]:
-                    p[q] = rng.permutation(p.shape[1]).astype(pdt)
-                    iv[q, p[q]] = np.arange(p.shape[1], dtype=pdt)
+        # Fisher-Yates from the seed (cascade.shuffles): 2.4 ms for 14 permutations of
+        # 2^16, where numpy's Generator.permutation took ~18 ms (measured 2026-12-05)
+        state = cascade.shuffles(np.uint64(seed), perm, inv)
+        cascade.shuffles(np.uint64(state), perm_last, inv_last)
         # a pass with two blocks per full frame is built on demand (cascade's docstring):
         # the parity of its first block is that of the natural-order bits under a mask
         bpf64 = bpf.astype(np.int64)
