@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import numpy as np
@@ -314,3 +315,33 @@ async def test_injected_announcement_far_ahead_does_not_stop_the_link(
     assert common and all(
         x.key == y.key for x in alice.blocks for y in bob.blocks if x.block_id == y.block_id
     )
+
+
+async def test_a_defect_in_one_block_aborts_that_block_and_the_link_goes_on(
+    params_2db: LinkParams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception inside a block (here Bob's reconciler failing once, as an
+    OverflowError in the layout once did) aborts that block with a reported reason;
+    it neither hangs the link nor outputs key, and the next blocks give key."""
+    from qkdmeet.qkd import protocol
+
+    real = protocol.ReconcilerBob
+    calls = {"n": 0}
+
+    def flaky(*args: object, **kw: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OverflowError("int too big to convert")
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(protocol, "ReconcilerBob", flaky)
+    link = _link(params_2db, 13, auth_target_masks=0)
+    async with link:
+        await asyncio.wait_for(link.wait_blocks(4, include_aborted=False), 60)
+    reports = link.bob.stats.reports
+    broken = [r for r in reports if not r.ok]
+    assert len(broken) == 1 and "internal error" in broken[0].reason
+    assert "OverflowError" in broken[0].reason
+    alice, bob = _sinks(link)
+    assert broken[0].block_id not in {b.block_id for b in bob.blocks + alice.blocks}
+    assert [b.key for b in alice.blocks[:3]] == [b.key for b in bob.blocks[:3]]

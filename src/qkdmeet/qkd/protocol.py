@@ -117,6 +117,11 @@ T = TypeVar("T")
 
 #: Floor and ceiling of the QBER estimate that sizes Cascade's first blocks.
 _QBER_FLOOR, _QBER_CEIL = 0.005, 0.25
+class InternalBlockError(QkdError):
+    """A defect met inside one block's protocol: the block is aborted and reported with
+    this reason (its key is never output), the link and the other blocks go on."""
+
+
 _BLOCK_ERRORS = (
     AuthenticationError,
     m.ProtocolError,
@@ -477,6 +482,9 @@ class _End:
             await self._fail(blk, exc, tell_peer=True)
         except ChannelClosed:
             pass  # the link stops: the block is neither done nor aborted
+        except Exception as exc:  # a defect: this block yields nothing, the link goes on
+            log.exception("block %d: internal error", blk.bid)
+            await self._fail(blk, InternalBlockError(f"internal error: {exc!r}"), tell_peer=True)
         finally:
             if not blk.done.is_set():  # cancelled: keep the order for the blocks after it
                 blk.done.set()
