@@ -133,6 +133,32 @@ def range_parity(row: U64, start: int, stop: int) -> int:  # pragma: no cover
     return int(_parity64(acc))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row_parity(words: U64, q: int, f: int, start: int, stop: int) -> int:  # pragma: no cover
+    """:func:`range_parity` of ``words[q, f]``, indexed in place: a row view per call
+    would cost numba a reference count up and down (most of a step's time in the tail)."""
+    if stop <= start:
+        return 0
+    ws = start >> 6
+    we = (stop - 1) >> 6
+    lo = np.uint64(start & 63)
+    if ws == we:
+        w = words[q, f, ws] >> lo
+        length = stop - start
+        if length < 64:
+            w &= (np.uint64(1) << np.uint64(length)) - np.uint64(1)
+        return int(_parity64(w))
+    acc = words[q, f, ws] >> lo
+    for k in range(ws + 1, we):
+        acc ^= words[q, f, k]
+    tail = stop - (we << 6)
+    last = words[q, f, we]
+    if tail < 64:
+        last &= (np.uint64(1) << np.uint64(tail)) - np.uint64(1)
+    acc ^= last
+    return int(_parity64(acc))
+
+
 @numba.njit(cache=True, nogil=True)
 def build_row(rows: Rows, lay: Passes, q: int, f: int) -> None:  # pragma: no cover
     """Fill ``words[q, f]`` with frame ``f`` of the current bits in pass-``q`` order.
@@ -262,7 +288,7 @@ def answer_ranges(
         f = fs[i]
         if rows.built[q, f] == 0:
             build_row(rows, lay, q, f)
-        out[i] = np.uint8(range_parity(rows.words[q, f], ss[i], es[i]))
+        out[i] = np.uint8(_row_parity(rows.words, q, f, ss[i], es[i]))
     return out
 
 
@@ -329,8 +355,8 @@ def _drain_pending(rows: Rows, lay: Passes, st: BobState) -> None:  # pragma: no
         e = min(s + k, size)
         if e - s == 1:
             # a one-bit block: its parity is Alice's bit, so the error is located
-            p = lay.perm[q] if f < nframes - 1 else lay.perm_last[q]
-            _flip(f * lay.frame_bits + p[s], rows, lay, st)
+            x = lay.perm[q, s] if f < nframes - 1 else lay.perm_last[q, s]
+            _flip(f * lay.frame_bits + x, rows, lay, st)
             continue
         if rows.built[q, f] == 0:
             build_row(rows, lay, q, f)
@@ -398,16 +424,15 @@ def bob_apply_reply(reply: U8, rows: Rows, lay: Passes, st: BobState) -> None:  
         e = bis[j, 3]
         blk = bis[j, 4]
         a = bis_a[j]
-        row = words[q, f]
         mid = (s + e) // 2
-        if range_parity(row, s, e) == a:
+        if _row_parity(words, q, f, s, e) == a:
             # a flip elsewhere made this range even: drop it, recheck its block
             st.active[blk] = 0
             c[C_ABANDONED] += 1
             _queue(st, blk)
             continue
         a_left = reply[j]
-        if range_parity(row, s, mid) != a_left:
+        if _row_parity(words, q, f, s, mid) != a_left:
             e = mid
             a = a_left
         else:
@@ -416,9 +441,9 @@ def bob_apply_reply(reply: U8, rows: Rows, lay: Passes, st: BobState) -> None:  
         if e - s == 1:
             st.active[blk] = 0
             y = s
-            if ((row[y >> 6] >> np.uint64(y & 63)) & np.uint64(1)) != a:
-                p = lay.perm[q] if f < nframes - 1 else lay.perm_last[q]
-                _flip(f * lay.frame_bits + p[y], rows, lay, st)
+            if ((words[q, f, y >> 6] >> np.uint64(y & 63)) & np.uint64(1)) != a:
+                x = lay.perm[q, y] if f < nframes - 1 else lay.perm_last[q, y]
+                _flip(f * lay.frame_bits + x, rows, lay, st)
             _queue(st, blk)
             continue
         bis[keep, 0] = q
@@ -432,7 +457,7 @@ def bob_apply_reply(reply: U8, rows: Rows, lay: Passes, st: BobState) -> None:  
     count = keep
     keep = 0
     for j in range(count):
-        if range_parity(words[bis[j, 0], bis[j, 1]], bis[j, 2], bis[j, 3]) == bis_a[j]:
+        if _row_parity(words, bis[j, 0], bis[j, 1], bis[j, 2], bis[j, 3]) == bis_a[j]:
             blk = bis[j, 4]
             st.active[blk] = 0
             c[C_ABANDONED] += 1
