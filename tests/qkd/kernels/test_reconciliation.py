@@ -276,3 +276,34 @@ def test_shuffle_positions_are_uniform() -> None:
     expected = perm.shape[0] / 4
     chi2 = float(((counts - expected) ** 2 / expected).sum())
     assert chi2 < 30.0  # 9 degrees of freedom: p ~ 4e-4
+
+
+@pytest.mark.parametrize("levels", [2, 3, 5])
+def test_tail_bisections_descend_several_levels_per_round(levels: int) -> None:
+    """In a pass's tail each bisection asks 2^d - 1 parities and descends d levels: fewer
+    rounds, the key still corrected, every parity carried counted at both ends."""
+    alice_bits, bob_bits = _pair(41, 300_000, 0.03)
+    one = ReconcilerBob(bob_bits, 0.03, seed=2, frame_bits=1 << 14, tail_levels=1)
+    _run_counting(alice_bits, one)
+    many = ReconcilerBob(
+        bob_bits, 0.03, seed=2, frame_bits=1 << 14, tail_per_frame=1.0, tail_levels=levels
+    )
+    alice, carried = _run_counting(alice_bits, many)
+    assert np.array_equal(many.corrected_bits, alice_bits)
+    assert many.leaked_bits == alice.leaked_bits == carried
+    assert many.rounds < one.rounds
+    assert many.leaked_bits > one.leaked_bits  # the halves not taken are disclosed too
+
+
+def test_tail_queries_cover_the_tree_in_heap_order() -> None:
+    bis = np.zeros((2, 6), dtype=np.int64)
+    bis[0, :5] = (1, 3, 0, 16, 7)  # 16 bits: three levels
+    bis[1, :5] = (2, 0, 10, 13, 9)  # 3 bits: one level only (halves of one bit stop it)
+    qs, fs, ss, es = cascade.bob_queries(bis, 2, 2, 3)
+    assert bis[:, 5].tolist() == [3, 1]
+    assert list(zip(ss.tolist(), es.tolist(), strict=True)) == [
+        (0, 8), (0, 4), (8, 12), (0, 2), (4, 6), (8, 10), (12, 14), (10, 11),
+    ]  # fmt: skip
+    assert qs.tolist() == [1] * 7 + [2] and fs.tolist() == [3] * 7 + [0]
+    qs, _, ss, es = cascade.bob_queries(bis, 2, 1, 3)  # more running than the tail: one level
+    assert bis[:, 5].tolist() == [1, 1] and ss.tolist() == [0, 10] and es.tolist() == [8, 11]

@@ -92,7 +92,7 @@ class BobState(NamedTuple):
     active: U8  # 1 while a bisection runs on the block
     pending: I64  # blocks queued for a parity check (a stack)
     pending_flag: U8  # 1 while the block is queued
-    bis: I64  # (blocks, 5): pass, frame, start, stop, block of each running bisection
+    bis: I64  # (blocks, 6): pass, frame, start, stop, block, levels asked of each bisection
     bis_a: U8  # Alice's parity of each running bisection's range
     counters: I64  # C_PASS, C_BIS, C_PENDING, C_FLIPS, C_ABANDONED
 
@@ -393,23 +393,61 @@ def bob_build_ahead(rows: Rows, lay: Passes) -> None:  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def bob_queries(bis: I64, count: int) -> tuple[U8, I64, I64, I64]:  # pragma: no cover
-    """The left half of every running bisection: (pass, frame, start, stop)."""
-    qs = np.empty(count, dtype=np.uint8)
-    fs = np.empty(count, dtype=np.int64)
-    ss = np.empty(count, dtype=np.int64)
-    es = np.empty(count, dtype=np.int64)
+def bob_queries(
+    bis: I64, count: int, tail_running: int, tail_levels: int
+) -> tuple[U8, I64, I64, I64]:  # pragma: no cover
+    """This round's questions: (pass, frame, start, stop) of each range asked.
+
+    Each running bisection asks the left half of its range (one level). In the
+    tail, while at most ``tail_running`` bisections run, each asks ``d`` levels at
+    once (``d = min(tail_levels, floor(log2(length)))``): the left half of every
+    node of the complete binary tree of depth ``d`` under its range, in heap
+    order (node ``i``'s halves are nodes ``2i + 1`` and ``2i + 2``), so that it
+    descends ``d`` levels in one round for ``2^d - 1`` disclosed parities instead
+    of ``d``. ``bis[j, 5]`` records ``d`` for :func:`bob_apply_reply`.
+    """
+    tail = count <= tail_running
+    total = 0
     for j in range(count):
-        qs[j] = bis[j, 0]
-        fs[j] = bis[j, 1]
-        ss[j] = bis[j, 2]
-        es[j] = (bis[j, 2] + bis[j, 3]) // 2
+        d = 1
+        if tail:
+            length = bis[j, 3] - bis[j, 2]
+            while d < tail_levels and (length >> (d + 1)) > 0:
+                d += 1  # every node down to depth d keeps at least two bits
+        bis[j, 5] = d
+        total += (1 << d) - 1
+    qs = np.empty(total, dtype=np.uint8)
+    fs = np.empty(total, dtype=np.int64)
+    ss = np.empty(total, dtype=np.int64)
+    es = np.empty(total, dtype=np.int64)
+    lo = np.empty(1 << tail_levels, dtype=np.int64)
+    hi = np.empty(1 << tail_levels, dtype=np.int64)
+    k = 0
+    for j in range(count):
+        lo[0] = bis[j, 2]
+        hi[0] = bis[j, 3]
+        width = 1  # ranges at this level, left to right
+        for _level in range(bis[j, 5]):
+            for r in range(width):
+                qs[k] = bis[j, 0]
+                fs[k] = bis[j, 1]
+                ss[k] = lo[r]
+                es[k] = (lo[r] + hi[r]) // 2
+                k += 1
+            for r in range(width - 1, -1, -1):  # split in place, from the right
+                mid = (lo[r] + hi[r]) // 2
+                lo[2 * r + 1] = mid
+                hi[2 * r + 1] = hi[r]
+                hi[2 * r] = mid
+                lo[2 * r] = lo[r]
+            width *= 2
     return qs, fs, ss, es
 
 
 @numba.njit(cache=True, nogil=True)
 def bob_apply_reply(reply: U8, rows: Rows, lay: Passes, st: BobState) -> None:  # pragma: no cover
-    """Narrow every running bisection with Alice's left-half parities ``reply``."""
+    """Narrow every running bisection with Alice's parities ``reply`` (as asked by
+    :func:`bob_queries`: ``bis[j, 5]`` levels each)."""
     words = rows.words
     nframes = words.shape[1]
     bis = st.bis
@@ -417,27 +455,37 @@ def bob_apply_reply(reply: U8, rows: Rows, lay: Passes, st: BobState) -> None:  
     c = st.counters
     count = c[C_BIS]
     keep = 0
+    k = 0  # the first parity of bisection j in the reply
     for j in range(count):
         q = bis[j, 0]
         f = bis[j, 1]
         s = bis[j, 2]
         e = bis[j, 3]
         blk = bis[j, 4]
+        d = bis[j, 5]
         a = bis_a[j]
-        mid = (s + e) // 2
+        base = k
+        k += (1 << d) - 1
         if _row_parity(words, q, f, s, e) == a:
             # a flip elsewhere made this range even: drop it, recheck its block
             st.active[blk] = 0
             c[C_ABANDONED] += 1
             _queue(st, blk)
             continue
-        a_left = reply[j]
-        if _row_parity(words, q, f, s, mid) != a_left:
-            e = mid
-            a = a_left
-        else:
-            s = mid
-            a = a ^ a_left
+        node = 0
+        for _level in range(d):
+            mid = (s + e) // 2
+            a_left = reply[base + node]
+            if _row_parity(words, q, f, s, mid) != a_left:
+                e = mid
+                a = a_left
+                node = 2 * node + 1
+            else:
+                s = mid
+                a = a ^ a_left
+                node = 2 * node + 2
+            if e - s == 1:
+                break
         if e - s == 1:
             st.active[blk] = 0
             y = s
