@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import struct
 
 import numpy as np
 import pytest
@@ -109,13 +110,38 @@ def test_malformed_requests_are_refused_without_disclosure() -> None:
         with pytest.raises(ReconciliationError):
             alice.answer(bad)
     bob = ReconcilerBob(bob_bits, 0.05, seed=3, frame_bits=512)
-    alice.answer(bob.next_request() or b"")
+    init = bob.next_request()
+    assert init is not None
+    reply = alice.answer(init)
+    bob.handle_reply(reply)
+    request = bob.next_request()
+    assert request is not None
     leaked = alice.leaked_bits
-    out_of_range = b"\x02\x01\x00\x00\x00" + bytes([0]) + (0).to_bytes(4, "little") * 2
-    out_of_range += (10_000).to_bytes(4, "little")
-    with pytest.raises(ReconciliationError):
-        alice.answer(out_of_range)
-    assert alice.leaked_bits == leaked
+    step = struct.Struct("<BIII")
+
+    def query(prev: int, fate: bytes, path: bytes, npath: int, new: list[int]) -> bytes:
+        body = fate + path + np.array(new, "<u4").tobytes()
+        return step.pack(0x03, prev, npath, len(new)) + body
+
+    _, prev, npath, nnew = step.unpack_from(request)
+    assert prev == 0 and npath == 0 and nnew > 0  # the first pass's bisections
+    blocks = np.frombuffer(request, "<u4", offset=step.size).tolist()
+    for bad, why in [
+        (query(1, b"\x01", b"", 0, []), "bisections"),  # Alice runs none yet
+        (query(0, b"", b"", 0, [10**6]), "out of range"),  # no such block
+        (query(0, b"", b"", 0, [blocks[0], blocks[0]]), "already running"),
+        (query(0, b"", b"\x01", 1, blocks[:1]), "halves"),  # halves of nothing
+        (request + b"\x00", "length"),
+    ]:
+        fresh = ReconcilerAlice(alice_bits)
+        fresh.answer(init)
+        with pytest.raises(ReconciliationError, match=why):
+            fresh.answer(bad)
+        assert fresh.leaked_bits == leaked
+        with pytest.raises(ReconciliationError):  # the mirror is lost: nothing more
+            fresh.answer(request)
+    alice.answer(request)  # the genuine one is answered
+    assert alice.leaked_bits > leaked
 
 
 def test_bob_refuses_a_reply_that_does_not_match() -> None:
@@ -143,9 +169,11 @@ def test_init_asking_for_too_much_memory_is_refused() -> None:
 
     alice = ReconcilerAlice(np.zeros(1 << 21, np.uint8))
     with pytest.raises(ReconciliationError, match="passes"):
-        alice.answer(_encode_init(1 << 21, 1 << 16, 1, [64] * (MAX_PASSES + 1)))
+        alice.answer(_encode_init(1 << 21, 1 << 16, 1, [64] * (MAX_PASSES + 1), (0, 1)))
     with pytest.raises(ReconciliationError, match="frame_bits"):
-        alice.answer(_encode_init(1 << 21, 2 * MAX_FRAME_BITS, 1, [64] * 4))
+        alice.answer(_encode_init(1 << 21, 2 * MAX_FRAME_BITS, 1, [64] * 4, (0, 1)))
+    with pytest.raises(ReconciliationError, match="levels"):
+        alice.answer(_encode_init(1 << 21, 1 << 16, 1, [64] * 4, (10, 40)))
     assert alice.leaked_bits == 0
 
 
@@ -295,15 +323,28 @@ def test_tail_bisections_descend_several_levels_per_round(levels: int) -> None:
     assert many.leaked_bits > one.leaked_bits  # the halves not taken are disclosed too
 
 
-def test_tail_queries_cover_the_tree_in_heap_order() -> None:
+def test_tail_levels_and_the_tree_alice_answers_in_heap_order() -> None:
+    """A 16-bit range descends three levels (its tree's seven left halves, heap order),
+    a 3-bit one a single level; above the tail's size every bisection one level."""
     bis = np.zeros((2, 6), dtype=np.int64)
-    bis[0, :5] = (1, 3, 0, 16, 7)  # 16 bits: three levels
-    bis[1, :5] = (2, 0, 10, 13, 9)  # 3 bits: one level only (halves of one bit stop it)
-    qs, fs, ss, es = cascade.bob_queries(bis, 2, 2, 3)
+    bis[0, :5] = (1, 3, 0, 16, 7)
+    bis[1, :5] = (2, 0, 10, 13, 9)
+    assert cascade.bob_levels(bis, 2, 2, 3) == 7 + 1
     assert bis[:, 5].tolist() == [3, 1]
-    assert list(zip(ss.tolist(), es.tolist(), strict=True)) == [
-        (0, 8), (0, 4), (8, 12), (0, 2), (4, 6), (8, 10), (12, 14), (10, 11),
-    ]  # fmt: skip
-    assert qs.tolist() == [1] * 7 + [2] and fs.tolist() == [3] * 7 + [0]
-    qs, _, ss, es = cascade.bob_queries(bis, 2, 1, 3)  # more running than the tail: one level
-    assert bis[:, 5].tolist() == [1, 1] and ss.tolist() == [0, 10] and es.tolist() == [8, 11]
+    assert cascade.bob_levels(bis, 2, 1, 3) == 2 and bis[:, 5].tolist() == [1, 1]
+    bits = np.random.default_rng(4).integers(0, 2, 64, dtype=np.uint8)
+    lay = CascadeLayout.build(64, 64, [16], 1)  # one frame, four blocks of 16
+    rows = lay.rows(bits)
+    top = np.zeros(lay.total_blocks, np.uint8)
+    cascade.alice_init(rows, lay.passes, top)
+    state = cascade.AliceState(
+        np.zeros((4, 6), np.int64), np.zeros(4, np.uint8), np.zeros(1, np.int64)
+    )
+    none = np.zeros(0, np.uint8)
+    status, parities = cascade.alice_step(
+        rows, lay.passes, state, none, none, 0, np.array([2], np.uint32), 4, 3
+    )
+    shuffled = bits[lay.perm_last[0]]  # pass order: block 2 is shuffled bits 32..47
+    ranges = [(0, 8), (0, 4), (8, 12), (0, 2), (4, 6), (8, 10), (12, 14)]
+    expect = [int(shuffled[32 + a : 32 + b].sum() % 2) for a, b in ranges]
+    assert status == cascade.STEP_OK and parities.tolist() == expect

@@ -48,6 +48,7 @@ I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.unsignedinteger]
 U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
+U32 = npt.NDArray[np.uint32]
 
 # indices into Bob's counters array
 C_PASS = 0  # current pass (-1 before the first)
@@ -55,7 +56,9 @@ C_BIS = 1  # running bisections
 C_PENDING = 2  # blocks waiting for a parity check
 C_FLIPS = 3  # bits flipped so far
 C_ABANDONED = 4  # bisections dropped because their range became even
-N_COUNTERS = 5
+C_PREV = 5  # bisections Alice was last asked about (whose fates the next request tells)
+C_SURV = 6  # of those, how many run on (the first C_SURV entries of bis)
+N_COUNTERS = 7
 
 
 class Passes(NamedTuple):
@@ -94,7 +97,18 @@ class BobState(NamedTuple):
     pending_flag: U8  # 1 while the block is queued
     bis: I64  # (blocks, 6): pass, frame, start, stop, block, levels asked of each bisection
     bis_a: U8  # Alice's parity of each running bisection's range
-    counters: I64  # C_PASS, C_BIS, C_PENDING, C_FLIPS, C_ABANDONED
+    counters: I64  # C_PASS ... C_SURV
+    fate: U8  # per bisection of the last request: 1 if it runs on
+    path: I64  # and the halves it took, 1 << levels | bits (bit l: level l went right)
+    orig: I64  # scratch: a survivor's place in the last request
+
+
+class AliceState(NamedTuple):
+    """Alice's mirror of Bob's running bisections (rebuilt from his requests)."""
+
+    bis: I64  # (blocks, 6): pass, frame, start, stop, levels, block
+    active: U8  # 1 while a bisection runs on the block
+    counters: I64  # [0]: running bisections
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -392,11 +406,21 @@ def bob_build_ahead(rows: Rows, lay: Passes) -> None:  # pragma: no cover
         build_rows(rows, lay, q)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _levels(length: int, tail: bool, tail_levels: int) -> int:  # pragma: no cover
+    """Levels a bisection of ``length`` bits descends this round (see :func:`bob_levels`)."""
+    d = 1
+    if tail:
+        while d < tail_levels and (length >> (d + 1)) > 0:
+            d += 1  # every node down to depth d keeps at least two bits
+    return d
+
+
 @numba.njit(cache=True, nogil=True)
-def bob_queries(
+def bob_levels(
     bis: I64, count: int, tail_running: int, tail_levels: int
-) -> tuple[U8, I64, I64, I64]:  # pragma: no cover
-    """This round's questions: (pass, frame, start, stop) of each range asked.
+) -> int:  # pragma: no cover
+    """Levels of each running bisection this round into ``bis[j, 5]``; the parities asked.
 
     Each running bisection asks the left half of its range (one level). In the
     tail, while at most ``tail_running`` bisections run, each asks ``d`` levels at
@@ -404,36 +428,147 @@ def bob_queries(
     node of the complete binary tree of depth ``d`` under its range, in heap
     order (node ``i``'s halves are nodes ``2i + 1`` and ``2i + 2``), so that it
     descends ``d`` levels in one round for ``2^d - 1`` disclosed parities instead
-    of ``d``. ``bis[j, 5]`` records ``d`` for :func:`bob_apply_reply`.
+    of ``d``. Alice derives the same (:func:`alice_step`).
     """
     tail = count <= tail_running
     total = 0
     for j in range(count):
-        d = 1
-        if tail:
-            length = bis[j, 3] - bis[j, 2]
-            while d < tail_levels and (length >> (d + 1)) > 0:
-                d += 1  # every node down to depth d keeps at least two bits
+        d = _levels(bis[j, 3] - bis[j, 2], tail, tail_levels)
         bis[j, 5] = d
         total += (1 << d) - 1
-    qs = np.empty(total, dtype=np.uint8)
-    fs = np.empty(total, dtype=np.int64)
-    ss = np.empty(total, dtype=np.int64)
-    es = np.empty(total, dtype=np.int64)
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def bob_step_parts(
+    st: BobState, prev: int, surv: int, count: int
+) -> tuple[U8, U8, int, U32]:  # pragma: no cover
+    """A request's body: which of the ``prev`` bisections last asked run on (a bit each),
+    the halves the survivors took (their levels' bits, in order), and the blocks of the
+    bisections started since (``bis[surv:count, 4]``)."""
+    fate = np.zeros((prev + 7) >> 3, dtype=np.uint8)
+    npath = 0
+    for j in range(prev):
+        if st.fate[j]:
+            fate[j >> 3] |= np.uint8(1 << (j & 7))
+            p = st.path[j]
+            while p > 1:
+                npath += 1
+                p >>= 1
+    path = np.zeros((npath + 7) >> 3, dtype=np.uint8)
+    k = 0
+    for j in range(prev):
+        if st.fate[j]:
+            p = st.path[j]
+            while p > 1:
+                if p & 1:
+                    path[k >> 3] |= np.uint8(1 << (k & 7))
+                k += 1
+                p >>= 1
+    new = np.empty(count - surv, dtype=np.uint32)
+    for j in range(surv, count):
+        new[j - surv] = st.bis[j, 4]
+    return fate, path, npath, new
+
+
+#: alice_step's refusals
+STEP_OK = 0
+STEP_BAD_PATH = 1  # more or fewer halves than the survivors' levels
+STEP_LOCATED = 2  # a survivor (or a new block) of fewer than two bits
+STEP_BAD_BLOCK = 3  # a block number out of range or already running
+
+
+@numba.njit(cache=True, nogil=True)
+def alice_step(
+    rows: Rows, lay: Passes, ast: AliceState, fate: U8, path: U8, npath: int, new: U32,
+    tail_running: int, tail_levels: int,
+) -> tuple[int, U8]:  # pragma: no cover
+    """Alice: apply Bob's request to her mirror of his bisections, then answer every
+    range he now asks (:func:`bob_levels`), building rows on demand.
+
+    Returns (``STEP_OK``, parities) or a refusal code (and no parity): the
+    mirror is then inconsistent and the block must end.
+    """
+    nframes = rows.words.shape[1]
+    npasses = lay.ks.size
+    bis = ast.bis
+    count = ast.counters[0]
+    keep = 0
+    k = 0
+    empty = np.zeros(0, dtype=np.uint8)
+    for j in range(count):
+        blk = bis[j, 5]
+        if (fate[j >> 3] >> (j & 7)) & 1 == 0:
+            ast.active[blk] = 0
+            continue
+        s = bis[j, 2]
+        e = bis[j, 3]
+        for _level in range(bis[j, 4]):
+            if k >= npath:
+                return STEP_BAD_PATH, empty
+            mid = (s + e) // 2
+            if (path[k >> 3] >> (k & 7)) & 1:
+                s = mid
+            else:
+                e = mid
+            k += 1
+        if e - s < 2:
+            return STEP_LOCATED, empty
+        bis[keep, 0] = bis[j, 0]
+        bis[keep, 1] = bis[j, 1]
+        bis[keep, 2] = s
+        bis[keep, 3] = e
+        bis[keep, 5] = blk
+        keep += 1
+    if k != npath:
+        return STEP_BAD_PATH, empty
+    total_blocks = ast.active.size
+    for i in range(new.size):
+        blk = np.int64(new[i])
+        if blk >= total_blocks or ast.active[blk] != 0:
+            return STEP_BAD_BLOCK, empty
+        q = 0
+        while q + 1 < npasses and lay.boff[q + 1] <= blk:
+            q += 1
+        rel = blk - lay.boff[q]
+        f = min(rel // lay.bpf[q], nframes - 1)
+        b = rel - f * lay.bpf[q]
+        size = lay.frame_bits if f < nframes - 1 else lay.last_bits
+        kq = lay.ks[q] if f < nframes - 1 else lay.ks_last[q]
+        s = b * kq
+        e = min(s + kq, size)
+        if s >= size or e - s < 2:
+            return STEP_LOCATED, empty
+        ast.active[blk] = 1
+        bis[keep, 0] = q
+        bis[keep, 1] = f
+        bis[keep, 2] = s
+        bis[keep, 3] = e
+        bis[keep, 5] = blk
+        keep += 1
+    ast.counters[0] = keep
+    tail = keep <= tail_running
+    total = 0
+    for j in range(keep):
+        d = _levels(bis[j, 3] - bis[j, 2], tail, tail_levels)
+        bis[j, 4] = d
+        total += (1 << d) - 1
+    out = np.empty(total, dtype=np.uint8)
     lo = np.empty(1 << tail_levels, dtype=np.int64)
     hi = np.empty(1 << tail_levels, dtype=np.int64)
-    k = 0
-    for j in range(count):
+    o = 0
+    for j in range(keep):
+        q = bis[j, 0]
+        f = bis[j, 1]
+        if rows.built[q, f] == 0:
+            build_row(rows, lay, q, f)
         lo[0] = bis[j, 2]
         hi[0] = bis[j, 3]
-        width = 1  # ranges at this level, left to right
-        for _level in range(bis[j, 5]):
+        width = 1  # the tree's ranges at this level, left to right
+        for _level in range(bis[j, 4]):
             for r in range(width):
-                qs[k] = bis[j, 0]
-                fs[k] = bis[j, 1]
-                ss[k] = lo[r]
-                es[k] = (lo[r] + hi[r]) // 2
-                k += 1
+                out[o] = np.uint8(_row_parity(rows.words, q, f, lo[r], (lo[r] + hi[r]) // 2))
+                o += 1
             for r in range(width - 1, -1, -1):  # split in place, from the right
                 mid = (lo[r] + hi[r]) // 2
                 lo[2 * r + 1] = mid
@@ -441,7 +576,7 @@ def bob_queries(
                 hi[2 * r] = mid
                 lo[2 * r] = lo[r]
             width *= 2
-    return qs, fs, ss, es
+    return STEP_OK, out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -466,6 +601,7 @@ def bob_apply_reply(reply: U8, rows: Rows, lay: Passes, st: BobState) -> None:  
         a = bis_a[j]
         base = k
         k += (1 << d) - 1
+        st.fate[j] = 0
         if _row_parity(words, q, f, s, e) == a:
             # a flip elsewhere made this range even: drop it, recheck its block
             st.active[blk] = 0
@@ -473,7 +609,8 @@ def bob_apply_reply(reply: U8, rows: Rows, lay: Passes, st: BobState) -> None:  
             _queue(st, blk)
             continue
         node = 0
-        for _level in range(d):
+        taken = np.int64(1) << d
+        for level in range(d):
             mid = (s + e) // 2
             a_left = reply[base + node]
             if _row_parity(words, q, f, s, mid) != a_left:
@@ -484,6 +621,7 @@ def bob_apply_reply(reply: U8, rows: Rows, lay: Passes, st: BobState) -> None:  
                 s = mid
                 a = a ^ a_left
                 node = 2 * node + 2
+                taken |= np.int64(1) << level
             if e - s == 1:
                 break
         if e - s == 1:
@@ -500,6 +638,9 @@ def bob_apply_reply(reply: U8, rows: Rows, lay: Passes, st: BobState) -> None:  
         bis[keep, 3] = e
         bis[keep, 4] = blk
         bis_a[keep] = a
+        st.fate[j] = 1
+        st.path[j] = taken
+        st.orig[keep] = j
         keep += 1
     # drop bisections that flips of this round made even before asking about them
     count = keep
@@ -507,6 +648,7 @@ def bob_apply_reply(reply: U8, rows: Rows, lay: Passes, st: BobState) -> None:  
     for j in range(count):
         if _row_parity(words, bis[j, 0], bis[j, 1], bis[j, 2], bis[j, 3]) == bis_a[j]:
             blk = bis[j, 4]
+            st.fate[st.orig[j]] = 0
             st.active[blk] = 0
             c[C_ABANDONED] += 1
             _queue(st, blk)
@@ -516,6 +658,7 @@ def bob_apply_reply(reply: U8, rows: Rows, lay: Passes, st: BobState) -> None:  
             bis_a[keep] = bis_a[j]
         keep += 1
     c[C_BIS] = keep
+    c[C_SURV] = keep
     _drain_pending(rows, lay, st)
 
 
