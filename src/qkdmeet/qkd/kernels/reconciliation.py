@@ -423,6 +423,8 @@ class ReconcilerBob:
             bis=np.zeros((nb, 6), dtype=np.int64),
             bis_a=np.zeros(nb, dtype=np.uint8),
             counters=np.zeros(cascade.N_COUNTERS, dtype=np.int64),
+        )
+        self._trail = cascade.Trail(
             fate=np.zeros(nb, dtype=np.uint8),
             path=np.zeros(nb, dtype=np.int64),
             orig=np.zeros(nb, dtype=np.int64),
@@ -492,7 +494,7 @@ class ReconcilerBob:
         count = int(c[cascade.C_BIS])
         expected = cascade.bob_levels(st.bis, count, self.tail_running, self.tail_levels)
         prev, surv = int(c[cascade.C_PREV]), int(c[cascade.C_SURV])
-        fate, path, npath, new = cascade.bob_step_parts(st, prev, surv, count)
+        fate, path, npath, new = cascade.bob_step_parts(st, self._trail, prev, surv, count)
         c[cascade.C_PREV], c[cascade.C_SURV] = count, 0
         self._awaiting, self._expected = _QUERY_REPLY, int(expected)
         head = _STEP_HEAD.pack(_STEP, prev, npath, new.size)
@@ -510,7 +512,7 @@ class ReconcilerBob:
             self._ensure_natural()
             self._initialised = True
         else:
-            cascade.bob_apply_reply(parities, self._rows, self._lay.passes, self._st)
+            cascade.bob_apply_reply(parities, self._rows, self._lay.passes, self._st, self._trail)
         self._awaiting = None
 
 
