@@ -83,3 +83,23 @@ def test_the_hint_follows_the_message() -> None:
     assert str(QkdmeetError("no key", hint="wait for the link")) == "no key; wait for the link"
     assert str(QkdmeetError("no key")) == "no key"
     assert errors.KmeError("x").hint is None
+
+
+def test_the_errors_that_end_one_qkd_block_are_block_errors() -> None:
+    """One class says 'this block ends without key, the link goes on' (it was a list of
+    six classes in the protocol, where a malformed code table was missing)."""
+    from qkdmeet.qkd.classical import AuthenticationError, ChannelClosed, ReplayError
+    from qkdmeet.qkd.kernels.codes import CodeError
+    from qkdmeet.qkd.kernels.privacy import PrivacyAmplificationError
+    from qkdmeet.qkd.kernels.reconciliation import ReconciliationError
+    from qkdmeet.qkd.kernels.sifting import SiftingError
+    from qkdmeet.qkd.kernels.verification import VerificationError
+    from qkdmeet.qkd.messages import ProtocolError
+
+    assert issubclass(errors.BlockError, errors.QkdError)
+    for cls in (
+        AuthenticationError, ReplayError, CodeError, PrivacyAmplificationError,
+        ReconciliationError, SiftingError, VerificationError, ProtocolError,
+    ):  # fmt: skip
+        assert issubclass(cls, errors.BlockError), cls
+    assert not issubclass(ChannelClosed, errors.BlockError)  # the link stops instead

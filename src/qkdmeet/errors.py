@@ -77,6 +77,12 @@ class QkdError(QkdmeetError):
     """The QKD link (layer 1): its channels, protocol and kernels."""
 
 
+class BlockError(QkdError):
+    """What ends one QKD block without key (a malformed or forged message, a failed
+    sift, reconciliation, verification or amplification): the block is aborted, the
+    peer told, the link goes on."""
+
+
 class KmeError(QkdmeetError):
     """Key management (layer 2): the store, the KME pair, the ETSI 014 API."""
 

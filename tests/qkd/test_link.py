@@ -172,7 +172,7 @@ def test_attack_summary_counts_overlapping_blocks() -> None:
 
 def test_cli_simulate_json(capsys: pytest.CaptureFixture[str]) -> None:
     # blocks of 1e6: smaller ones cost more authentication key than they distil
-    rc = cli_main(["qkd", "simulate", "--loss-db", "2", "--seconds", "8", "--block-bits",
+    rc = cli_main(["qkd", "simulate", "--loss-db", "2", "--seconds", "14", "--block-bits",
                    "1e6", "--seed", "3", "--json"])  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert rc == 0

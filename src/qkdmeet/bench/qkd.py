@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _log("link model ...")
     result["model"] = model_figures(args.quick)
     _log("end to end ...")
-    seconds = 8.0 if args.quick else args.seconds
+    seconds = 15.0 if args.quick else args.seconds  # two fresh processes: numba loads, block 1
     block = 1_000_000 if args.quick else int(args.block_bits)
     runs = [
         asyncio.run(end_to_end(seconds, block_bits=block, seed=7 + i))

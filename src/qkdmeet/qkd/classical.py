@@ -60,7 +60,7 @@ from qkdmeet.crypto.wegman_carter import (
     MacStream,
     WegmanCarterMac,
 )
-from qkdmeet.errors import QkdError
+from qkdmeet.errors import BlockError, QkdError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class ClassicalChannelError(QkdError):
     """Base class of the classical channel's errors."""
 
 
-class AuthenticationError(ClassicalChannelError):
+class AuthenticationError(ClassicalChannelError, BlockError):
     """A frame whose tag does not verify, or which is malformed."""
 
 

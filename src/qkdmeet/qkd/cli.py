@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import json
 import math
-import signal
 import struct
 import sys
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from qkdmeet.qkd.sink import KeyBlock
+from qkdmeet.signals import wait_for_stop_signal
 
 
 def _add_link_args(p: argparse.ArgumentParser) -> None:
@@ -265,12 +265,10 @@ def load_secret(psk: str | None, psk_file: str | None) -> bytes:
 
 
 async def _wait_signal_or(seconds: float | None) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    """Until SIGTERM or SIGINT, or ``seconds`` (None: no limit)."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await wait_for_stop_signal()
 
 
 async def _node(args: argparse.Namespace) -> int:

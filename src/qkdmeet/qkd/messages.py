@@ -32,7 +32,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from qkdmeet.errors import QkdError
+from qkdmeet.errors import BlockError
 from qkdmeet.qkd.classical import Buffer
 
 PROTOCOL_VERSION = 1
@@ -66,7 +66,7 @@ _U32 = struct.Struct("<I")
 _DTYPES = ("<u1", "<u2", "<u4", "<u8")
 
 
-class ProtocolError(QkdError, ValueError):
+class ProtocolError(BlockError, ValueError):
     """A message that is malformed or not the one the protocol expects now."""
 
 

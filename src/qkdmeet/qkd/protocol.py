@@ -77,7 +77,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qkdmeet.crypto.wegman_carter import MacStream
-from qkdmeet.errors import QkdError
+from qkdmeet.errors import BlockError, QkdError
 from qkdmeet.qkd import finite_key as fk
 from qkdmeet.qkd import messages as m
 from qkdmeet.qkd.channel import BobChunk
@@ -92,10 +92,7 @@ from qkdmeet.qkd.events import AliceEvents, BobEvents
 from qkdmeet.qkd.kernels import (
     ReconcilerAlice,
     ReconcilerBob,
-    ReconciliationError,
-    SiftingError,
     SiftResult,
-    VerificationError,
     alice_sift,
     amplification_seed_bits,
     amplify,
@@ -108,7 +105,6 @@ from qkdmeet.qkd.kernels import (
     z_errors_per_intensity,
 )
 from qkdmeet.qkd.kernels.codes import CodeError, pack_codes, unpack_codes
-from qkdmeet.qkd.kernels.privacy import PrivacyAmplificationError
 from qkdmeet.qkd.params import DEFAULT_PIPELINE_DEPTH, LinkParams
 from qkdmeet.qkd.sink import KeyBlock, KeySink
 
@@ -122,14 +118,6 @@ class InternalBlockError(QkdError):
     this reason (its key is never output), the link and the other blocks go on."""
 
 
-_BLOCK_ERRORS = (
-    AuthenticationError,
-    m.ProtocolError,
-    SiftingError,
-    ReconciliationError,
-    VerificationError,
-    PrivacyAmplificationError,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,7 +466,7 @@ class _End:
             await body()
         except PeerAbort as exc:
             await self._fail(blk, exc, tell_peer=False)
-        except _BLOCK_ERRORS as exc:
+        except BlockError as exc:
             await self._fail(blk, exc, tell_peer=True)
         except ChannelClosed:
             pass  # the link stops: the block is neither done nor aborted

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from qkdmeet.errors import QkdError
+from qkdmeet.errors import BlockError
 from qkdmeet.qkd.kernels.sifting import UNKNOWN_BASIS
 
 CodeArray = npt.NDArray[np.uint8]
@@ -22,7 +22,7 @@ CodeArray = npt.NDArray[np.uint8]
 _WIRE_UNKNOWN = 3
 
 
-class CodeError(QkdError, ValueError):
+class CodeError(BlockError, ValueError):
     """A sifting answer that does not decode (wrong length, a code out of range)."""
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.fft
 
-from qkdmeet.errors import QkdError
+from qkdmeet.errors import BlockError
 from qkdmeet.qkd.kernels.bits import BitArray, as_bits
 
 #: The 2-universal families offered for privacy amplification (see :func:`amplify`).
@@ -48,7 +48,7 @@ ROUNDING_TOLERANCE = 0.25
 _DIRECT_BELOW = 64
 
 
-class PrivacyAmplificationError(QkdError, ValueError):
+class PrivacyAmplificationError(BlockError, ValueError):
     """Wrong input or seed length for the requested output length."""
 
 

@@ -77,7 +77,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from qkdmeet.errors import QkdError
+from qkdmeet.errors import BlockError
 from qkdmeet.qkd.kernels import cascade
 from qkdmeet.qkd.kernels.bits import BitArray, as_bits, binary_entropy, pack_bits_le, unpack_bits_le
 
@@ -121,7 +121,7 @@ _STEP_HEAD = struct.Struct("<BIII")
 _COUNT_HEAD = struct.Struct("<BI")
 
 
-class ReconciliationError(QkdError, ValueError):
+class ReconciliationError(BlockError, ValueError):
     """A malformed or inconsistent reconciliation message, or misuse of a reconciler."""
 
 

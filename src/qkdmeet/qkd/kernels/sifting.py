@@ -47,7 +47,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from qkdmeet.errors import QkdError
+from qkdmeet.errors import BlockError
 from qkdmeet.qkd.kernels.bits import BitArray
 
 BASIS_X = 0
@@ -64,7 +64,7 @@ CodeArray = npt.NDArray[np.uint8]
 PositionArray = npt.NDArray[np.uint32]
 
 
-class SiftingError(QkdError, ValueError):
+class SiftingError(BlockError, ValueError):
     """Inconsistent sifting input (arrays of different lengths, unsorted indices)."""
 
 

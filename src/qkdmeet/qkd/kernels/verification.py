@@ -28,11 +28,11 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from qkdmeet.errors import QkdError
+from qkdmeet.errors import BlockError
 from qkdmeet.qkd.kernels.bits import BitArray, WordArray, as_bits, pack_bits, pack_words
 
 
-class VerificationError(QkdError, ValueError):
+class VerificationError(BlockError, ValueError):
     """Wrong seed length or tag length."""
 
 
