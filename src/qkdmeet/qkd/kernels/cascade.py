@@ -569,7 +569,7 @@ def bob_apply_reply(
     reply: U8, rows: Rows, lay: Passes, st: BobState, tr: Trail
 ) -> None:  # pragma: no cover
     """Narrow every running bisection with Alice's parities ``reply`` (as asked by
-    :func:`bob_queries`: ``bis[j, 5]`` levels each)."""
+    :func:`bob_levels`: ``bis[j, 5]`` levels each)."""
     words = rows.words
     nframes = words.shape[1]
     bis = st.bis

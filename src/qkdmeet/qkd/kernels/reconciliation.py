@@ -91,7 +91,7 @@ MIN_QBER = 1e-4
 MAX_QBER = 0.25
 #: Expected errors per second-pass block (k2 * QBER), fitted by measurement.
 K2_ERRORS = 3.2
-#: The tail of a pass (see cascade.bob_queries): while at most TAIL_PER_FRAME bisections
+#: The tail of a pass (see cascade.bob_levels): while at most TAIL_PER_FRAME bisections
 #: per frame run, each descends TAIL_LEVELS levels per round (2^L - 1 parities instead
 #: of L). Measured 2026-12-05 (3 seeds each, median; rounds / f):
 #:
@@ -345,13 +345,13 @@ class ReconcilerAlice:
         if layout is None or rows is None or state is None:
             raise ReconciliationError("Cascade query before INIT or after a refused one")
         if len(request) < _STEP_HEAD.size:
-            raise ReconciliationError("short QUERY message")
+            raise ReconciliationError("short STEP request")
         _, prev, npath, nnew = _STEP_HEAD.unpack_from(request)
         nf, np_ = (prev + 7) >> 3, (npath + 7) >> 3
         if prev != int(state.counters[0]):
             raise ReconciliationError(f"Bob tells {prev} bisections, Alice has {state.counters[0]}")
         if len(request) != _STEP_HEAD.size + nf + np_ + 4 * nnew:
-            raise ReconciliationError("QUERY message length does not match its counts")
+            raise ReconciliationError("STEP request length does not match its counts")
         raw = np.frombuffer(request, dtype=np.uint8)
         fate = raw[_STEP_HEAD.size : _STEP_HEAD.size + nf]
         path = raw[_STEP_HEAD.size + nf : _STEP_HEAD.size + nf + np_]
