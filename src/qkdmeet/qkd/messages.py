@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from qkdmeet.errors import BlockError
 from qkdmeet.qkd.classical import Buffer
+from qkdmeet.qkd.kernels.bits import PackedBits
 
 PROTOCOL_VERSION = 1
 
@@ -133,6 +134,11 @@ class Reader:
         raw = np.frombuffer(self.take((n + 7) // 8), dtype=np.uint8)
         return np.ascontiguousarray(np.unpackbits(raw)[:n])
 
+    def packed(self) -> PackedBits:
+        """A :func:`bits` field kept packed (a long seed; padding bits cleared)."""
+        n = self.u32()
+        return PackedBits.from_bytes(self.take((n + 7) // 8), n)
+
     def end(self) -> None:
         if self._off != len(self._b):
             raise ProtocolError(f"{len(self._b) - self._off} unexpected bytes after the message")
@@ -154,7 +160,9 @@ def blob(b: bytes) -> bytes:
     return _U32.pack(len(b)) + b
 
 
-def bits(a: npt.NDArray[np.uint8]) -> bytes:
+def bits(a: npt.NDArray[np.uint8] | PackedBits) -> bytes:
+    if isinstance(a, PackedBits):
+        return _U32.pack(a.nbits) + a.data
     return _U32.pack(int(a.size)) + np.packbits(a).tobytes()
 
 

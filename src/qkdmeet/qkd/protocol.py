@@ -90,6 +90,7 @@ from qkdmeet.qkd.classical import (
 )
 from qkdmeet.qkd.events import AliceEvents, BobEvents
 from qkdmeet.qkd.kernels import (
+    PackedBits,
     ReconcilerAlice,
     ReconcilerBob,
     SiftResult,
@@ -98,7 +99,6 @@ from qkdmeet.qkd.kernels import (
     amplify,
     bob_sift,
     pack_bits,
-    unpack_bits,
     verification_seed_bits,
     verification_tag,
     verification_tag_bits,
@@ -534,7 +534,7 @@ class _End:
         self,
         blk: _Block,
         bits: npt.NDArray[np.uint8],
-        seed: npt.NDArray[np.uint8],
+        seed: PackedBits,
         out_bits: int,
         est: fk.DecoyEstimate,
         seqs: tuple[int, int],
@@ -827,10 +827,11 @@ class Transmitter(_End):
         n = sift.x_bits.size
         t = verification_tag_bits(self.params.eps_cor)
         t0 = time.thread_time()
-        v_seed = unpack_bits(self._rng.bytes((verification_seed_bits(n, t) + 7) // 8))
-        v_seed = v_seed[: verification_seed_bits(n, t)]
+        # the seeds stay packed from the generator to both ends' kernels
+        v_len = verification_seed_bits(n, t)
+        v_seed = PackedBits.from_bytes(self._rng.bytes((v_len + 7) // 8), v_len)
         pa_len = amplification_seed_bits(self.config.pa_family, n, out_bits) if out_bits else 0
-        pa_seed = unpack_bits(self._rng.bytes((pa_len + 7) // 8), pa_len)
+        pa_seed = PackedBits.from_bytes(self._rng.bytes((pa_len + 7) // 8), pa_len)
         self._inline("verification", t0)
         tag = await self._timed("verification", verification_tag, sift.x_bits, v_seed, t)
         verify_seq = await self._checkpoint(
@@ -1071,7 +1072,7 @@ class Receiver(_End):
 
         msg, verify_seq = await self._recv(blk, m.VERIFY)
         r = m.Reader(msg.body)
-        length, t, v_seed, tag, pa_seed = r.u64(), r.u32(), r.bits(), r.blob(), r.bits()
+        length, t, v_seed, tag, pa_seed = r.u64(), r.u32(), r.packed(), r.blob(), r.packed()
         r.end()
         mine = fk.secret_key_length(est, leaked, self.params)
         report.key_length = mine

@@ -23,6 +23,7 @@ one process use two cores.
 
 from qkdmeet.qkd.kernels.bits import (
     BitsError,
+    PackedBits,
     as_bits,
     binary_entropy,
     pack_bits,
@@ -74,6 +75,7 @@ __all__ = [
     "BASIS_Z",
     "FAMILIES",
     "BitsError",
+    "PackedBits",
     "PrivacyAmplificationError",
     "ReconcilerAlice",
     "ReconcilerBob",

@@ -8,6 +8,10 @@ packed:
 - :func:`pack_bits` / :func:`unpack_bits`: bytes, first bit in the most
   significant bit of the first byte (network order, ``numpy.packbits``
   default). This is the layout of key bytes handed to the key sink.
+- :class:`PackedBits`: a long public seed kept in :func:`pack_bits`'s layout
+  from the generator to the kernels (verification and privacy-amplification
+  seeds are 10^7-3 10^7 bits a block: unpacked they were packed and unpacked
+  four times between Alice's generator and the two ends' kernels).
 - :func:`pack_words`: ``uint64`` words, bit ``i`` of the array in bit
   ``i % 64`` of word ``i // 64`` (little-endian bit order), zero padded. The
   layout of the word-level kernels (verification, Cascade parities) and of
@@ -15,6 +19,8 @@ packed:
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +53,52 @@ def as_bits(bits: npt.ArrayLike, name: str = "bits") -> BitArray:
     if out.size and (out.max() > 1 or negative):
         raise BitsError(f"{name} must hold only 0 and 1 (unpacked bits); use unpack_bits() first")
     return out
+
+
+#: Each byte with its bits in reverse order (MSB-first packing <-> LSB-first).
+_REVERSED = np.array([int(f"{b:08b}"[::-1], 2) for b in range(256)], dtype=np.uint8)
+
+
+@dataclass(frozen=True, slots=True)
+class PackedBits:
+    """``nbits`` bits packed as :func:`pack_bits` packs them (padding bits zero)."""
+
+    nbits: int
+    data: bytes
+
+    def __post_init__(self) -> None:
+        if self.nbits < 0 or len(self.data) != (self.nbits + 7) // 8:
+            raise BitsError(f"{len(self.data)} bytes cannot hold exactly {self.nbits} packed bits")
+        if self.nbits % 8 and self.data[-1] & (0xFF >> (self.nbits % 8)):
+            raise BitsError("the padding bits of a packed bit string must be zero")
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview, nbits: int) -> PackedBits:
+        """The first ``nbits`` bits of ``data`` (MSB first); the padding is cleared."""
+        raw = bytearray(data[: (nbits + 7) // 8])
+        if len(raw) * 8 < nbits:
+            raise BitsError(f"cannot take {nbits} bits from {len(data)} bytes")
+        if nbits % 8:
+            raw[-1] &= (0xFF00 >> (nbits % 8)) & 0xFF
+        return cls(nbits, bytes(raw))
+
+    @property
+    def size(self) -> int:
+        return self.nbits
+
+    def bits(self) -> BitArray:
+        return unpack_bits(self.data, self.nbits)
+
+    def little(self) -> npt.NDArray[np.uint8]:
+        """The same bits packed LSB first (``np.packbits(..., bitorder="little")``)."""
+        return _REVERSED[np.frombuffer(self.data, dtype=np.uint8)]
+
+    def words(self, extra_words: int = 0) -> WordArray:
+        """:func:`pack_words` of the bits."""
+        nwords = (self.nbits + 63) // 64 + extra_words
+        buf = np.zeros(nwords * 8, dtype=np.uint8)
+        buf[: len(self.data)] = self.little()
+        return buf.view("<u8").astype(np.uint64, copy=False)
 
 
 def pack_bits(bits: npt.ArrayLike) -> bytes:

@@ -46,7 +46,7 @@ import gmpy2
 import numpy as np
 import numpy.typing as npt
 
-from qkdmeet.qkd.kernels.bits import BitArray, as_bits
+from qkdmeet.qkd.kernels.bits import BitArray, PackedBits, as_bits
 from qkdmeet.qkd.kernels.privacy import PrivacyAmplificationError
 
 
@@ -67,13 +67,16 @@ def _to_bits(value: gmpy2.mpz, count: int) -> BitArray:
     return np.ascontiguousarray(out)
 
 
-def multiply_add_shift_hash(bits: npt.ArrayLike, seed: npt.ArrayLike, out_len: int) -> BitArray:
+def multiply_add_shift_hash(
+    bits: npt.ArrayLike, seed: npt.ArrayLike | PackedBits, out_len: int
+) -> BitArray:
     """Hash ``n`` bits to ``out_len`` bits with ``h_{a,b}(x) = ((a x + b) mod 2^w) >> (w - l)``.
 
-    ``seed`` holds :func:`multiply_add_shift_seed_bits` bits: ``a`` then ``b``.
+    ``seed`` holds :func:`multiply_add_shift_seed_bits` bits: ``a`` then ``b``
+    (0/1 values or :class:`PackedBits`, read without unpacking).
     """
     x = as_bits(bits, "bits")
-    s = as_bits(seed, "seed")
+    s = seed if isinstance(seed, PackedBits) else as_bits(seed, "seed")
     n = x.size
     if out_len < 0 or out_len > n:
         raise PrivacyAmplificationError(f"output length {out_len} not in [0, {n}]")
@@ -84,7 +87,11 @@ def multiply_add_shift_hash(bits: npt.ArrayLike, seed: npt.ArrayLike, out_len: i
         raise PrivacyAmplificationError(
             f"a multiply-add-shift seed for {n} -> {out_len} bits has {2 * w} bits, got {s.size}"
         )
-    seed_int = _to_mpz(s)  # one packing for both halves: a = low w bits, b = the rest
+    # one conversion for both halves: a = low w bits, b = the rest
+    if isinstance(s, PackedBits):
+        seed_int = gmpy2.mpz.from_bytes(s.little().tobytes(), "little")
+    else:
+        seed_int = _to_mpz(s)
     a = gmpy2.f_mod_2exp(seed_int, w)
     b = seed_int >> w
     del seed_int

@@ -38,7 +38,7 @@ import numpy.typing as npt
 import scipy.fft
 
 from qkdmeet.errors import BlockError
-from qkdmeet.qkd.kernels.bits import BitArray, as_bits
+from qkdmeet.qkd.kernels.bits import BitArray, PackedBits, as_bits
 
 #: The 2-universal families offered for privacy amplification (see :func:`amplify`).
 FAMILIES = ("toeplitz", "multiply-add-shift")
@@ -144,7 +144,7 @@ def amplification_seed_bits(family: str, n: int, out_len: int) -> int:
 
 
 def amplify(
-    bits: npt.ArrayLike, seed: npt.ArrayLike, out_len: int, family: str = "toeplitz"
+    bits: npt.ArrayLike, seed: npt.ArrayLike | PackedBits, out_len: int, family: str = "toeplitz"
 ) -> BitArray:
     """Privacy amplification of ``bits`` to ``out_len`` bits with a 2-universal ``family``.
 
@@ -154,7 +154,7 @@ def amplify(
     family and seed; the seed length is :func:`amplification_seed_bits`.
     """
     if family == "toeplitz":
-        return toeplitz_hash(bits, seed, out_len)
+        return toeplitz_hash(bits, seed.bits() if isinstance(seed, PackedBits) else seed, out_len)
     if family == "multiply-add-shift":
         from qkdmeet.qkd.kernels.modular_hash import multiply_add_shift_hash
 

@@ -29,7 +29,14 @@ import numpy as np
 import numpy.typing as npt
 
 from qkdmeet.errors import BlockError
-from qkdmeet.qkd.kernels.bits import BitArray, WordArray, as_bits, pack_bits, pack_words
+from qkdmeet.qkd.kernels.bits import (
+    BitArray,
+    PackedBits,
+    WordArray,
+    as_bits,
+    pack_bits,
+    pack_words,
+)
 
 
 class VerificationError(BlockError, ValueError):
@@ -80,10 +87,12 @@ def _window_tags(key: WordArray, seed: WordArray, tag_bits: int) -> BitArray:  #
     return out
 
 
-def verification_tag_array(bits: npt.ArrayLike, seed: npt.ArrayLike, tag_bits: int) -> BitArray:
+def verification_tag_array(
+    bits: npt.ArrayLike, seed: npt.ArrayLike | PackedBits, tag_bits: int
+) -> BitArray:
     """The tag as ``tag_bits`` 0/1 values (see :func:`verification_tag`)."""
     x = as_bits(bits, "bits")
-    s = as_bits(seed, "seed")
+    s = seed if isinstance(seed, PackedBits) else as_bits(seed, "seed")
     if tag_bits <= 0:
         raise VerificationError(f"tag_bits must be positive, got {tag_bits}")
     if x.size == 0:
@@ -95,11 +104,13 @@ def verification_tag_array(bits: npt.ArrayLike, seed: npt.ArrayLike, tag_bits: i
             f"got {s.size}"
         )
     key_words = pack_words(x)
-    seed_words = pack_words(s, extra_words=2)
+    seed_words = s.words(2) if isinstance(s, PackedBits) else pack_words(s, extra_words=2)
     return _window_tags(key_words, seed_words, tag_bits)
 
 
-def verification_tag(bits: npt.ArrayLike, seed: npt.ArrayLike, tag_bits: int) -> bytes:
+def verification_tag(
+    bits: npt.ArrayLike, seed: npt.ArrayLike | PackedBits, tag_bits: int
+) -> bytes:
     """Tag of ``bits`` (0/1 array) under the public ``seed`` (``n + tag_bits - 1`` bits).
 
     Returned packed, most significant bit first, ``ceil(tag_bits / 8)`` bytes.
