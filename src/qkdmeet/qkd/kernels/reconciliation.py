@@ -2,14 +2,16 @@
 
 Choice of algorithm
 -------------------
-Cascade, not rate-adaptive LDPC, on these measurements (``bench.py``,
-10^7-bit blocks, medians of 3 runs on the shared 2-core machine):
+Cascade, not rate-adaptive LDPC, on these measurements (``qkdmeet bench qkd``,
+10^7-bit blocks, medians of 3 runs on the shared 2-core machine, 2026-12-05,
+with rows on demand, the tail's three levels and STEP requests; in brackets
+2026-12-04, before them):
 
-    QBER    f      FER (frames of 2^16)   Alice    Bob      round trips
-    1 %    1.060   0 / 459                 62 Mb/s  53 Mb/s  ~230
-    2 %    1.065   0 / 459                 61 Mb/s  46 Mb/s  ~210
-    3 %    1.073   0 / 459                 58 Mb/s  43 Mb/s  ~430
-    4 %    1.074   0 / 459                 58 Mb/s  41 Mb/s  ~190
+    QBER    f      FER (frames of 2^16)   Alice          Bob           round trips
+    1 %    1.062   0 / 459                183 (62) Mb/s  108 (53) Mb/s  162 (~230)
+    2 %    1.065   0 / 459                147 (61) Mb/s   81 (46) Mb/s  153 (~210)
+    3 %    1.074   0 / 459                107 (58) Mb/s   55 (43) Mb/s  351 (~430)
+    4 %    1.074   0 / 459                 98 (58) Mb/s   51 (41) Mb/s  137 (~190)
 
 and no frame error in 1,526 frames per QBER on 10^8 bits: f <= 1.075 where
 the requirement is 1.10, and each end near the 55 Mb/s of the field test's
