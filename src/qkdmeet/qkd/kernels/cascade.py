@@ -403,9 +403,10 @@ def _levels(length: int, tail: bool, tail_levels: int) -> int:  # pragma: no cov
 
 @numba.njit(cache=True, nogil=True)
 def bob_levels(
-    bis: I64, count: int, tail_running: int, tail_levels: int
+    bis: I64, count: int, tail_running: int, tail_levels: int, column: int = 5
 ) -> int:  # pragma: no cover
-    """Levels of each running bisection this round into ``bis[j, 5]``; the parities asked.
+    """Levels of each running bisection this round into ``bis[j, column]``; the parities
+    asked.
 
     Each running bisection asks the left half of its range (one level). In the
     tail, while at most ``tail_running`` bisections run, each asks ``d`` levels at
@@ -413,13 +414,13 @@ def bob_levels(
     node of the complete binary tree of depth ``d`` under its range, in heap
     order (node ``i``'s halves are nodes ``2i + 1`` and ``2i + 2``), so that it
     descends ``d`` levels in one round for ``2^d - 1`` disclosed parities instead
-    of ``d``. Alice derives the same (:func:`alice_step`).
+    of ``d``. Alice derives the same (:func:`alice_step`, her levels in column 4).
     """
     tail = count <= tail_running
     total = 0
     for j in range(count):
         d = _levels(bis[j, 3] - bis[j, 2], tail, tail_levels)
-        bis[j, 5] = d
+        bis[j, column] = d
         total += (1 << d) - 1
     return total
 
@@ -532,12 +533,7 @@ def alice_step(
         bis[keep, 5] = blk
         keep += 1
     ast.counters[0] = keep
-    tail = keep <= tail_running
-    total = 0
-    for j in range(keep):
-        d = _levels(bis[j, 3] - bis[j, 2], tail, tail_levels)
-        bis[j, 4] = d
-        total += (1 << d) - 1
+    total = bob_levels(bis, keep, tail_running, tail_levels, 4)
     out = np.empty(total, dtype=np.uint8)
     lo = np.empty(1 << tail_levels, dtype=np.int64)
     hi = np.empty(1 << tail_levels, dtype=np.int64)
