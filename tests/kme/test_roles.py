@@ -79,3 +79,32 @@ async def test_kme_certificate_is_refused_on_the_sae_api(pair: KmePair) -> None:
         async with s.get(peer_url(pair, "a", "/api/v1/keys/SAE-B/status")) as r:
             assert r.status == 401
     assert pair.servers["a"].metrics["wrong_role_kme"] == 2
+
+
+async def test_a_malformed_reserve_gets_a_stable_reason_not_exception_text(pair: KmePair) -> None:
+    """Issue 18: the peer API answered `bad reserve: invalid literal for int() ...` (the
+    exception's text, echoing the input); now one fixed reason, 400, nothing reserved."""
+    from qkdmeet.kme.peer_routes import RESERVE_FIELDS
+
+    d = pair.files.directory
+    store = pair.servers["a"].store
+    cursor = store.cursor
+    bad = [
+        {**RESERVE, "number": "2x"},
+        {**RESERVE, "size": "9" * 5000},
+        {**RESERVE, "number": 2.5},
+        {**RESERVE, "number": True},
+        {**RESERVE, "size": -32},
+        {**RESERVE, "master": ["SAE-B"]},
+        {"master": "SAE-B"},
+    ]
+    async with session(pair, d / "kme-b.pem", d / "kme-b.key") as s:
+        for body in bad:
+            async with s.post(peer_url(pair, "a", "/peer/v1/reserve"), json=body) as r:
+                assert r.status == 400, body
+                text = await r.text()
+                assert RESERVE_FIELDS in text, text
+                assert "invalid literal" not in text and "9999" not in text
+        async with s.post(peer_url(pair, "a", "/peer/v1/reserve"), json=RESERVE) as r:
+            assert r.status == 200  # and the genuine one still works
+    assert store.cursor == cursor + 64

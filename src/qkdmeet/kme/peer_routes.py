@@ -14,6 +14,9 @@ from qkdmeet.kme.http import CALLER, ROLE, BadRequest, Routes, error, json_body
 from qkdmeet.kme.peer import PeerError, reservation_from_json, reservation_to_json
 from qkdmeet.kme.store import StoreError
 
+#: Stable reasons of a refused reserve (the peer gets these, never exception text).
+RESERVE_FIELDS = "bad reserve: master and slave are strings, number and size positive integers"
+RESERVE_REFUSED = "bad reserve: these SAE IDs, number or size cannot be reserved"
 
 class PeerRoutes(Routes):
     """Reserve and hold, answered for the peer KME."""
@@ -35,12 +38,17 @@ class PeerRoutes(Routes):
         body = await json_body(request)
         coordinator = self.kme.coordinator
         assert coordinator is not None
+        master, slave = body.get("master"), body.get("slave")
+        number, size = body.get("number"), body.get("size")
+        if not (
+            isinstance(master, str) and isinstance(slave, str)
+            and type(number) is int and type(size) is int and number > 0 and size > 0
+        ):  # fmt: skip
+            raise BadRequest(RESERVE_FIELDS)
         try:
-            res = await coordinator.on_reserve(
-                str(body["master"]), str(body["slave"]), int(body["number"]), int(body["size"])
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BadRequest(f"bad reserve: {exc}") from exc
+            res = await coordinator.on_reserve(master, slave, number, size)
+        except (KeyError, TypeError, ValueError):
+            raise BadRequest(RESERVE_REFUSED) from None  # never the exception's own text
         except (StoreError, PeerError) as exc:
             return error(503, str(exc))
         return web.json_response(reservation_to_json(res))
