@@ -342,17 +342,12 @@ def _delta_decode(
         if store:
             out[0] = prev
         smallest = np.int64(1)
-        if store:
-            for i in range(1, n):
-                d = np.int64(deltas[i])
-                prev += d
+        for i in range(1, n):
+            d = np.int64(deltas[i])
+            prev += d
+            if store:
                 out[i] = prev
-                smallest = min(smallest, d)
-        else:
-            for i in range(1, n):
-                d = np.int64(deltas[i])
-                prev += d
-                smallest = min(smallest, d)
+            smallest = min(smallest, d)
         return bool(smallest >= 1 and prev < end)
     for i in range(n):
         d = np.int64(deltas[i])

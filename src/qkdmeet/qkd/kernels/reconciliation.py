@@ -238,9 +238,6 @@ class CascadeLayout:
             np.zeros((self.nframes, wpf), np.uint64),
         )
 
-    def frame_size(self, f: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        return np.where(f < self.nframes - 1, self.frame_bits, self.last_bits)
-
 
 def _encode_init(
     n: int, frame_bits: int, seed: int, block_sizes: list[int], tail: tuple[int, int]
