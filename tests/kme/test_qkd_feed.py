@@ -81,8 +81,19 @@ async def test_two_kmes_fed_by_the_qkd_link_store_the_same_key(tmp_path: Path) -
             async with http.post(url_a, json={"eve": "pns", "cut": True}, ssl=ctx) as r:
                 st = await r.json()
                 assert r.status == 200 and st["eve"] == "pns" and st["cut"] is True
-            async with http.post(url_a, json={"eve": "bogus"}, ssl=ctx) as r:
-                assert r.status == 400
+            # a refused change: a stable reason, never the input echoed (issue 18)
+            from qkdmeet.kme.admin_routes import CUT_REFUSED, EVE_REFUSED
+
+            for body, reason in (({"eve": "bogus-" + "9" * 30}, EVE_REFUSED),
+                                 ({"eve": "intercept-resend:x9"}, EVE_REFUSED),
+                                 ({"eve": ["pns"]}, EVE_REFUSED),
+                                 ({"eve": "none", "cut": "yes"}, CUT_REFUSED)):
+                async with http.post(url_a, json=body, ssl=ctx) as r:
+                    text = await r.text()
+                    assert r.status == 400 and reason in text and "999" not in text, text
+            async with http.get(url_a, ssl=ctx) as r:  # nothing changed by the refusals
+                st = await r.json()
+                assert st["eve"] == "pns" and st["cut"] is True
             async with http.get(url_a, ssl=sae) as r:
                 assert r.status == 401
             async with http.post(url_b, json={"cut": True}, ssl=ctx_b) as r:

@@ -108,3 +108,40 @@ async def test_a_malformed_reserve_gets_a_stable_reason_not_exception_text(pair:
         async with s.post(peer_url(pair, "a", "/peer/v1/reserve"), json=RESERVE) as r:
             assert r.status == 200  # and the genuine one still works
     assert store.cursor == cursor + 64
+
+
+async def test_a_malformed_hold_gets_a_stable_reason_not_exception_text(pair: KmePair) -> None:
+    """Issue 18: a malformed hold answered with the exception's text (`bad reservation:
+    invalid literal for int() with base 10: '2x'`); floats were truncated to integers and
+    a 5,000-digit start reached SQLite. Now one fixed reason, 400, nothing held."""
+    from qkdmeet.kme.peer import BAD_RESERVATION
+
+    d = pair.files.directory
+    store = pair.servers["b"].store
+    held = store.held_count("SAE-A", "SAE-B")
+    good = {"start": 0, "size": 32, "key_IDs": ["00000000-0000-4000-8000-000000000001"],
+            "master": "SAE-A", "slave": "SAE-B"}
+    bad = [
+        {**good, "start": "2x"},
+        {**good, "start": 2.5},
+        {**good, "start": True},
+        {**good, "start": 10**80},
+        {**good, "size": 0},
+        {**good, "key_IDs": ["not-a-uuid-" + "9" * 40]},
+        {**good, "key_IDs": "00000000-0000-4000-8000-000000000001"},
+        {**good, "key_IDs": []},
+        {**good, "master": 7},
+        {"start": 0},
+    ]
+    async with session(pair, d / "kme-a.pem", d / "kme-a.key") as s:
+        for body in bad:
+            async with s.post(peer_url(pair, "b", "/peer/v1/hold"), json=body) as r:
+                assert r.status == 400, body
+                text = await r.text()
+                assert BAD_RESERVATION in text, text
+                assert "invalid literal" not in text and "9999" not in text
+    assert store.held_count("SAE-A", "SAE-B") == held
+    # and the pair still serves keys across sites
+    async with sae_client(pair, "a") as ma, sae_client(pair, "b") as sb:
+        keys = await ma.enc_keys("SAE-B", 2, 256)
+        assert await sb.dec_keys("SAE-A", [k.key_id for k in keys]) == keys

@@ -21,6 +21,10 @@ from aiohttp import web
 
 from qkdmeet.kme.http import CALLER, ROLE, BadRequest, Routes, error, json_body
 
+#: Stable reasons of a refused change (never the exception's text, which echoes the input).
+EVE_REFUSED = "eve must be null, 'none', 'pns' or 'intercept-resend:F' with F in [0, 1]"
+CUT_REFUSED = "cut must be true or false"
+
 
 class AdminRoutes(Routes):
     """``/admin/qkd`` over the server's running link end (:attr:`KmeServer.qkd`)."""
@@ -39,18 +43,18 @@ class AdminRoutes(Routes):
             body = await json_body(request)
             if not hasattr(node, "set_eve"):
                 return error(409, "the eavesdropper and the fibre are set at the transmitter's KME")
-            try:
-                if "eve" in body:
-                    eve = body["eve"]
-                    if eve is not None and not isinstance(eve, str):
-                        raise ValueError("eve must be a string or null")
+            if "cut" in body and not isinstance(body["cut"], bool):
+                raise BadRequest(CUT_REFUSED)
+            if "eve" in body:
+                eve = body["eve"]
+                if eve is not None and (not isinstance(eve, str) or len(eve) > 64):
+                    raise BadRequest(EVE_REFUSED)
+                try:
                     node.set_eve(eve)
-                if "cut" in body:
-                    if not isinstance(body["cut"], bool):
-                        raise ValueError("cut must be true or false")
-                    node.set_cut(body["cut"])
-            except ValueError as exc:
-                raise BadRequest(str(exc)) from exc
+                except (ValueError, TypeError):
+                    raise BadRequest(EVE_REFUSED) from None
+            if "cut" in body:
+                node.set_cut(body["cut"])
         elif request.method != "GET":
             return web.Response(status=405)
         return web.json_response(node.stats(), dumps=lambda o: json.dumps(o, default=str))

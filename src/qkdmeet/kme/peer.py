@@ -51,17 +51,44 @@ def reservation_to_json(res: Reservation) -> dict[str, Any]:
     }
 
 
+#: The stable reason of a malformed reservation (the peer gets this, never exception text).
+BAD_RESERVATION = (
+    "bad reservation: start and size are integers, key_IDs a list of UUIDs, master and "
+    "slave strings"
+)
+
+
+#: Keys in one reservation at most, and the largest stream position a peer may name.
+MAX_RESERVATION_KEYS = 1024
+MAX_STREAM_POSITION = 1 << 62
+
+
+def _count(value: Any, lo: int) -> int:
+    """An exact JSON integer in ``[lo, MAX_STREAM_POSITION]`` (no bool, float or string)."""
+    if type(value) is not int or not lo <= value <= MAX_STREAM_POSITION:
+        raise ValueError
+    return value
+
+
 def reservation_from_json(data: Any) -> Reservation:
+    """The reservation a peer sent; :class:`PeerError` with :data:`BAD_RESERVATION`
+    for anything else (exact integers in range, at most :data:`MAX_RESERVATION_KEYS`
+    key IDs, strings for the SAE IDs)."""
     try:
+        ids, master, slave = data["key_IDs"], data["master"], data["slave"]
+        if not (isinstance(ids, list) and 0 < len(ids) <= MAX_RESERVATION_KEYS
+                and all(isinstance(k, str) and len(k) <= 64 for k in ids)
+                and isinstance(master, str) and isinstance(slave, str)):  # fmt: skip
+            raise ValueError
         return Reservation(
-            start=int(data["start"]),
-            size=int(data["size"]),
-            key_ids=tuple(uuid.UUID(str(k)) for k in data["key_IDs"]),
-            master=str(data["master"]),
-            slave=str(data["slave"]),
+            start=_count(data["start"], 0),
+            size=_count(data["size"], 1),
+            key_ids=tuple(uuid.UUID(k) for k in ids),
+            master=master,
+            slave=slave,
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PeerError(f"bad reservation: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise PeerError(BAD_RESERVATION) from None  # never the exception's text
 
 
 async def wait_for_stream(store: KeyStore, stop: int, wait_s: float = 3.0) -> None:

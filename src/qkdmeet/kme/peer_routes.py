@@ -11,7 +11,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from qkdmeet.kme.http import CALLER, ROLE, BadRequest, Routes, error, json_body
-from qkdmeet.kme.peer import PeerError, reservation_from_json, reservation_to_json
+from qkdmeet.kme.peer import (
+    MAX_RESERVATION_KEYS,
+    PeerError,
+    reservation_from_json,
+    reservation_to_json,
+)
 from qkdmeet.kme.store import StoreError
 
 #: Stable reasons of a refused reserve (the peer gets these, never exception text).
@@ -42,7 +47,8 @@ class PeerRoutes(Routes):
         number, size = body.get("number"), body.get("size")
         if not (
             isinstance(master, str) and isinstance(slave, str)
-            and type(number) is int and type(size) is int and number > 0 and size > 0
+            and type(number) is int and type(size) is int
+            and 0 < number <= MAX_RESERVATION_KEYS and 0 < size <= 1 << 30
         ):  # fmt: skip
             raise BadRequest(RESERVE_FIELDS)
         try:
