@@ -79,3 +79,30 @@ async def test_grouped_holds_fail_alone(tmp_path: Path) -> None:
     assert out[0] is None and out[2] is None and isinstance(out[1], StoreError)
     assert st.held_count("M", "S") == 4
     st.close()
+
+
+def test_the_store_reconnects_between_transactions_after_many_blobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18's KME soak: CPython's sqlite3 keeps a weak reference per blob a connection
+    ever opened (~89 B per spend, forever); the store now reconnects every
+    BLOBS_PER_CONNECTION blobs, between transactions, and loses nothing doing so."""
+    from qkdmeet.kme import store as store_mod
+
+    monkeypatch.setattr(store_mod, "BLOBS_PER_CONNECTION", 3)
+    st = KeyStore(tmp_path / "k.db")
+    block = os.urandom(640)
+    st.add_block(0, block)
+    first = st._db
+    held = res(st.allocate(64), 2)
+    st.hold_for_slave(held)
+    for i in range(1, 10):  # one blob each (one block): a reconnect every third
+        (key,) = st.take_for_master(res(st.allocate(32), 1))
+        assert key.key == block[32 * (i + 1) : 32 * (i + 2)]
+    assert st._db is not first and st._blobs < 3
+    assert st.cursor == 352 and st.stock_bytes() == 640 - 352
+    assert [k.key for k in st.deliver_to_slave("M", "S", list(held.key_ids))] == [
+        block[:32], block[32:64]]
+    with pytest.raises(StoreError, match="already spent"):
+        st.take_for_master(res(64, 1))
+    st.close()

@@ -2,6 +2,9 @@
 
 In order, for each request:
 
+0. at most :data:`MAX_IN_FLIGHT` requests are served at once (all callers
+   together); one more is answered 503 ``busy`` with ``Retry-After`` at once,
+   before any work, so a flood holds a bounded amount of memory;
 1. the TLS peer certificate must be of the site CA and carry a SAN URI
    (:func:`qkdmeet.kme.tls.identity`); otherwise 401;
 2. its role must be the one of the path (:data:`ROLE_OF_PATH`): SAEs call the
@@ -41,21 +44,38 @@ ROLE_OF_PATH: tuple[tuple[str, str], ...] = (
     ("/peer/", "kme"),
     ("/admin/", "kme"),
 )
+#: Requests served at once, all callers together; beyond it, 503 ``busy``.
+MAX_IN_FLIGHT = 256
+#: The stable reason of a request refused because :data:`MAX_IN_FLIGHT` are served.
+BUSY = "busy: too many requests in flight, retry later"
 
 
 class AccessGate:
     """Authenticates by certificate role, answers refusals, writes the audit log.
 
     ``metrics`` is the server's counter set (``unauthorized``,
-    ``wrong_role_sae|kme``, ``bad_request``, ``audit_errors``).
+    ``wrong_role_sae|kme``, ``bad_request``, ``busy``, ``audit_errors``).
     """
 
     def __init__(self, metrics: Counter[str], audit: AuditLog | None) -> None:
         self.metrics = metrics
         self.audit = audit
+        self.in_flight = 0  # requests inside :meth:`authenticate` now
 
     @web.middleware
     async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.in_flight >= MAX_IN_FLIGHT:
+            self.metrics["busy"] += 1
+            refused = error(503, BUSY)
+            refused.headers["Retry-After"] = "1"
+            return refused
+        self.in_flight += 1
+        try:
+            return await self._authenticate(request, handler)
+        finally:
+            self.in_flight -= 1
+
+    async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         transport = request.transport
         ssl_obj: ssl.SSLObject | None = (
             transport.get_extra_info("ssl_object") if transport is not None else None

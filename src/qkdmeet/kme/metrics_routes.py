@@ -24,6 +24,7 @@ METRIC_HELP = {
     "dec_keys": "Keys delivered to slaves (dec_keys) since this KME started.",
     "unauthorized": "Requests refused with 401 (no, unknown or wrong-role certificate).",
     "bad_request": "Requests refused with 400 (malformed or out of limits).",
+    "busy": "Requests answered 503 busy (more than MAX_IN_FLIGHT served at once).",
     "unavailable": "Requests answered 503 (no key in stock, peer KME unreachable).",
     "wrong_role_sae": "SAE certificates refused on the peer or admin API.",
     "wrong_role_kme": "KME certificates refused on the SAE API.",

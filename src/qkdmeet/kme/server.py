@@ -60,8 +60,10 @@ class KmeServer:
         self.coordinator: Coordinator | None = None
         #: The running QKD link end (qkdmeet.qkd.nodes.TransmitterNode/ReceiverNode), if any.
         self.qkd: Any = None
-        gate = AccessGate(self.metrics, self.audit)
-        self.app = web.Application(middlewares=[gate.authenticate], client_max_size=1 << 20)
+        #: the access gate (certificate roles, the in-flight cap, the audit lines)
+        self.gate = AccessGate(self.metrics, self.audit)
+        self.app = web.Application(middlewares=[self.gate.authenticate],
+                                   client_max_size=1 << 20)
         for routes in (EtsiRoutes(self), MetricsRoutes(self), PeerRoutes(self), AdminRoutes(self)):
             routes.add_to(self.app.router)
 

@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 
 #: Seconds at most between a delivery and the WAL checkpoint that erases it there.
 SCRUB_INTERVAL_SECONDS = 0.1
+#: Blob handles one connection opens before the store reconnects (bounds the weak
+#: references CPython's ``sqlite3`` keeps per blob ever opened: ~89 KiB at most).
+BLOBS_PER_CONNECTION = 1024
 #: Database files: owner read/write only.
 FILE_MODE = 0o600
 
@@ -99,25 +102,40 @@ class KeyStore:
         for f in self.files():
             if f.exists():
                 f.chmod(FILE_MODE)
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA secure_delete=ON")
-        if self._db.execute("PRAGMA secure_delete").fetchone()[0] != 1:
-            raise StoreError("this SQLite cannot set secure_delete: key would stay on disk")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL: every commit survives kill -9 of the process (the OS has
-        # the WAL pages); a power loss may drop the last commits on both sides.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA wal_autocheckpoint=10000")
-        self._db.executescript(_SCHEMA)
+        self._db = self._connect()
         cols = {r[1] for r in self._db.execute("PRAGMA table_info(keys)")}
         if "created" not in cols:  # a database of an earlier version
             self._db.execute("ALTER TABLE keys ADD COLUMN created REAL NOT NULL DEFAULT 0")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS spent_at (start INTEGER PRIMARY KEY, at REAL NOT NULL)"
         )
+        #: blob handles opened on this connection (see :data:`BLOBS_PER_CONNECTION`)
+        self._blobs = 0
         #: key bytes erased from the tables since the last :meth:`scrub`
         self.dirty = False
         self.scrubs = 0
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA secure_delete=ON")
+        if db.execute("PRAGMA secure_delete").fetchone()[0] != 1:
+            raise StoreError("this SQLite cannot set secure_delete: key would stay on disk")
+        db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: every commit survives kill -9 of the process (the OS has
+        # the WAL pages); a power loss may drop the last commits on both sides.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA wal_autocheckpoint=10000")
+        db.executescript(_SCHEMA)
+        return db
+
+    def _reconnect_if_due(self) -> None:
+        """Between transactions: a fresh connection once this one has opened
+        :data:`BLOBS_PER_CONNECTION` blob handles (CPython's ``sqlite3`` keeps a weak
+        reference to every blob a connection ever opened, ~89 B each, until it closes)."""
+        if self._blobs >= BLOBS_PER_CONNECTION:
+            self._db.close()
+            self._db = self._connect()
+            self._blobs = 0
 
     def files(self) -> tuple[Path, Path, Path]:
         """The database and its WAL and shared-memory files."""
@@ -150,6 +168,8 @@ class KeyStore:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        finally:
+            self._reconnect_if_due()
 
     # -- the link side -------------------------------------------------
     def _meta(self, name: str) -> int:
@@ -235,6 +255,7 @@ class KeyStore:
         ).fetchall()
         for rowid, b_start, b_stop in rows:
             lo, hi = max(start, b_start), min(stop, b_stop)
+            self._blobs += 1
             with self._db.blobopen("blocks", "data", rowid) as blob:
                 blob.seek(lo - b_start)
                 blob.write(bytes(hi - lo))
