@@ -12,8 +12,11 @@ from qkdmeet.kme.pair import KmePair, write_pair
 
 
 @pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[KmePair]:
-    p = KmePair(write_pair(tmp_path, max_key_per_request=64))
+async def pair(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+               ) -> AsyncIterator[KmePair]:
+    # the CA's private key apart from the services' files (tests issue forged certificates)
+    ca_dir = tmp_path_factory.mktemp("ca-private")
+    p = KmePair(write_pair(tmp_path, max_key_per_request=64, ca_dir=ca_dir))
     await p.start()
     await p.fill(8, 16384)
     yield p

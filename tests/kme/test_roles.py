@@ -31,7 +31,8 @@ def peer_url(pair: KmePair, site: str, path: str) -> str:
 
 def forge(pair: KmePair, stem: str, uri: str) -> pki.Identity:
     """A certificate the site CA really signed, named ``KME-B`` (as an SAE could get)."""
-    ca = pki.CertificateAuthority.load(pair.files.directory)
+    assert pair.files.ca_dir is not None
+    ca = pki.CertificateAuthority.load(pair.files.ca_dir)
     return ca.issue(pair.files.directory, stem, "KME-B", uri, server=False)
 
 

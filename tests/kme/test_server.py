@@ -160,15 +160,10 @@ async def test_unknown_sae_and_wrong_pair_refused(pair: KmePair) -> None:
 
 
 async def test_third_sae_refused(pair: KmePair) -> None:
-    ca = pki.CertificateAuthority.__new__(pki.CertificateAuthority)
     # A third SAE with a valid certificate from the same CA, not part of the pair.
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
+    assert pair.files.ca_dir is not None
+    ca = pki.CertificateAuthority.load(pair.files.ca_dir)
     d = pair.files.directory
-    ca.cert = x509.load_pem_x509_certificate((d / "ca.pem").read_bytes())
-    key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), None)
-    ca.key = key  # type: ignore[assignment]
     ca.issue(d, "sae-c", "SAE-C", "urn:qkdmeet:sae:SAE-C", server=False)
     async with sae_client(pair, "a") as m:
         keys = await m.enc_keys("SAE-B", 1, 256)

@@ -30,11 +30,29 @@ def test_identity_keeps_the_role_and_never_falls_back_to_the_common_name() -> No
 
 def test_pki_layout_and_contexts(tmp_path: Path) -> None:
     d = pki.init(tmp_path)
-    for name in ("ca", "kme-a", "kme-b", "sae-a", "sae-b"):
+    for name in ("kme-a", "kme-b", "sae-a", "sae-b"):
         assert (d / f"{name}.pem").exists() and (d / f"{name}.key").exists()
+    assert (d / "ca.pem").exists()
     assert (d / "sae-a.key").stat().st_mode & 0o077 == 0
     ctx = tls.server_context(d / "kme-a.pem", d / "kme-a.key", d / "ca.pem")
     assert ctx.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_the_ca_private_key_is_never_beside_the_services_files(tmp_path: Path) -> None:
+    """Issue 14: `ca.key` sat in the directory the KMEs and gateways read their files
+    from, so anyone who could read a service's key could mint certificates."""
+    d = pki.init(tmp_path / "pair")
+    assert not list(d.glob("ca*.key")) and not list(tmp_path.rglob("ca.key"))  # not kept
+    kept = pki.init(tmp_path / "pair2", ca_dir=tmp_path / "ca-private")
+    assert not (kept / "ca.key").exists()
+    assert (tmp_path / "ca-private").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "ca-private" / "ca.key").stat().st_mode & 0o077 == 0
+    ca = pki.CertificateAuthority.load(tmp_path / "ca-private")  # and it can issue more
+    ident = ca.issue(kept, "sae-c", "SAE-C", "urn:qkdmeet:sae:SAE-C", server=False)
+    ctx = tls.client_context(ident.cert, ident.key, kept / "ca.pem")
+    assert ctx.verify_mode == ssl.CERT_REQUIRED
+    with pytest.raises(ValueError, match="directory of its own"):
+        pki.init(tmp_path / "pair3", ca_dir=tmp_path / "pair3")
 
 
 def test_config_roundtrip_and_errors(tmp_path: Path) -> None:

@@ -133,8 +133,10 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _pki_init(args: argparse.Namespace) -> int:
-    out = pki.init(args.dir)
-    print(f"PKI written to {out}", file=sys.stderr)
+    out = pki.init(args.dir, ca_dir=args.ca_dir)
+    kept = f"; the CA's private key in {args.ca_dir}" if args.ca_dir else (
+        "; the CA's private key was not kept (give --ca-dir to issue more later)")
+    print(f"PKI written to {out}{kept}", file=sys.stderr)
     return 0
 
 
@@ -177,4 +179,6 @@ def register(subparsers: Any) -> None:
     psub = p.add_subparsers(dest="pki_command", required=True)
     init = psub.add_parser("init", help="CA, KME and SAE certificates for sites a and b")
     init.add_argument("dir")
+    init.add_argument("--ca-dir", help="a directory of its own for the CA's private key "
+                      "(default: the key is not kept)")
     init.set_defaults(func=_pki_init)

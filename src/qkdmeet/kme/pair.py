@@ -41,6 +41,8 @@ class PairFiles:
     directory: Path
     configs: dict[str, Path]
     ports: dict[str, int]
+    #: where the CA's private key was kept (None: not kept), never ``directory``
+    ca_dir: Path | None = None
 
 
 def write_pair(
@@ -49,17 +51,19 @@ def write_pair(
     *,
     link_bits_per_second: float | None = None,
     qkd: dict[str, Any] | None = None,
+    ca_dir: str | Path | None = None,
     **limits: Any,
 ) -> PairFiles:
     """PKI and both configs; with ``link_bits_per_second`` a shared ``[link]`` table
     (seeded simulated link) so that two ``qkdmeet kme serve`` processes are fed.
 
     ``qkd`` holds :class:`~qkdmeet.kme.config.QkdFeed` fields both ends share
-    (``port`` picks the link's port); ``limits`` are further
+    (``port`` picks the link's port); ``ca_dir`` keeps the CA's private key in a
+    directory of its own (default: not kept); ``limits`` are further
     :class:`~qkdmeet.kme.config.KmeConfig` fields (``max_key_per_request=64``).
     """
     d = Path(directory)
-    pki.init(d)
+    pki.init(d, ca_dir=ca_dir)
     ports = ports or {s: free_port() for s in pki.SITES}
     link = None
     if link_bits_per_second is not None:
@@ -96,7 +100,7 @@ def write_pair(
             **limits,
         )
         configs[site] = kconfig.write(cfg, d / f"kme-{site}.toml")
-    return PairFiles(d, configs, ports)
+    return PairFiles(d, configs, ports, None if ca_dir is None else Path(ca_dir))
 
 
 class KmePair:

@@ -1,9 +1,14 @@
 """A throwaway PKI for a two-site deployment: ``qkdmeet pki init DIR``.
 
-Layout (PEM): ``ca.pem``/``ca.key``; for each site ``kme-<site>.pem``/``.key``
+Layout (PEM): ``ca.pem``; for each site ``kme-<site>.pem``/``.key``
 (server and client auth, SAN DNS ``localhost`` and IP 127.0.0.1, URI
 ``urn:qkdmeet:kme:<KME ID>``) and ``sae-<site>.pem``/``.key`` (client auth, URI
 ``urn:qkdmeet:sae:<SAE ID>``).
+
+The CA's private key is never left beside the services' files (issue 14): it
+is written only to a directory of its own that the caller names (``ca_dir``,
+mode 0700; ``qkdmeet pki init DIR --ca-dir CADIR``), to issue more
+certificates later, and otherwise forgotten once the certificates are issued.
 """
 
 from __future__ import annotations
@@ -51,9 +56,10 @@ class CertificateAuthority:
     """An EC P-256 CA that issues KME and SAE certificates."""
 
     @classmethod
-    def load(cls, directory: str | Path) -> CertificateAuthority:
-        """The CA written by :meth:`write` to ``directory`` (``ca.pem``, ``ca.key``)."""
-        d = Path(directory)
+    def load(cls, ca_dir: str | Path) -> CertificateAuthority:
+        """The CA whose private key :meth:`write` kept in ``ca_dir`` (``ca.pem``,
+        ``ca.key``)."""
+        d = Path(ca_dir)
         ca = cls.__new__(cls)
         key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -82,9 +88,18 @@ class CertificateAuthority:
             .sign(self.key, hashes.SHA256())
         )
 
-    def write(self, directory: Path) -> Path:
-        (directory / "ca.pem").write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(directory / "ca.key", self.key)
+    def write(self, directory: Path, ca_dir: Path | None = None) -> Path:
+        """``ca.pem`` into ``directory``; the private key only into ``ca_dir``
+        (created 0700, with its own ``ca.pem``), never into ``directory``."""
+        pem = self.cert.public_bytes(serialization.Encoding.PEM)
+        (directory / "ca.pem").write_bytes(pem)
+        if ca_dir is not None:
+            if ca_dir.resolve() == directory.resolve():
+                raise ValueError("the CA's private key goes to a directory of its own")
+            ca_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            ca_dir.chmod(0o700)
+            (ca_dir / "ca.pem").write_bytes(pem)
+            _write_key(ca_dir / "ca.key", self.key)
         return directory / "ca.pem"
 
     def issue(
@@ -139,16 +154,18 @@ def init(
     sites: tuple[str, ...] = SITES,
     *,
     hosts: Mapping[str, Sequence[str]] | None = None,
+    ca_dir: str | Path | None = None,
 ) -> Path:
     """Create the CA and, per site, a KME and an SAE identity; returns the directory.
 
     ``hosts`` adds addresses or names to a site's KME certificate (e.g. the
     address its peer KME and its SAEs reach it at, when not on loopback).
+    The CA's private key is kept in ``ca_dir`` (not ``directory``), or nowhere.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     ca = CertificateAuthority()
-    ca.write(out)
+    ca.write(out, None if ca_dir is None else Path(ca_dir))
     for site in sites:
         ca.issue(
             out,
