@@ -106,3 +106,17 @@ def test_the_store_reconnects_between_transactions_after_many_blobs(
     with pytest.raises(StoreError, match="already spent"):
         st.take_for_master(res(64, 1))
     st.close()
+
+
+def test_allocate_and_hold_is_one_transaction(tmp_path: Path) -> None:
+    """The authority's answer to ``reserve``: the cursor advances only with the keys held."""
+    st = KeyStore(tmp_path / "k.db")
+    st.add_block(0, os.urandom(96))
+    ids = tuple(uuid.uuid4() for _ in range(2))
+    res = st.allocate_and_hold(32, ids, "M", "S")
+    assert (res.start, res.stop, st.cursor, st.held_count("M", "S")) == (0, 64, 64, 2)
+    with pytest.raises(StoreError, match="not enough key"):
+        st.allocate_and_hold(32, tuple(uuid.uuid4() for _ in range(2)), "M", "S")
+    assert st.cursor == 64 and st.held_count("M", "S") == 2  # nothing of the refused one
+    assert [k.key_id for k in st.deliver_to_slave("M", "S", list(ids))] == list(ids)
+    st.close()

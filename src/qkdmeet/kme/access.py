@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import ssl
+import weakref
 from collections import Counter
 
 from aiohttp import web
@@ -61,6 +62,9 @@ class AccessGate:
         self.metrics = metrics
         self.audit = audit
         self.in_flight = 0  # requests inside :meth:`authenticate` now
+        #: each open connection's caller (see :meth:`_identity`)
+        self._peers: weakref.WeakKeyDictionary[ssl.SSLObject, tls.Peer | None] = (
+            weakref.WeakKeyDictionary())
 
     @web.middleware
     async def authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -80,7 +84,7 @@ class AccessGate:
         ssl_obj: ssl.SSLObject | None = (
             transport.get_extra_info("ssl_object") if transport is not None else None
         )
-        peer = tls.identity(ssl_obj.getpeercert() if ssl_obj else None)
+        peer = self._identity(ssl_obj)
         if peer is None:
             self.metrics["unauthorized"] += 1
             refused = web.Response(status=401)
@@ -107,6 +111,17 @@ class AccessGate:
             response = error(exc.status, exc.message, exc.details)
         self.record(request, response)
         return response
+
+    def _identity(self, ssl_obj: ssl.SSLObject | None) -> tls.Peer | None:
+        """The caller of a TLS connection, read from its certificate once per connection
+        (the certificate cannot change on a connection; this KME never renegotiates)."""
+        if ssl_obj is None:
+            return None
+        try:
+            return self._peers[ssl_obj]
+        except KeyError:
+            peer = self._peers[ssl_obj] = tls.identity(ssl_obj.getpeercert())
+            return peer
 
     def record(self, request: web.Request, response: web.StreamResponse) -> None:
         """One audit line per key request (ETSI or peer) and per refusal."""

@@ -150,9 +150,8 @@ class Coordinator:
         """Authority side of ``reserve``: allocate and hold the keys for the local slave."""
         if not self.authority:
             raise PeerError("this KME is not the allocation authority")
-        res = self.allocate(master, slave, number, size_bytes)
-        self.store.hold_for_slave(res)
-        return res
+        ids = tuple(uuid.uuid4() for _ in range(number))
+        return self.store.allocate_and_hold(size_bytes, ids, master, slave)
 
     async def on_hold(self, res: Reservation) -> None:
         """Store the keys for the local slave; concurrent holds share one commit.

@@ -292,11 +292,23 @@ class KeyStore:
     def allocate(self, nbytes: int) -> int:
         """Authority only: reserve the next ``nbytes`` of stream; returns the start."""
         with self._transaction():
-            start = max(self.cursor, self._meta("spent_prefix"))
-            if start + nbytes > self.stream_end:
-                raise StoreError("not enough key in stock")
-            self._set_meta("cursor", start + nbytes)
+            return self._allocate(nbytes)
+
+    def _allocate(self, nbytes: int) -> int:
+        start = max(self.cursor, self._meta("spent_prefix"))
+        if start + nbytes > self.stream_end:
+            raise StoreError("not enough key in stock")
+        self._set_meta("cursor", start + nbytes)
         return start
+
+    def allocate_and_hold(self, size: int, key_ids: tuple[uuid.UUID, ...], master: str,
+                          slave: str) -> Reservation:
+        """Authority only: :meth:`allocate` and :meth:`hold_for_slave` in one
+        transaction (the cursor never advances without the keys being held)."""
+        with self._transaction():
+            res = Reservation(self._allocate(size * len(key_ids)), size, key_ids, master, slave)
+            self._hold(res)
+        return res
 
     def take_for_master(self, res: Reservation) -> list[Key]:
         """Spend the range and return its keys (the master's KME; nothing is kept)."""
@@ -314,17 +326,19 @@ class KeyStore:
         """
         with self._transaction():
             for res in reservations:
-                data = self._read(res.start, res.stop)
-                self._spend(res.start, res.stop)
-                now = time.time()
-                self._db.executemany(
-                    "INSERT INTO keys VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (kid.bytes, res.master, res.slave,
-                         data[i * res.size : (i + 1) * res.size], now)
-                        for i, kid in enumerate(res.key_ids)
-                    ],
-                )
+                self._hold(res)
+
+    def _hold(self, res: Reservation) -> None:
+        data = self._read(res.start, res.stop)
+        self._spend(res.start, res.stop)
+        now = time.time()
+        self._db.executemany(
+            "INSERT INTO keys VALUES (?, ?, ?, ?, ?)",
+            [
+                (kid.bytes, res.master, res.slave, data[i * res.size : (i + 1) * res.size], now)
+                for i, kid in enumerate(res.key_ids)
+            ],
+        )
 
     def deliver_to_slave(self, master: str, slave: str, key_ids: Sequence[uuid.UUID]) -> list[Key]:
         """Return and erase the keys; :class:`KeyError` (nothing erased) if any is missing."""
