@@ -10,12 +10,11 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 
+from qkdmeet.conference.aiortc_hooks import MAX_HOLE_S, LowLatencyJitterBuffer
 from qkdmeet.conference.forwarding import (
-    MAX_HOLE_S,
     VIDEO_QUEUE_FRAMES,
     Forwarder,
     ForwardingError,
-    LowLatencyJitterBuffer,
     PackOnlyEncoder,
     is_vp8_keyframe,
 )

@@ -48,6 +48,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.mediastreams import MediaStreamError
 from av import AudioResampler, CodecContext, VideoFrame
 
+from qkdmeet.conference import aiortc_hooks as hooks
 from qkdmeet.conference.access import parse_invite
 from qkdmeet.conference.forwarding import PackOnlyEncoder, tap_receiver
 from qkdmeet.conference.media import (
@@ -111,7 +112,7 @@ class CappedVp8Encoder(Vp8Encoder):
     @property  # type: ignore[override]
     def target_bitrate(self) -> int:
         target = max(MIN_BITRATE, min(self._estimate, self.cap))
-        self._Vp8Encoder__target_bitrate = target  # used for the encoder's buffer size
+        hooks.set_vp8_buffer_bitrate(self, target)  # used for the encoder's buffer size
         return target
 
     @target_bitrate.setter
@@ -660,7 +661,7 @@ class ConferenceBot:
                 self._install_packer(transceiver.sender, kind, track)
             elif isinstance(track, ReplayAudioTrack):
                 packer = self.packers["audio"] = PackOnlyEncoder("audio")
-                transceiver.sender._RTCRtpSender__encoder = packer  # type: ignore[attr-defined]
+                hooks.set_encoder(transceiver.sender, packer)
                 _send_audio_level(transceiver.sender, track)
             else:
                 self._install_encoder(transceiver.sender, kind)
@@ -682,13 +683,13 @@ class ConferenceBot:
             self.video_encoders[kind] = encoder
         else:
             encoder = self.audio_encoder = CappedOpusEncoder(self.bitrates["audio"])
-        sender._RTCRtpSender__encoder = encoder  # type: ignore[attr-defined]
+        hooks.set_encoder(sender, encoder)
 
     def _install_packer(self, sender: RTCRtpSender, kind: str, track: ReplayVideoTrack) -> None:
         """The sender only packetises the replayed VP8 frames; PLI/FIR go to the track."""
         packer = self.packers[kind] = PackOnlyEncoder("video")
-        sender._RTCRtpSender__encoder = packer  # type: ignore[attr-defined]
-        sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
+        hooks.set_encoder(sender, packer)
+        hooks.on_keyframe_request(sender, track.request_keyframe)
 
     def _follow_pauses(self) -> None:
         """Pause (or resume) each live video track whose cap is 0, and the live
@@ -867,15 +868,13 @@ def _set_receive_buffer(pc: RTCPeerConnection, size: int) -> int:
 def _send_audio_level(sender: RTCRtpSender, track: ReplayAudioTrack) -> None:
     """Put the replayed tone's audio level in each packet's RFC 6464 header
     extension, as a browser does (aiortc computes it only for frames it encodes)."""
-    next_frame = sender._next_encoded_frame
 
-    async def next_encoded_frame(codec: Any) -> Any:
-        frame = await next_frame(codec)
-        if frame is not None and frame.audio_level is None:
+    def with_level(frame: Any) -> Any:
+        if frame.audio_level is None:
             frame.audio_level = track.level
         return frame
 
-    sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]
+    hooks.wrap_next_encoded_frame(sender, with_level)
 
 
 def _guess_type(path: Path) -> str:

@@ -26,7 +26,7 @@ Loss recovery and keyframes work per leg:
   buffer gives up on a frame, a PLI to the publisher;
 - server -> subscriber: aiortc's sender keeps its RTP history and answers the
   subscriber's NACKs with retransmissions (RTX when negotiated);
-- a subscriber's PLI/FIR reaches the server sender's ``_send_keyframe``, which
+- a subscriber's PLI/FIR reaches the server sender's keyframe hook, which
   :func:`install_packer` routes to :meth:`Forwarder.request_keyframe`: an RTCP
   PLI to the publisher (at most one per :data:`PLI_MIN_INTERVAL`);
 - a new subscriber (its first ``recv()``), or one whose queue overflowed,
@@ -42,6 +42,10 @@ keyframe rather than slowing the others. The bitrate is therefore controlled
 at the sender (the server's ``bitrate`` message, see ``room.py``), not per
 receiver. Only VP8 video and Opus audio are forwarded (the server pins VP8 in
 every negotiation). REMB from the subscriber legs is not propagated upstream.
+
+The aiortc internals this needs (the receiver's decoder queue and jitter
+buffer, the sender's encoder and keyframe request) are reached only through
+:mod:`qkdmeet.conference.aiortc_hooks`.
 """
 
 from __future__ import annotations
@@ -58,10 +62,10 @@ from typing import Any
 import av
 from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs.base import Encoder
-from aiortc.codecs.vpx import Vp8Encoder
-from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
 
+from qkdmeet.conference import aiortc_hooks as hooks
+from qkdmeet.conference.aiortc_hooks import LowLatencyJitterBuffer
 from qkdmeet.errors import ConferenceError
 
 logger = logging.getLogger(__name__)
@@ -73,11 +77,6 @@ VIDEO_QUEUE_FRAMES = 30
 AUDIO_QUEUE_FRAMES = 25
 #: The fewest seconds between two PLIs sent to one publisher.
 PLI_MIN_INTERVAL = 0.3
-#: Seconds a hole (a lost packet, NACKed) may hold up the video behind it before
-#: the jitter buffer gives up on it and skips to the next frame: aiortc's own
-#: buffer waits until 512 packets pile up behind the hole (6 s of 800 kb/s video),
-#: which a retransmission lost for good (past the sender's RTP history) costs.
-MAX_HOLE_S = 0.5
 
 #: Called with (payload bytes, media timestamp) of each complete encoded frame.
 FrameCallback = Callable[[bytes, int], None]
@@ -90,92 +89,6 @@ class ForwardingError(ConferenceError, RuntimeError):
 def is_vp8_keyframe(data: bytes) -> bool:
     """True if a VP8 frame is a key frame (RFC 6386 9.1: P bit clear, start code)."""
     return len(data) >= 10 and not data[0] & 1 and data[3:6] == b"\x9d\x01\x2a"
-
-
-class LowLatencyJitterBuffer(JitterBuffer):
-    """aiortc's jitter buffer, but a frame leaves as soon as it is complete.
-
-    aiortc emits a frame only when the first packet of the *next* frame arrives,
-    which costs one frame interval (67 ms at 15 fps) per hop. Here a video frame
-    is complete at its RTP marker bit (set on the last packet of a frame by
-    aiortc and browsers) and an audio packet is a frame by itself.
-
-    Loss: a hole stops the frames behind it until a retransmission fills it, for
-    at most :data:`MAX_HOLE_S`; then the buffer drops what it holds up to the
-    next VP8 frame start, counts a skip, asks for a keyframe (the receiver sends
-    the PLI) and calls ``on_skip`` (a forwarder then makes its subscribers wait
-    for that keyframe: the frames after a gap do not decode).
-    """
-
-    def __init__(
-        self,
-        capacity: int,
-        prefetch: int = 0,
-        is_video: bool = False,
-        on_skip: Callable[[], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(capacity, prefetch, is_video)
-        self.skips = 0
-        self._on_skip = on_skip
-        self._clock = clock
-        self._hole_since: float | None = None
-        self._skipped = False
-
-    def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
-        pli, frame = super().add(packet)
-        if self._skipped:
-            self._skipped = False
-            pli = pli or self._is_video
-        return pli, frame
-
-    def _skip_hole(self) -> bool:
-        """Drop the packets from the hole at the origin up to the next frame start
-        (VP8 payload descriptor: S bit set, partition 0); False when none is here yet."""
-        assert self._origin is not None
-        for count in range(1, self.capacity):
-            packet = self._packets[(self._origin + count) % self.capacity]
-            if packet is not None and _starts_vp8_frame(packet.payload):
-                self.remove(count)
-                self.skips += 1
-                self._skipped = True
-                self._hole_since = None
-                if self._on_skip is not None:
-                    self._on_skip()
-                return True
-        return False
-
-    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
-        assert self._origin is not None
-        if self._is_video and self._packets[self._origin % self.capacity] is None:
-            now = self._clock()
-            if self._hole_since is None:
-                self._hole_since = now
-            elif now - self._hole_since >= MAX_HOLE_S:
-                self._skip_hole()
-        packets: list[Any] = []
-        timestamp = None
-        for count in range(self.capacity):
-            packet = self._packets[(self._origin + count) % self.capacity]
-            if packet is None:
-                return None
-            if timestamp is None:
-                timestamp = packet.timestamp
-            elif packet.timestamp != timestamp:
-                break  # the next frame began: this one is complete
-            packets.append(packet)
-            if packet.marker or not self._is_video:
-                break
-        else:
-            return None
-        self.remove(len(packets))
-        self._hole_since = None
-        return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
-
-
-def _starts_vp8_frame(payload: bytes) -> bool:
-    """RFC 7741 4.2: the first packet of a VP8 frame has S set and partition index 0."""
-    return bool(payload) and payload[0] & 0x17 == 0x10
 
 
 class _TapQueue(queue.Queue[Any]):
@@ -213,16 +126,16 @@ def tap_receiver(
     Must be called before the receiver starts (after ``setRemoteDescription``,
     before the connection is established).
     """
-    if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is not None:
-        raise ForwardingError("cannot tap a receiver whose decoder already runs")
-    if not hasattr(receiver, "_RTCRtpReceiver__decoder_queue"):
-        raise ForwardingError("unsupported aiortc version: receiver has no decoder queue")
-    receiver._RTCRtpReceiver__decoder_queue = _TapQueue(callback, passthrough)  # type: ignore[attr-defined]
-    receiver._RTCRtpReceiver__jitter_buffer = LowLatencyJitterBuffer(  # type: ignore[attr-defined]
-        capacity=512 if receiver._RTCRtpReceiver__kind == "video" else 16,  # type: ignore[attr-defined]
-        is_video=receiver._RTCRtpReceiver__kind == "video",  # type: ignore[attr-defined]
-        on_skip=on_skip,
-    )
+
+    def buffer(kind: str) -> LowLatencyJitterBuffer:
+        video = kind == "video"
+        return LowLatencyJitterBuffer(capacity=512 if video else 16, is_video=video,
+                                      on_skip=on_skip)
+
+    try:
+        hooks.tap_decoder_queue(receiver, _TapQueue(callback, passthrough), buffer)
+    except ValueError as exc:
+        raise ForwardingError(str(exc)) from exc
 
 
 class PackOnlyEncoder(Encoder):
@@ -243,7 +156,7 @@ class PackOnlyEncoder(Encoder):
         self.packed_frames += 1
         data = bytes(packet)
         if self.kind == "video":
-            payloads = Vp8Encoder._packetize(data, self._picture_id)
+            payloads = hooks.vp8_packetize(data, self._picture_id)
             self._picture_id = (self._picture_id + 1) % (1 << 15)
         else:
             payloads = [data]
@@ -254,8 +167,8 @@ class PackOnlyEncoder(Encoder):
 def install_packer(sender: RTCRtpSender, forwarder: Forwarder) -> PackOnlyEncoder:
     """Make ``sender`` forward pre-encoded frames and route its PLI/FIR upstream."""
     packer = PackOnlyEncoder(sender.kind)
-    sender._RTCRtpSender__encoder = packer  # type: ignore[attr-defined]
-    sender._send_keyframe = forwarder.request_keyframe  # type: ignore[method-assign]
+    hooks.set_encoder(sender, packer)
+    hooks.on_keyframe_request(sender, forwarder.request_keyframe)
     return packer
 
 
@@ -423,7 +336,7 @@ class Forwarder:
         self._last_pli = now
         self.keyframe_requests += 1
         ssrc = max(sources, key=lambda s: s.timestamp).source
-        task = asyncio.ensure_future(self._receiver._send_rtcp_pli(ssrc))
+        task = asyncio.ensure_future(hooks.send_pli(self._receiver, ssrc))
         self._pli_tasks.add(task)
         task.add_done_callback(self._pli_tasks.discard)
 

@@ -55,6 +55,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from qkdmeet.conference import aiortc_hooks as hooks
 from qkdmeet.conference import validation
 from qkdmeet.conference.access import (
     AccessError,
@@ -128,7 +129,8 @@ def rtc_configuration() -> RTCConfiguration:
 def pin_codecs(transceiver: Any) -> None:
     """Keep only VP8 (and its RTX) for video, Opus for audio, on a negotiated transceiver."""
     wanted = VIDEO_CODEC if transceiver.kind == "video" else AUDIO_CODEC
-    main = [c for c in transceiver._codecs if c.mimeType.lower() == wanted.lower()]
+    negotiated = hooks.codecs(transceiver)
+    main = [c for c in negotiated if c.mimeType.lower() == wanted.lower()]
     if not main:
         raise SignallingError(
             f"publish: {transceiver.kind} must be {wanted.split('/')[1]}", "bad_sdp"
@@ -136,10 +138,10 @@ def pin_codecs(transceiver: Any) -> None:
     pts = {c.payloadType for c in main}
     rtx = [
         c
-        for c in transceiver._codecs
+        for c in negotiated
         if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") in pts
     ]
-    transceiver._codecs = main + rtx
+    hooks.set_codecs(transceiver, main + rtx)
 
 
 def codec_preferences(kind: str) -> list[Any]:

@@ -37,6 +37,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from qkdmeet.conference import aiortc_hooks as hooks
+
 logger = logging.getLogger(__name__)
 
 #: -dBov at and below which a packet counts as silence (RFC 6464's 127 is digital
@@ -148,15 +150,13 @@ def tap_audio_level(receiver: Any, callback: LevelCallback) -> None:
     The receiver's packet handler is replaced on the instance by a plain function
     that returns the original coroutine: no extra coroutine per packet.
     """
-    handle = receiver._handle_rtp_packet
 
-    def handle_rtp_packet(packet: Any, arrival_time_ms: int) -> Any:
+    def read_level(packet: Any) -> None:
         level = packet.extensions.audio_level
         if level is not None:
             try:
                 callback(bool(level[0]), int(level[1]))
             except Exception:  # the media path goes on whatever the detector does
                 logger.exception("audio level callback failed")
-        return handle(packet, arrival_time_ms=arrival_time_ms)
 
-    receiver._handle_rtp_packet = handle_rtp_packet
+    hooks.wrap_rtp_handler(receiver, read_level)
