@@ -39,3 +39,27 @@ def test_self_signed_certificate_is_created_once(tmp_path: Path) -> None:
     assert key.stat().st_mode & 0o077 == 0
     assert ServerConfig(state_dir=tmp_path).ssl_context() is not None
     assert ServerConfig(state_dir=tmp_path, tls=False).ssl_context() is None
+
+
+def test_the_config_writes_what_it_reads(tmp_path: Path) -> None:
+    """One model writes and reads the file (issue 16): every field survives the round trip."""
+    from qkdmeet.conference.config import RoomSpec
+
+    full = ServerConfig(
+        host="10.0.0.1", port=9443, state_dir=tmp_path / "state", cert=tmp_path / "c.pem",
+        key=tmp_path / "c.key", tls=True, max_participants=12, upload_dir=tmp_path / "up",
+        max_upload_bytes=1234, web_dir=tmp_path / "web", max_documents=7, max_room_bytes=99,
+        retention_s=60.0, admin_socket=tmp_path / "a.sock", max_failed_joins=3,
+        allowed_origins=["https://x.example"], public_url="https://conf.example:9443",
+        rooms=[RoomSpec("ward", expires_in_s=10.0, max_documents=2), RoomSpec("board")],
+    )
+    for cfg in (full, ServerConfig(state_dir=tmp_path / "s2", tls=False)):
+        assert ServerConfig.load(cfg.write(tmp_path / "conference.toml")) == cfg
+
+
+def test_the_demo_server_config_loads(tmp_path: Path) -> None:
+    from qkdmeet.demo import media
+
+    cfg = media.server_config("10.1.0.2", 8443, tmp_path)
+    back = ServerConfig.load(cfg.write(tmp_path / "conference.toml"))
+    assert back == cfg and back.admin_path == media.admin_socket(tmp_path) and back.tls

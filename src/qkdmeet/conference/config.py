@@ -49,6 +49,7 @@ certificate the server creates a self-signed one on first run in
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import socket
@@ -58,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -209,6 +211,43 @@ class ServerConfig:
             return cls(**kwargs)
         except TypeError as exc:
             raise ConfigError(str(exc)) from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        """The TOML tables :meth:`from_dict` reads (the one place both directions of
+        the format meet: a field added here is added to both)."""
+        def put(table: dict[str, Any], key: str, value: Any) -> None:
+            if value is not None:
+                table[key] = str(value) if isinstance(value, Path) else value
+
+        out: dict[str, Any] = {}
+        for key in ("host", "port", "state_dir", "cert", "key", "tls", "public_url"):
+            put(out, key, getattr(self, key))
+        if self.web_dir != ServerConfig.web_dir:
+            put(out, "web_dir", self.web_dir)
+        rooms: dict[str, Any] = {}
+        for key, value in (("max_participants", self.max_participants),
+                           ("max_documents", self.max_documents),
+                           ("max_bytes", self.max_room_bytes),
+                           ("retention_s", self.retention_s)):
+            put(rooms, key, value)
+        out["rooms"] = rooms
+        uploads: dict[str, Any] = {"max_bytes": self.max_upload_bytes}
+        put(uploads, "dir", self.upload_dir)
+        out["uploads"] = uploads
+        if self.admin_socket is not None:
+            out["admin"] = {"socket": str(self.admin_socket)}
+        out["security"] = {"max_failed_joins_per_minute": self.max_failed_joins,
+                           "allowed_origins": list(self.allowed_origins)}
+        if self.rooms:
+            out["room"] = [{k: v for k, v in dataclasses.asdict(r).items() if v is not None}
+                           for r in self.rooms]
+        return out
+
+    def write(self, path: str | Path) -> Path:
+        """This configuration as the TOML file ``path`` (read back by :meth:`load`)."""
+        out = Path(path)
+        out.write_text(tomli_w.dumps(self.to_dict()))
+        return out
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context to serve with (None when tls is off)."""

@@ -24,9 +24,12 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qkdmeet.demo.processes import qkdmeet_argv
+
+if TYPE_CHECKING:
+    from qkdmeet.conference.config import ServerConfig
 
 #: Payload rates of the field test per direction (bit/s): its key rates, which a
 #: one-time pad spends at about one key bit per payload bit.
@@ -47,14 +50,13 @@ def conference_available() -> bool:
     return '"serve"' in text and '"bot"' in text
 
 
-def server_config_text(host: str, port: int, state_dir: Path) -> str:
+def server_config(host: str, port: int, state_dir: Path) -> ServerConfig:
     """The server's configuration: no room in it; the demo creates its room over the
     admin socket (:func:`create_room`), so the invite is never written to a log."""
-    return (
-        f'host = "{host}"\nport = {port}\nstate_dir = "{state_dir}"\ntls = true\n'
-        "[rooms]\nmax_participants = 16\n"
-        f'[admin]\nsocket = "{admin_socket(state_dir)}"\n'
-    )
+    from qkdmeet.conference.config import ServerConfig
+
+    return ServerConfig(host=host, port=port, state_dir=state_dir, tls=True,
+                        max_participants=16, admin_socket=admin_socket(state_dir))
 
 
 def admin_socket(state_dir: Path) -> Path:

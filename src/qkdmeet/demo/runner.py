@@ -289,7 +289,7 @@ class DemoRunner:
         if media.conference_available():
             state = self.topology.run_dir / "conference"
             cfg = self.topology.run_dir / "conference.toml"
-            cfg.write_text(media.server_config_text(a.host_ip, 8443, state))
+            media.server_config(a.host_ip, 8443, state).write(cfg)
             server = self.procs.spawn("conference-server", a.lan_ns, media.server_argv(cfg))
             self.conference_url = f"https://{a.host_ip}:8443"
             self.procs.wait_ready(server, lambda: b'"url"' in server.log_path.read_bytes(),
