@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from qkdmeet.conference.admin import AdminError, admin_request
 from qkdmeet.conference.bot import BotError, BotOptions, ConferenceBot
 from qkdmeet.conference.config import DEFAULT_PORT, ConfigError, RoomSpec, ServerConfig
 from qkdmeet.conference.server import ConferenceServer
+from qkdmeet.signals import wait_for_stop_signal
 
 
 def register(subparsers: Any) -> None:
@@ -139,13 +138,8 @@ async def _serve(args: argparse.Namespace) -> int:
         "rooms": server.invites,
     }
     print(json.dumps(line), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await wait_for_stop_signal()
     finally:
         await server.stop()
     return 0
